@@ -1,0 +1,3 @@
+//! Addresses: parsing header address lists and single addresses.
+
+pub mod parse;

@@ -1,0 +1,288 @@
+//! The `postern` admin command line: `postern [-C FILE] [-v] COMMAND …`.
+//!
+//! Pure parsing, no I/O (it runs before the privilege drop).
+
+use crate::error::{Error, Kind, Result};
+use std::path::PathBuf;
+
+/// Which messages a queue command acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One queue id.
+    Id(String),
+    /// Every message.
+    All,
+    /// Every message with a deferred recipient.
+    Deferred,
+}
+
+/// An admin command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the queue runner in the foreground (systemd).
+    Daemon,
+    /// Deliver what is in the queue once, in this process, then exit.
+    QueueRun,
+    /// List the queue.
+    QueueList {
+        /// One JSON object per line.
+        json: bool,
+    },
+    /// Show one message.
+    QueueShow {
+        /// Queue id.
+        id: String,
+        /// JSON output.
+        json: bool,
+        /// Include the body (root only).
+        body: bool,
+    },
+    /// Delete messages.
+    QueueDelete(Target),
+    /// Put a message on hold.
+    QueueHold(String),
+    /// Release a held message.
+    QueueRelease(String),
+    /// Retry now.
+    QueueRetry(Target),
+    /// Return to sender now.
+    QueueBounce(String),
+    /// Deliver everything deferred now (`sendmail -q`).
+    Flush,
+    /// Probe every relay.
+    Check,
+    /// Metrics.
+    Stats {
+        /// Prometheus text format.
+        prometheus: bool,
+        /// JSON.
+        json: bool,
+    },
+    /// Health summary.
+    Status {
+        /// JSON.
+        json: bool,
+    },
+    /// Behave as sendmail with these arguments.
+    Sendmail(Vec<String>),
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Parsed `postern` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosternArgs {
+    /// `-C FILE`.
+    pub config: Option<PathBuf>,
+    /// `-v`.
+    pub verbose: bool,
+    /// The command.
+    pub command: Command,
+}
+
+/// Usage text of `postern --help`.
+pub const USAGE: &str = "\
+usage: postern [-C FILE] [-v] COMMAND [ARGS]
+
+Postern is a sendmail-compatible mail relay: it queues mail from local programs
+and delivers it through an authenticated smart host.
+
+Commands:
+  daemon                  run the queue runner in the foreground (systemd runs this)
+  flush                   deliver everything deferred now (same as sendmail -q)
+  check                   connect to each relay: TLS, certificate, AUTH, size limit
+  status [--json]         daemon, last delivery, relays, oldest deferred; exit 1 when mail is stuck
+  stats [--prometheus|--json]
+                          accepted/sent/deferred/bounced, delays, per-relay results
+  queue list [--json]     list queued messages (also: mailq, sendmail -bp)
+  queue show ID [--json] [--body]
+  queue delete ID|ALL|--deferred
+  queue hold ID           keep a message from being delivered
+  queue release ID        release a held message
+  queue retry ID|ALL      deliver now
+  queue bounce ID         return a message to its sender now
+  queue run               deliver what is queued in this process, then exit
+  sendmail ARGS           behave as sendmail(8)
+
+Options:
+  -C FILE                 configuration file (ignored by the installed setgid binary)
+  -v                      verbose: show routing and the SMTP dialogue (secrets redacted)
+  --help, --version
+
+Configuration: /etc/postern/postern.toml; see postern.toml(5), postern(8), sendmail(8).
+";
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::new(Kind::Usage, msg)
+}
+
+fn target(v: Option<&String>, allow_deferred: bool) -> Result<Target> {
+    match v.map(String::as_str) {
+        Some("ALL") | Some("all") => Ok(Target::All),
+        Some("--deferred") if allow_deferred => Ok(Target::Deferred),
+        Some(id) if crate::spool::is_valid_id(id) => Ok(Target::Id(id.to_string())),
+        Some(other) => Err(usage(format!("{other:?} is not a queue id"))),
+        None => Err(usage("a queue id (or ALL) is needed")),
+    }
+}
+
+fn one_id(v: Option<&String>) -> Result<String> {
+    match v {
+        Some(id) if crate::spool::is_valid_id(id) => Ok(id.clone()),
+        Some(other) => Err(usage(format!("{other:?} is not a queue id"))),
+        None => Err(usage("a queue id is needed")),
+    }
+}
+
+/// Parse `postern`'s arguments (without argv[0]).
+pub fn parse(args: &[String]) -> Result<PosternArgs> {
+    let mut config = None;
+    let mut verbose = false;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "-C" => {
+                config = Some(PathBuf::from(
+                    args.get(i + 1).ok_or_else(|| usage("-C needs a file"))?,
+                ));
+                i += 2;
+            }
+            s if s.starts_with("-C") && s.len() > 2 => {
+                config = Some(PathBuf::from(&s[2..]));
+                i += 1;
+            }
+            "-v" => {
+                verbose = true;
+                i += 1;
+            }
+            _ => break,
+        }
+    }
+    let rest = &args[i..];
+    let flag = |f: &str| rest.iter().skip(1).any(|a| a == f);
+    let positional: Vec<&String> = rest.iter().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let check_flags = |allowed: &[&str]| -> Result<()> {
+        for a in rest.iter().skip(1) {
+            if a.starts_with("--") && !allowed.contains(&a.as_str()) {
+                return Err(usage(format!("unknown option {a}")));
+            }
+        }
+        Ok(())
+    };
+    let command = match rest.first().map(String::as_str) {
+        None | Some("--help") | Some("-h") | Some("help") => Command::Help,
+        Some("--version") | Some("version") => Command::Version,
+        Some("daemon") => {
+            check_flags(&["--foreground"])?;
+            Command::Daemon
+        }
+        Some("flush") => {
+            check_flags(&[])?;
+            Command::Flush
+        }
+        Some("check") => {
+            check_flags(&[])?;
+            Command::Check
+        }
+        Some("status") => {
+            check_flags(&["--json"])?;
+            Command::Status { json: flag("--json") }
+        }
+        Some("stats") => {
+            check_flags(&["--prometheus", "--json"])?;
+            Command::Stats {
+                prometheus: flag("--prometheus"),
+                json: flag("--json"),
+            }
+        }
+        Some("sendmail") => Command::Sendmail(rest[1..].to_vec()),
+        Some("queue") => {
+            let sub = rest.get(1).map(String::as_str);
+            let args2: Vec<&String> = rest.iter().skip(2).collect();
+            let pos2: Vec<&String> = args2
+                .iter()
+                .copied()
+                .filter(|a| !a.starts_with("--") || *a == "--deferred")
+                .collect();
+            let has = |f: &str| args2.iter().any(|a| *a == f);
+            let only = |allowed: &[&str]| -> Result<()> {
+                for a in &args2 {
+                    if a.starts_with("--") && !allowed.contains(&a.as_str()) {
+                        return Err(usage(format!("unknown option {a}")));
+                    }
+                }
+                Ok(())
+            };
+            match sub {
+                Some("list") | None => {
+                    only(&["--json"])?;
+                    Command::QueueList { json: has("--json") }
+                }
+                Some("--json") => Command::QueueList { json: true },
+                Some("show") => {
+                    only(&["--json", "--body"])?;
+                    Command::QueueShow {
+                        id: one_id(pos2.first().copied())?,
+                        json: has("--json"),
+                        body: has("--body"),
+                    }
+                }
+                Some("delete") => {
+                    only(&["--deferred"])?;
+                    Command::QueueDelete(target(pos2.first().copied(), true)?)
+                }
+                Some("hold") => Command::QueueHold(one_id(pos2.first().copied())?),
+                Some("release") => Command::QueueRelease(one_id(pos2.first().copied())?),
+                Some("retry") => Command::QueueRetry(target(pos2.first().copied(), false)?),
+                Some("bounce") => Command::QueueBounce(one_id(pos2.first().copied())?),
+                Some("run") => {
+                    only(&["--once"])?;
+                    Command::QueueRun
+                }
+                Some(other) => return Err(usage(format!("unknown queue command {other:?}"))),
+            }
+        }
+        Some(other) => {
+            return Err(usage(format!(
+                "unknown command {other:?} (see postern --help)"
+            )));
+        }
+    };
+    let _ = positional;
+    Ok(PosternArgs {
+        config,
+        verbose,
+        command,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &[&str]) -> Result<PosternArgs> {
+        parse(&s.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(p(&["daemon"]).unwrap().command, Command::Daemon);
+        let a = p(&["-C", "/x.toml", "-v", "queue", "list", "--json"]).unwrap();
+        assert_eq!(a.config, Some(PathBuf::from("/x.toml")));
+        assert!(a.verbose);
+        assert_eq!(a.command, Command::QueueList { json: true });
+        assert_eq!(
+            p(&["queue", "delete", "--deferred"]).unwrap().command,
+            Command::QueueDelete(Target::Deferred)
+        );
+        assert_eq!(
+            p(&["queue", "retry", "ALL"]).unwrap().command,
+            Command::QueueRetry(Target::All)
+        );
+        assert!(p(&["queue", "show", "../../etc"]).is_err());
+        assert!(p(&["frobnicate"]).is_err());
+        assert!(p(&["stats", "--bogus"]).is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! Wall-clock time, RFC 5322 date formatting, and the test clock.
+//!
+//! Every "now" in Postern comes from [`now`]. An unprivileged process (tests,
+//! development) may set `POSTERN_NOW=<unix seconds>`: the clock then starts at
+//! that instant and advances with real elapsed time, so retry schedules and
+//! lifetimes can be tested without sleeping. The installed setgid binary never
+//! reads it (see [`init`]).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+static BASE: OnceLock<Option<(SystemTime, Instant)>> = OnceLock::new();
+
+/// Honour `POSTERN_NOW` when `allow_override` (an unprivileged process).
+pub fn init(allow_override: bool) {
+    let base = if allow_override {
+        std::env::var("POSTERN_NOW")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|secs| (UNIX_EPOCH + Duration::from_secs_f64(secs), Instant::now()))
+    } else {
+        None
+    };
+    let _ = BASE.set(base);
+}
+
+/// The current time.
+pub fn now() -> SystemTime {
+    match BASE.get() {
+        Some(Some((t, i))) => *t + i.elapsed(),
+        _ => SystemTime::now(),
+    }
+}
+
+/// Seconds since the epoch, as a float.
+pub fn unix_f64(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Whole seconds since the epoch.
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Microseconds since the epoch.
+pub fn unix_micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A SystemTime from float seconds.
+pub fn from_unix_f64(s: f64) -> SystemTime {
+    if s.is_finite() && s > 0.0 {
+        UNIX_EPOCH + Duration::from_secs_f64(s)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+/// (year, month 1-12, day 1-31) from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+
+struct Parts {
+    year: i64,
+    month: u32,
+    day: u32,
+    wday: usize,
+    hour: u64,
+    min: u64,
+    sec: u64,
+}
+
+fn parts(t: SystemTime) -> Parts {
+    let secs = unix_secs(t) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400) as u64;
+    let (year, month, day) = civil_from_days(days);
+    Parts {
+        year,
+        month,
+        day,
+        wday: days.rem_euclid(7) as usize,
+        hour: rem / 3600,
+        min: rem / 60 % 60,
+        sec: rem % 60,
+    }
+}
+
+/// RFC 5322 date in UTC: `Sun, 29 Nov 2026 12:33:01 +0000`.
+pub fn rfc5322(t: SystemTime) -> String {
+    let p = parts(t);
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[p.wday],
+        p.day,
+        MONTHS[(p.month - 1) as usize],
+        p.year,
+        p.hour,
+        p.min,
+        p.sec
+    )
+}
+
+/// Postfix mailq style: `Sun Nov 29 12:33:01`.
+pub fn mailq_date(t: SystemTime) -> String {
+    let p = parts(t);
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02}",
+        DAYS[p.wday],
+        MONTHS[(p.month - 1) as usize],
+        p.day,
+        p.hour,
+        p.min,
+        p.sec
+    )
+}
+
+/// ISO 8601 UTC: `2026-11-29T12:33:01Z`.
+pub fn iso8601(t: SystemTime) -> String {
+    let p = parts(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        p.year, p.month, p.day, p.hour, p.min, p.sec
+    )
+}
+
+/// A short human duration: `42s`, `5m`, `3h12m`, `2d4h`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 86_400 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else {
+        format!("{}d{:02}h", s / 86_400, s / 3600 % 24)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_955_581); // 2026-11-29 12:33:01 UTC
+        assert_eq!(rfc5322(t), "Sun, 29 Nov 2026 12:33:01 +0000");
+        assert_eq!(iso8601(t), "2026-11-29T12:33:01Z");
+        assert_eq!(mailq_date(t), "Sun Nov 29 12:33:01");
+        assert_eq!(rfc5322(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(human_duration(Duration::from_secs(3 * 3600 + 720)), "3h12m");
+    }
+}

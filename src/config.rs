@@ -1,0 +1,753 @@
+//! `postern.toml`: the typed configuration, its defaults and its validation.
+//!
+//! The file is world-readable and holds no secrets (a relay's secret lives in
+//! `password_file` or comes from `password_command`). Which file is read is
+//! decided by the caller through [`ConfigSource`]: an installed setgid binary
+//! always uses the compiled-in path and spool; `-C FILE` and `POSTERN_CONFIG`
+//! are honoured only for unprivileged runs (tests, development).
+//!
+//! Every error names the file and the key, and maps to exit code 78.
+
+use crate::error::{Error, Kind, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The compiled-in configuration path.
+pub const DEFAULT_CONFIG: &str = "/etc/postern/postern.toml";
+/// The compiled-in spool directory.
+pub const DEFAULT_SPOOL: &str = "/var/spool/postern";
+
+/// Transport security towards a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain connection, then STARTTLS, which is required.
+    Starttls,
+    /// Implicit TLS from the first byte (port 465).
+    Tls,
+    /// No TLS at all: only to loopback, or with `allow_plaintext = true`.
+    None,
+}
+
+/// How the From header is rewritten to the configured sender identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FromRewrite {
+    /// Never touch From.
+    Never,
+    /// Only when From is a local address (a local user on this host).
+    Local,
+    /// Always.
+    Always,
+}
+
+/// Which envelope senders `addresses.sender` replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderScope {
+    /// Every message.
+    All,
+    /// Only local senders (a bare user name or a local domain).
+    Local,
+}
+
+/// One smart host.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: TlsMode,
+    /// Allow `tls = "none"` to a host that is not loopback.
+    pub allow_plaintext: bool,
+    /// AUTH user name (None: no AUTH).
+    pub username: Option<String>,
+    /// File holding the secret (first line).
+    pub password_file: Option<PathBuf>,
+    /// Command whose stdout is the secret (e.g. a fresh OAuth2 token).
+    pub password_command: Option<String>,
+    /// Allowed AUTH mechanisms, in preference order (upper case).
+    pub auth_mechanisms: Vec<String>,
+    /// Extra trust anchors (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) and key.
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Messages per minute, 0 = unlimited.
+    pub rate_limit: u32,
+}
+
+impl Relay {
+    /// `host:port` for messages.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// The `[addresses]` section.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    /// Path of the aliases file.
+    pub aliases_file: PathBuf,
+    /// Where mail for a local user with no alias goes (`%u` = user name).
+    pub local_recipient: Option<String>,
+    /// Extra domains that count as this host.
+    pub local_domains: Vec<String>,
+    /// Envelope sender to impose.
+    pub sender: Option<String>,
+    /// Which senders `sender` replaces.
+    pub sender_scope: SenderScope,
+    /// From header rewriting.
+    pub from_header: FromRewrite,
+    /// Qualify unqualified addresses in To/Cc/From with `domain`.
+    pub masquerade: bool,
+}
+
+/// The `[queue]` section.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    /// How long a message may stay before what is left bounces.
+    pub max_lifetime: Duration,
+    /// First retry delay.
+    pub retry_min: Duration,
+    /// Largest retry delay.
+    pub retry_max: Duration,
+    /// Send a delay warning after this long (None: never).
+    pub delay_warning: Option<Duration>,
+    /// Parallel SMTP sessions when draining.
+    pub parallel: usize,
+    /// Start a one-shot queue run after submission when no daemon answers.
+    pub run_on_submit: bool,
+    /// Age after which an unfinished maildrop entry counts as abandoned.
+    pub maildrop_stale_after: Duration,
+}
+
+/// The `[smtp]` section: client behaviour.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    /// Name sent in EHLO (default: hostname).
+    pub helo_name: Option<String>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for each command reply.
+    pub command_timeout: Duration,
+    /// Timeout for the reply after the final dot.
+    pub data_timeout: Duration,
+    /// Messages sent over one session before it is closed.
+    pub max_messages_per_session: usize,
+}
+
+/// The `[stats]` section.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// Keep the event log (for `postern stats`).
+    pub enabled: bool,
+    /// Largest event log before it is rotated.
+    pub max_log_bytes: u64,
+    /// Write Prometheus metrics to this file (node_exporter textfile collector).
+    pub prometheus_textfile: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the file came from (None: built-in defaults, no file).
+    pub path: Option<PathBuf>,
+    /// Fully qualified host name (`None` in the file: computed lazily).
+    pub hostname: String,
+    /// Domain for local senders.
+    pub domain: String,
+    /// Spool directory.
+    pub spool_dir: PathBuf,
+    /// Largest accepted message in bytes.
+    pub max_message_size: u64,
+    /// Relays in order.
+    pub relays: Vec<Relay>,
+    /// Address handling.
+    pub addresses: Addresses,
+    /// Queue behaviour.
+    pub queue: Queue,
+    /// SMTP client behaviour.
+    pub smtp: Smtp,
+    /// Metrics.
+    pub stats: Stats,
+    /// Where logs go: "syslog" (default, stderr when there is no syslog) or "stderr".
+    pub log: String,
+}
+
+/// Where to read the configuration from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// The compiled-in path and spool (installed, privileged binary).
+    System,
+    /// An explicit file (unprivileged run, `-C` or `POSTERN_CONFIG`), or the
+    /// compiled-in path with a spool from the file when None.
+    Unprivileged(Option<PathBuf>),
+}
+
+// ---- raw (serde) form -------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hostname: Option<String>,
+    domain: Option<String>,
+    spool_dir: Option<PathBuf>,
+    max_message_size: Option<Size>,
+    log: Option<String>,
+    #[serde(default)]
+    relay: Vec<RawRelay>,
+    #[serde(default)]
+    addresses: RawAddresses,
+    #[serde(default)]
+    queue: RawQueue,
+    #[serde(default)]
+    smtp: RawSmtp,
+    #[serde(default)]
+    stats: RawStats,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    host: String,
+    port: Option<u16>,
+    tls: Option<TlsMode>,
+    #[serde(default)]
+    allow_plaintext: bool,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password_command: Option<String>,
+    auth: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    rate_limit: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAddresses {
+    aliases_file: Option<PathBuf>,
+    local_recipient: Option<String>,
+    #[serde(default)]
+    local_domains: Vec<String>,
+    sender: Option<String>,
+    sender_scope: Option<SenderScope>,
+    from_header: Option<FromRewrite>,
+    masquerade: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    max_lifetime: Option<Dur>,
+    retry_min: Option<Dur>,
+    retry_max: Option<Dur>,
+    delay_warning: Option<Dur>,
+    parallel: Option<usize>,
+    run_on_submit: Option<bool>,
+    maildrop_stale_after: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    helo_name: Option<String>,
+    connect_timeout: Option<Dur>,
+    command_timeout: Option<Dur>,
+    data_timeout: Option<Dur>,
+    max_messages_per_session: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStats {
+    enabled: Option<bool>,
+    max_log_size: Option<Size>,
+    prometheus_textfile: Option<PathBuf>,
+}
+
+/// A duration written as seconds (integer) or `30s`, `5m`, `2h`, `5d`, `1w`.
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Dur, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(u64),
+            S(String),
+        }
+        match Either::deserialize(d)? {
+            Either::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Either::S(s) => parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A size written as bytes (integer) or `25M`, `512k`, `1G` (binary multiples).
+#[derive(Debug, Clone, Copy)]
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(u64),
+            S(String),
+        }
+        match Either::deserialize(d)? {
+            Either::N(n) => Ok(Size(n)),
+            Either::S(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parse `90`, `30s`, `5m`, `2h`, `5d`, `1w` (also combined: `1h30m`).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for c in s.chars() {
+        if let Some(d) = c.to_digit(10) {
+            num = Some(
+                num.unwrap_or(0)
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(|| format!("duration {s:?} is too large"))?,
+            );
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => return Err(format!("bad duration {s:?} (use e.g. 30s, 5m, 2h, 5d)")),
+        };
+        let n = num
+            .take()
+            .ok_or_else(|| format!("bad duration {s:?} (a unit without a number)"))?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("duration {s:?} is too large"))?;
+    }
+    if let Some(n) = num {
+        total = total
+            .checked_add(n)
+            .ok_or_else(|| format!("duration {s:?} is too large"))?;
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Parse `1000`, `512k`, `25M`, `1G` (binary multiples, optional `B`).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().trim_end_matches(['B', 'b']);
+    let (digits, mult) = match t.chars().last() {
+        Some('k') | Some('K') => (&t[..t.len() - 1], 1024u64),
+        Some('m') | Some('M') => (&t[..t.len() - 1], 1024 * 1024),
+        Some('g') | Some('G') => (&t[..t.len() - 1], 1024 * 1024 * 1024),
+        _ => (t, 1),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (use e.g. 25M, 512k or a byte count)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+fn default_port(tls: TlsMode) -> u16 {
+    match tls {
+        TlsMode::Starttls => 587,
+        TlsMode::Tls => 465,
+        TlsMode::None => 25,
+    }
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `::1`.
+pub fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+impl Config {
+    /// Load from `source`. A missing file gives the defaults (mail is then
+    /// only queued); anything unreadable or invalid is a `Config` error.
+    pub fn load(source: &ConfigSource) -> Result<Config> {
+        let (path, spool_override) = match source {
+            ConfigSource::System => (PathBuf::from(DEFAULT_CONFIG), false),
+            ConfigSource::Unprivileged(Some(p)) => (p.clone(), true),
+            ConfigSource::Unprivileged(None) => (PathBuf::from(DEFAULT_CONFIG), true),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if matches!(source, ConfigSource::Unprivileged(Some(_))) {
+                    return Err(Error::new(
+                        Kind::Config,
+                        format!("config file {} does not exist", path.display()),
+                    ));
+                }
+                None
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    Kind::Config,
+                    format!("cannot read config file {}", path.display()),
+                    &e,
+                ));
+            }
+        };
+        let mut cfg = match &text {
+            Some(t) => Config::parse(t, &path)?,
+            None => Config::parse("", &path)?,
+        };
+        cfg.path = text.as_ref().map(|_| path.clone());
+        if !spool_override {
+            cfg.spool_dir = PathBuf::from(DEFAULT_SPOOL);
+        }
+        Ok(cfg)
+    }
+
+    /// Parse and validate configuration text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let msg = e.message().replace('\n', " ");
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => Error::new(Kind::Config, format!("{}:{l}: {msg}", path.display())),
+                None => Error::new(Kind::Config, format!("{}: {msg}", path.display())),
+            }
+        })?;
+        let bad = |key: &str, why: String| {
+            Error::new(Kind::Config, format!("{}: {key}: {why}", path.display()))
+        };
+
+        let hostname = match raw.hostname {
+            Some(h) => {
+                check_domain(&h).map_err(|w| bad("hostname", w))?;
+                h
+            }
+            None => system_hostname(),
+        };
+        let domain = match raw.domain {
+            Some(d) => {
+                check_domain(&d).map_err(|w| bad("domain", w))?;
+                d
+            }
+            None => hostname.clone(),
+        };
+
+        let mut relays = Vec::new();
+        for (i, r) in raw.relay.into_iter().enumerate() {
+            let key = |k: &str| format!("relay[{i}].{k}");
+            if r.host.trim().is_empty() {
+                return Err(bad(&key("host"), "must not be empty".into()));
+            }
+            let tls = r.tls.unwrap_or(TlsMode::Starttls);
+            if tls == TlsMode::None && !r.allow_plaintext && !is_loopback_host(&r.host) {
+                return Err(bad(
+                    &key("tls"),
+                    format!(
+                        "\"none\" sends mail in clear text to {}; use \"starttls\" or \"tls\", or set allow_plaintext = true",
+                        r.host
+                    ),
+                ));
+            }
+            if r.password_file.is_some() && r.password_command.is_some() {
+                return Err(bad(
+                    &key("password_file"),
+                    "set password_file or password_command, not both".into(),
+                ));
+            }
+            if r.username.is_none() && (r.password_file.is_some() || r.password_command.is_some())
+            {
+                return Err(bad(&key("username"), "a secret is set but no username".into()));
+            }
+            if r.username.is_some() && r.password_file.is_none() && r.password_command.is_none() {
+                return Err(bad(
+                    &key("password_file"),
+                    "username is set: give password_file or password_command".into(),
+                ));
+            }
+            if r.client_cert.is_some() != r.client_key.is_some() {
+                return Err(bad(
+                    &key("client_cert"),
+                    "client_cert and client_key go together".into(),
+                ));
+            }
+            let auth_mechanisms = match r.auth {
+                Some(list) => {
+                    let mut out = Vec::new();
+                    for m in list {
+                        let u = m.to_ascii_uppercase();
+                        if !matches!(u.as_str(), "PLAIN" | "LOGIN" | "XOAUTH2") {
+                            return Err(bad(
+                                &key("auth"),
+                                format!("unknown mechanism {m:?} (PLAIN, LOGIN, XOAUTH2)"),
+                            ));
+                        }
+                        out.push(u);
+                    }
+                    out
+                }
+                None => vec!["PLAIN".into(), "LOGIN".into(), "XOAUTH2".into()],
+            };
+            relays.push(Relay {
+                port: r.port.unwrap_or_else(|| default_port(tls)),
+                host: r.host,
+                tls,
+                allow_plaintext: r.allow_plaintext,
+                username: r.username,
+                password_file: r.password_file,
+                password_command: r.password_command,
+                auth_mechanisms,
+                ca_file: r.ca_file,
+                client_cert: r.client_cert,
+                client_key: r.client_key,
+                rate_limit: r.rate_limit,
+            });
+        }
+
+        let a = raw.addresses;
+        for d in &a.local_domains {
+            check_domain(d).map_err(|w| bad("addresses.local_domains", w))?;
+        }
+        if let Some(s) = &a.sender {
+            if !s.contains('@') || s.contains(['\r', '\n', ' ', '<', '>']) {
+                return Err(bad(
+                    "addresses.sender",
+                    format!("{s:?} is not a plain user@domain address"),
+                ));
+            }
+        }
+        if let Some(s) = &a.local_recipient {
+            if s.is_empty() || s.contains(['\r', '\n', ' ', '<', '>']) {
+                return Err(bad(
+                    "addresses.local_recipient",
+                    format!("{s:?} is not an address or pattern such as %u@example.com"),
+                ));
+            }
+        }
+        let addresses = Addresses {
+            aliases_file: a.aliases_file.unwrap_or_else(|| PathBuf::from("/etc/aliases")),
+            local_recipient: a.local_recipient,
+            local_domains: a.local_domains,
+            sender: a.sender,
+            sender_scope: a.sender_scope.unwrap_or(SenderScope::All),
+            from_header: a.from_header.unwrap_or(FromRewrite::Never),
+            masquerade: a.masquerade.unwrap_or(true),
+        };
+
+        let q = raw.queue;
+        let dur = |d: Option<Dur>, def: u64| d.map(|d| d.0).unwrap_or(Duration::from_secs(def));
+        let queue = Queue {
+            max_lifetime: dur(q.max_lifetime, 5 * 86400),
+            retry_min: dur(q.retry_min, 60),
+            retry_max: dur(q.retry_max, 3600),
+            delay_warning: q.delay_warning.map(|d| d.0).filter(|d| !d.is_zero()),
+            parallel: q.parallel.unwrap_or(2),
+            run_on_submit: q.run_on_submit.unwrap_or(true),
+            maildrop_stale_after: dur(q.maildrop_stale_after, 86400),
+        };
+        if queue.parallel == 0 || queue.parallel > 64 {
+            return Err(bad("queue.parallel", "must be between 1 and 64".into()));
+        }
+        if queue.retry_min.is_zero() || queue.retry_max < queue.retry_min {
+            return Err(bad(
+                "queue.retry_max",
+                "retry_min must be > 0 and retry_max >= retry_min".into(),
+            ));
+        }
+        if queue.max_lifetime.is_zero() {
+            return Err(bad("queue.max_lifetime", "must be > 0".into()));
+        }
+
+        let s = raw.smtp;
+        if let Some(h) = &s.helo_name {
+            check_domain(h).map_err(|w| bad("smtp.helo_name", w))?;
+        }
+        let smtp = Smtp {
+            helo_name: s.helo_name,
+            connect_timeout: dur(s.connect_timeout, 30),
+            command_timeout: dur(s.command_timeout, 300),
+            data_timeout: dur(s.data_timeout, 600),
+            max_messages_per_session: s.max_messages_per_session.unwrap_or(100).max(1),
+        };
+
+        let st = raw.stats;
+        let stats = Stats {
+            enabled: st.enabled.unwrap_or(true),
+            max_log_bytes: st.max_log_size.map(|s| s.0).unwrap_or(4 * 1024 * 1024),
+            prometheus_textfile: st.prometheus_textfile,
+        };
+
+        let log = raw.log.unwrap_or_else(|| "syslog".into());
+        if log != "syslog" && log != "stderr" && !log.starts_with('/') {
+            return Err(bad(
+                "log",
+                format!("{log:?}: use \"syslog\", \"stderr\" or an absolute file path"),
+            ));
+        }
+
+        Ok(Config {
+            path: Some(path.to_path_buf()),
+            hostname,
+            domain,
+            spool_dir: raw.spool_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL)),
+            max_message_size: raw
+                .max_message_size
+                .map(|s| s.0)
+                .unwrap_or(25 * 1024 * 1024),
+            relays,
+            addresses,
+            queue,
+            smtp,
+            stats,
+            log,
+        })
+    }
+
+    /// The EHLO name.
+    pub fn helo_name(&self) -> &str {
+        self.smtp.helo_name.as_deref().unwrap_or(&self.hostname)
+    }
+
+    /// True when `domain` names this host (hostname, domain, localhost or a
+    /// configured local domain), compared case-insensitively.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.');
+        d.eq_ignore_ascii_case(&self.hostname)
+            || d.eq_ignore_ascii_case("localhost")
+            || d.eq_ignore_ascii_case("localhost.localdomain")
+            || self
+                .addresses
+                .local_domains
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(d))
+    }
+}
+
+fn check_domain(d: &str) -> std::result::Result<(), String> {
+    if d.is_empty()
+        || d.len() > 253
+        || !d
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return Err(format!("{d:?} is not a valid host or domain name"));
+    }
+    Ok(())
+}
+
+/// The host's name: `/etc/mailname` if present (Debian), else the kernel's
+/// host name, made fully qualified through the resolver when it has no dot.
+pub fn system_hostname() -> String {
+    if let Ok(s) = std::fs::read_to_string("/etc/mailname") {
+        let s = s.trim();
+        if check_domain(s).is_ok() {
+            return s.to_string();
+        }
+    }
+    let short = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| check_domain(h).is_ok())
+        .unwrap_or_else(|| "localhost".to_string());
+    if short.contains('.') {
+        return short;
+    }
+    canonical_name(&short).unwrap_or(short)
+}
+
+/// The canonical name of `host` from the resolver (files first, as
+/// nsswitch.conf says), or None.
+fn canonical_name(host: &str) -> Option<String> {
+    // std has no AI_CANONNAME; /etc/hosts is where a short name is usually
+    // qualified, so read it directly rather than asking DNS on every submit.
+    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    for line in hosts.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let _addr = fields.next()?;
+        let names: Vec<&str> = fields.collect();
+        if names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
+            if let Some(fqdn) = names.iter().find(|n| n.contains('.')) {
+                if check_domain(fqdn).is_ok() {
+                    return Some(fqdn.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("5d").unwrap(), Duration::from_secs(432000));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("25M").unwrap(), 25 * 1024 * 1024);
+        assert_eq!(parse_size("512k").unwrap(), 512 * 1024);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn defaults_and_relay() {
+        let c = Config::parse(
+            "hostname = \"h.example\"\n[[relay]]\nhost = \"smtp.example\"\nusername = \"apikey\"\npassword_file = \"/x\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.domain, "h.example");
+        assert_eq!(c.relays[0].port, 587);
+        assert_eq!(c.relays[0].tls, TlsMode::Starttls);
+        assert_eq!(c.max_message_size, 25 * 1024 * 1024);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = Config::parse("[[relay]]\nhost = \"smtp.example\"\ntls = \"none\"\n", Path::new("t.toml"))
+            .unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+        assert!(e.message().contains("t.toml: relay[0].tls"), "{}", e.message());
+        let e = Config::parse("bogus = 1\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.message().starts_with("t.toml:1:"), "{}", e.message());
+        let e = Config::parse("[queue]\nmax_lifetime = \"5q\"\n", Path::new("t.toml")).unwrap_err();
+        assert!(e.message().contains("bad duration"), "{}", e.message());
+    }
+}

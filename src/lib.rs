@@ -1,0 +1,30 @@
+//! Postern: a sendmail-compatible null client.
+//!
+//! ```text
+//! caller --argv+stdin--> sendmail (setgid postern-drop)
+//!   privilege::enter: open maildrop/<id>, dir fd, trigger fd; drop the group
+//!   parse argv, config, read stdin in bounded pieces, header fix-ups
+//!   commit: write, length check, ready bit, fsync file + dir     -> exit 0
+//! daemon (user postern) <-- trigger FIFO / timer
+//!   pickup maildrop/ -> queue/ (distrust: regular, 1 link, ready, strict decode)
+//!   resolve recipients (aliases, local users), rewrite sender
+//!   deliver through the smart host (lettre SmtpConnection): per-recipient
+//!   outcomes, state saved after each transaction; retry with backoff;
+//!   RFC 3464 bounce after max_lifetime; remove when every recipient is done
+//! ```
+//! Invariants: a message is acknowledged only once it is durable; a crash at
+//! any instant leaves either nothing deliverable or a whole message; two
+//! runners never deliver one message at the same time; only `privilege.rs`
+//! may use `unsafe`.
+
+#![deny(unsafe_code)]
+
+pub mod address;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod privilege;
+pub mod spool;
+pub mod submit;

@@ -1,0 +1,375 @@
+//! The only set-gid-aware code in Postern, and the only module allowed
+//! `unsafe`.
+//!
+//! The installed binary is `root:postern-drop` mode 2755. The group can do
+//! one thing: create entries in `maildrop/` and poke the daemon's FIFO.
+//! [`enter`] runs first in `main`, before the config, the environment or
+//! stdin is looked at, and:
+//! 1. makes sure fds 0-2 are open (so no spool file can become "stdout"),
+//! 2. when privileged: umask 077, no core dumps, not dumpable, an empty
+//!    environment (PATH reset),
+//! 3. parses argv with the pure parser in `cli` to learn the intent,
+//! 4. when privileged, opens what that intent needs with the compiled-in
+//!    spool path: a new maildrop entry (O_CREAT|O_EXCL|O_NOFOLLOW, locked),
+//!    the maildrop directory (for fsync and for mailq's list of entries not
+//!    yet picked up), the trigger FIFO (O_NONBLOCK: ENXIO means no daemon);
+//!    for `-bs`, which may submit any number of messages, it forks a tiny
+//!    helper that keeps the group and does nothing but create entries on
+//!    request and pass their fds back over a socketpair,
+//! 5. drops the group (and a set-uid, should someone install it so) for good
+//!    with setresgid/setresuid and verifies the drop with getresgid.
+//!
+//! Everything after that runs with the caller's own credentials. An
+//! unprivileged process (not installed setgid: tests, development) skips 2,
+//! 4 and 5 and opens the spool from its config later.
+
+#![allow(unsafe_code)]
+
+use crate::cli::{self, Invocation};
+use crate::config::DEFAULT_SPOOL;
+use crate::spool::{Spool, maildrop};
+use nix::unistd::{Gid, Uid};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// What the privileged part must prepare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// One message from stdin.
+    SubmitOne,
+    /// An SMTP session (`-bs`): any number of messages.
+    SubmitMany,
+    /// A queue listing.
+    ListQueue,
+    /// Wake the daemon (flush).
+    Poke,
+    /// Nothing.
+    Nothing,
+}
+
+/// The intent of a parsed invocation.
+pub fn intent(inv: &Invocation) -> Intent {
+    use cli::postern::Command;
+    use cli::sendmail::Mode;
+    match inv {
+        Invocation::Sendmail(a) => match a.mode {
+            _ if a.help => Intent::Nothing,
+            Mode::Deliver => Intent::SubmitOne,
+            Mode::Smtp => Intent::SubmitMany,
+            Mode::List => Intent::ListQueue,
+            Mode::RunQueue(_) => Intent::Poke,
+            Mode::Aliases | Mode::Verify => Intent::Nothing,
+        },
+        Invocation::Mailq { .. } => Intent::ListQueue,
+        Invocation::Newaliases { .. } => Intent::Nothing,
+        Invocation::Postern(p) => match p.command {
+            Command::QueueList { .. } | Command::Status { .. } => Intent::ListQueue,
+            Command::Flush | Command::QueueRetry(_) => Intent::Poke,
+            _ => Intent::Nothing,
+        },
+    }
+}
+
+/// Creates maildrop entries on request through a helper that kept the group.
+#[derive(Debug)]
+pub struct Opener {
+    sock: OwnedFd,
+}
+
+impl Opener {
+    /// A new entry: (queue id, open locked file).
+    pub fn open(&self) -> io::Result<(String, File)> {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+        use std::io::IoSliceMut;
+        nix::unistd::write(&self.sock, b"N").map_err(io::Error::from)?;
+        let mut buf = [0u8; 64];
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        let mut fd = None;
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for f in fds {
+                    // SAFETY: the kernel just installed this descriptor for us.
+                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                    if fd.is_none() {
+                        fd = Some(owned);
+                    }
+                }
+            }
+        }
+        drop(iov);
+        match (fd, n) {
+            (Some(fd), n) if n > 0 && buf[0] != b'E' => {
+                let id = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if !crate::spool::is_valid_id(&id) {
+                    return Err(io::Error::other("entry helper returned a bad id"));
+                }
+                Ok((id, File::from(fd)))
+            }
+            (_, n) if n >= 5 && buf[0] == b'E' => {
+                let errno = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+                Err(io::Error::from_raw_os_error(errno))
+            }
+            _ => Err(io::Error::other("the entry helper went away")),
+        }
+    }
+}
+
+/// What `enter` prepared.
+#[derive(Debug)]
+pub struct Prepared {
+    /// True when the process started with more privilege than its caller.
+    pub privileged: bool,
+    /// The caller's uid.
+    pub uid: u32,
+    /// The caller's gid.
+    pub gid: u32,
+    /// argv[0] (program name for messages).
+    pub argv0: String,
+    /// The parsed command line.
+    pub invocation: crate::error::Result<Invocation>,
+    /// A maildrop entry (privileged SubmitOne).
+    pub entry: Option<io::Result<(String, File)>>,
+    /// The entry helper (privileged SubmitMany).
+    pub opener: Option<io::Result<Opener>>,
+    /// The maildrop directory (privileged submit and list).
+    pub maildrop_dir: Option<io::Result<File>>,
+    /// The trigger FIFO, if a daemon is reading it (privileged).
+    pub trigger: Option<io::Result<File>>,
+}
+
+fn ensure_std_fds() {
+    for fd in 0..3 {
+        if nix::fcntl::fcntl(
+            // SAFETY: only probing whether the descriptor number is open.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_GETFD,
+        )
+        .is_err()
+        {
+            // Opening /dev/null takes the lowest free number, i.e. this one.
+            let _ = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map(std::mem::ManuallyDrop::new);
+        }
+    }
+}
+
+fn harden() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let keys: Vec<std::ffi::OsString> = std::env::vars_os().map(|(k, _)| k).collect();
+    for k in keys {
+        // SAFETY: single-threaded; nothing else reads the environment yet.
+        unsafe { std::env::remove_var(k) };
+    }
+    // SAFETY: as above.
+    unsafe { std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin") };
+}
+
+fn argv() -> (Vec<String>, bool) {
+    let mut bad = false;
+    let v = std::env::args_os()
+        .map(|a| match a.into_string() {
+            Ok(s) => s,
+            Err(os) => {
+                bad = true;
+                os.to_string_lossy().into_owned()
+            }
+        })
+        .collect();
+    (v, bad)
+}
+
+fn open_trigger(spool: &Spool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(spool.trigger())
+}
+
+/// Open the daemon's trigger FIFO for writing without blocking. ENXIO means
+/// no daemon is reading it.
+pub fn open_trigger_unprivileged(spool: &Spool) -> io::Result<File> {
+    open_trigger(spool)
+}
+
+fn spawn_opener(dir: &File) -> io::Result<Opener> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use nix::unistd::{ForkResult, fork};
+    let (parent, child) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    // SAFETY: single-threaded at this point; the child only calls
+    // async-signal-safe-enough code (open, flock, sendmsg) and _exit.
+    match unsafe { fork() }.map_err(io::Error::from)? {
+        ForkResult::Child => {
+            drop(parent);
+            opener_child(child, dir);
+            // SAFETY: terminate the helper without running the parent's atexit/destructors.
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { .. } => {
+            drop(child);
+            Ok(Opener { sock: parent })
+        }
+    }
+}
+
+fn opener_child(sock: OwnedFd, dir: &File) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::IoSlice;
+    // Detach from the caller's stdio so the SMTP client sees EOF when the
+    // session ends, whatever this helper is doing.
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors of this helper.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let mut req = [0u8; 1];
+    loop {
+        match nix::unistd::read(&sock, &mut req) {
+            Ok(1) => {}
+            _ => return,
+        }
+        let sent = match maildrop::create(dir) {
+            Ok((id, file)) => {
+                let fds = [file.as_raw_fd()];
+                sendmsg::<()>(
+                    sock.as_raw_fd(),
+                    &[IoSlice::new(id.as_bytes())],
+                    &[ControlMessage::ScmRights(&fds)],
+                    MsgFlags::empty(),
+                    None,
+                )
+            }
+            Err(e) => {
+                let mut b = [b'E', 0, 0, 0, 0];
+                b[1..].copy_from_slice(&e.raw_os_error().unwrap_or(libc::EIO).to_le_bytes());
+                sendmsg::<()>(
+                    sock.as_raw_fd(),
+                    &[IoSlice::new(&b)],
+                    &[],
+                    MsgFlags::empty(),
+                    None,
+                )
+            }
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+fn drop_privilege(ruid: Uid, rgid: Gid) -> Result<(), String> {
+    nix::unistd::setresgid(rgid, rgid, rgid).map_err(|e| format!("setresgid: {e}"))?;
+    let g = nix::unistd::getresgid().map_err(|e| format!("getresgid: {e}"))?;
+    if g.real != rgid || g.effective != rgid || g.saved != rgid {
+        return Err("the group was not dropped".into());
+    }
+    let u = nix::unistd::getresuid().map_err(|e| format!("getresuid: {e}"))?;
+    if u.effective != ruid || u.saved != ruid {
+        nix::unistd::setresuid(ruid, ruid, ruid).map_err(|e| format!("setresuid: {e}"))?;
+        let u = nix::unistd::getresuid().map_err(|e| format!("getresuid: {e}"))?;
+        if u.real != ruid || u.effective != ruid || u.saved != ruid {
+            return Err("the user id was not dropped".into());
+        }
+    }
+    Ok(())
+}
+
+/// Run the privileged start-up (see the module docs). Exits the process with
+/// EX_OSERR (71) if the privilege cannot be dropped.
+pub fn enter() -> Prepared {
+    ensure_std_fds();
+    let (uids, gids) = match (nix::unistd::getresuid(), nix::unistd::getresgid()) {
+        (Ok(u), Ok(g)) => (u, g),
+        _ => {
+            eprintln!("postern: cannot read the process credentials");
+            std::process::exit(71);
+        }
+    };
+    let privileged = gids.effective != gids.real || uids.effective != uids.real;
+    if privileged {
+        harden();
+    }
+    let (args, bad_utf8) = argv();
+    let argv0 = args
+        .first()
+        .map(|a| cli::program_name(a).to_string())
+        .unwrap_or_else(|| "sendmail".into());
+    let invocation = if bad_utf8 {
+        Err(crate::error::Error::new(
+            crate::error::Kind::Usage,
+            "an argument is not valid UTF-8",
+        ))
+    } else {
+        cli::parse(&args)
+    };
+    let mut p = Prepared {
+        privileged,
+        uid: uids.real.as_raw(),
+        gid: gids.real.as_raw(),
+        argv0,
+        invocation,
+        entry: None,
+        opener: None,
+        maildrop_dir: None,
+        trigger: None,
+    };
+    if privileged {
+        let spool = Spool::new(DEFAULT_SPOOL);
+        let want = p.invocation.as_ref().map(intent).unwrap_or(Intent::Nothing);
+        if matches!(
+            want,
+            Intent::SubmitOne | Intent::SubmitMany | Intent::ListQueue
+        ) {
+            p.maildrop_dir = Some(maildrop::open_dir(&spool.maildrop()));
+        }
+        if matches!(
+            want,
+            Intent::SubmitOne | Intent::SubmitMany | Intent::Poke
+        ) {
+            p.trigger = Some(open_trigger(&spool));
+        }
+        if let Some(Ok(dir)) = &p.maildrop_dir {
+            match want {
+                Intent::SubmitOne => p.entry = Some(maildrop::create(dir)),
+                Intent::SubmitMany => p.opener = Some(spawn_opener(dir)),
+                _ => {}
+            }
+        }
+        if let Err(e) = drop_privilege(uids.real, gids.real) {
+            eprintln!("postern: cannot drop privileges: {e}");
+            std::process::exit(71);
+        }
+    }
+    p
+}
+
+/// True when the binary file carries a set-gid bit but the process did not
+/// get it (NoNewPrivileges, a nosuid mount): used to explain a failure.
+pub fn setgid_bit_ignored() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata("/proc/self/exe")
+        .map(|m| m.permissions().mode() & 0o2000 != 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,1 @@
+//! Queue listing (placeholder module, filled in with the runner).

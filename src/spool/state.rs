@@ -1,0 +1,1 @@
+//! Per-message delivery state (placeholder module, filled in with the runner).

@@ -1,0 +1,210 @@
+//! The header section of a submitted message: splitting it into fields,
+//! `-t` recipient extraction, and the fix-ups a valid message needs.
+//!
+//! End of headers is defined here, not by a library: the first empty line,
+//! or the first line that is neither a field (`name:`, printable ASCII name,
+//! optional blanks before the colon) nor a continuation (leading blank) of
+//! one. Such a line starts the body and a separating empty line is added, as
+//! Postfix's cleanup does. Field names match exactly (case-insensitive), so
+//! `B cc:` is not a Bcc field.
+
+use crate::address::parse::{Mailbox, parse_address_list};
+use crate::error::{Error, Kind, Result};
+
+/// One header field, possibly folded over several lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// The name as written (without blanks and colon).
+    pub name: String,
+    /// The whole field: all its lines joined with `\n`, without the final
+    /// line break.
+    pub raw: Vec<u8>,
+}
+
+impl Field {
+    /// The value: everything after the first colon, folding kept.
+    pub fn value(&self) -> &[u8] {
+        match self.raw.iter().position(|&b| b == b':') {
+            Some(i) => &self.raw[i + 1..],
+            None => &[],
+        }
+    }
+
+    /// True if the name equals `n` (ASCII case-insensitive).
+    pub fn is(&self, n: &str) -> bool {
+        self.name.eq_ignore_ascii_case(n)
+    }
+}
+
+/// If `line` starts a header field, its name.
+pub fn field_name(line: &[u8]) -> Option<&str> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name_part = &line[..colon];
+    let name_end = name_part
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let name = &name_part[..name_end];
+    if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b) && b != b':') {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
+}
+
+/// True if `line` continues the previous field.
+pub fn is_continuation(line: &[u8]) -> bool {
+    matches!(line.first(), Some(b' ') | Some(b'\t'))
+}
+
+/// True for an mbox `From ` separator line.
+pub fn is_mbox_from(line: &[u8]) -> bool {
+    line.starts_with(b"From ")
+}
+
+/// Recipients named by the header fields for `-t`: To, Cc and Bcc, or — when
+/// any Resent- field is present — Resent-To, Resent-Cc and Resent-Bcc.
+/// A malformed address list is an error (65) naming the field.
+pub fn extract_recipients(fields: &[Field]) -> Result<Vec<Mailbox>> {
+    let resent = fields.iter().any(|f| {
+        f.name.len() > 7 && f.name[..7].eq_ignore_ascii_case("resent-")
+    });
+    let names: &[&str] = if resent {
+        &["Resent-To", "Resent-Cc", "Resent-Bcc"]
+    } else {
+        &["To", "Cc", "Bcc"]
+    };
+    let mut out = Vec::new();
+    for f in fields.iter().filter(|f| names.iter().any(|n| f.is(n))) {
+        let list = parse_address_list(f.value()).map_err(|e| {
+            Error::new(
+                Kind::DataErr,
+                format!("malformed address in the {} header: {e}", f.name),
+            )
+        })?;
+        out.extend(list);
+    }
+    Ok(out)
+}
+
+/// Fields never passed on: Bcc and Resent-Bcc (they would reveal the blind
+/// copies), Return-Path (set by the final delivery agent) and Content-Length
+/// (meaningless in SMTP, harmful in mbox).
+pub fn is_dropped(f: &Field) -> bool {
+    ["Bcc", "Resent-Bcc", "Return-Path", "Content-Length"]
+        .iter()
+        .any(|n| f.is(n))
+}
+
+/// A display name as a phrase: an atom run when safe, a quoted string when
+/// it has specials, RFC 2047 encoded words (UTF-8, B) when it is not ASCII.
+pub fn encode_phrase(name: &str) -> String {
+    if name.is_ascii() {
+        let plain = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " !#$%&'*+-/=?^_`{|}~".contains(c));
+        if plain && !name.trim().is_empty() && name.trim() == name {
+            return name.to_string();
+        }
+        let mut s = String::from("\"");
+        for c in name.chars().filter(|c| !c.is_control()) {
+            if c == '"' || c == '\\' {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push('"');
+        return s;
+    }
+    // Encoded words of at most 75 characters: =?UTF-8?B?<= 60 base64 chars?=
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if chunk.len() + c.len_utf8() > 45 {
+            words.push(format!("=?UTF-8?B?{}?=", base64(chunk.as_bytes())));
+            chunk.clear();
+        }
+        chunk.push(c);
+    }
+    if !chunk.is_empty() {
+        words.push(format!("=?UTF-8?B?{}?=", base64(chunk.as_bytes())));
+    }
+    words.join(" ")
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+/// The Message-ID value (with angle brackets) of the first Message-ID field.
+pub fn message_id(fields: &[Field]) -> Option<String> {
+    let f = fields.iter().find(|f| f.is("Message-ID"))?;
+    let v = String::from_utf8_lossy(f.value());
+    let v = v.split_whitespace().collect::<Vec<_>>().join("");
+    if v.is_empty() || v.len() > 998 {
+        return None;
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(s: &str) -> Field {
+        Field {
+            name: field_name(s.as_bytes()).unwrap().to_string(),
+            raw: s.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(field_name(b"Subject: x"), Some("Subject"));
+        assert_eq!(field_name(b"Subject : x"), Some("Subject"));
+        assert_eq!(field_name(b"X-Y:"), Some("X-Y"));
+        assert_eq!(field_name(b"no colon here"), None);
+        assert_eq!(field_name(b"B cc: x"), None);
+        assert_eq!(field_name(b": x"), None);
+        assert_eq!(field_name(b" folded: x"), None);
+    }
+
+    #[test]
+    fn extraction_prefers_resent() {
+        let fields = vec![
+            field("To: a@x"),
+            field("Cc: b@x,\n c@x"),
+            field("Bcc: hidden@x"),
+        ];
+        let r: Vec<String> = extract_recipients(&fields).unwrap().into_iter().map(|m| m.addr).collect();
+        assert_eq!(r, vec!["a@x", "b@x", "c@x", "hidden@x"]);
+        let mut with_resent = fields.clone();
+        with_resent.push(field("Resent-To: r@x"));
+        let r: Vec<String> = extract_recipients(&with_resent).unwrap().into_iter().map(|m| m.addr).collect();
+        assert_eq!(r, vec!["r@x"]);
+        let bad = vec![field("To: a@@b")];
+        let e = extract_recipients(&bad).unwrap_err();
+        assert_eq!(e.kind(), Kind::DataErr);
+        assert!(e.message().contains("To header"));
+    }
+
+    #[test]
+    fn phrases() {
+        assert_eq!(encode_phrase("Cron Daemon"), "Cron Daemon");
+        assert_eq!(encode_phrase("Doe, John"), "\"Doe, John\"");
+        assert_eq!(encode_phrase("a\"b"), "\"a\\\"b\"");
+        assert_eq!(encode_phrase("Jörg"), "=?UTF-8?B?SsO2cmc=?=");
+        assert_eq!(base64(b"ab"), "YWI=");
+    }
+}

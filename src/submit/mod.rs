@@ -1,0 +1,442 @@
+//! One submission: from the caller's stdin (or an SMTP DATA section) to a
+//! committed maildrop entry.
+//!
+//! Runs after the privilege drop, as the caller. Reads the header section
+//! (bounded), extracts `-t` recipients, applies the fix-ups a valid message
+//! needs (Received first; Bcc, Resent-Bcc, Return-Path, Content-Length
+//! removed; From, Date and Message-ID added when missing), then streams the
+//! body to the entry in bounded pieces and commits it. NUL bytes are refused
+//! in the header section (exit 65) and accepted in the body, where the
+//! delivery side re-encodes the part as quoted-printable so it arrives
+//! intact.
+
+pub mod headers;
+pub mod input;
+pub mod smtpd;
+
+use crate::address;
+use crate::config::Config;
+use crate::error::{Error, Kind, Result, spool_write_kind};
+use crate::spool::format::Envelope;
+use crate::spool::maildrop::{self, MessageWriter};
+use headers::Field;
+use input::{LineReader, Piece};
+use std::fs::File;
+use std::io::BufRead;
+
+/// Largest header section accepted.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// The submitting user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Real uid of the caller.
+    pub uid: u32,
+    /// Login name (or `uid<N>` when the uid has no passwd entry).
+    pub name: String,
+    /// Full name from the GECOS field, if any.
+    pub gecos: Option<String>,
+}
+
+impl User {
+    /// Look up `uid` in the passwd database.
+    pub fn lookup(uid: u32) -> User {
+        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            Ok(Some(u)) => {
+                let gecos = u
+                    .gecos
+                    .to_str()
+                    .ok()
+                    .and_then(|g| g.split(',').next())
+                    .map(|g| g.trim().to_string())
+                    .filter(|g| !g.is_empty() && !g.contains(['\r', '\n']));
+                User {
+                    uid,
+                    name: u.name,
+                    gecos,
+                }
+            }
+            _ => User {
+                uid,
+                name: format!("uid{uid}"),
+                gecos: None,
+            },
+        }
+    }
+}
+
+/// Where new maildrop entries come from.
+pub enum EntrySource {
+    /// One entry opened before the privilege drop (installed `sendmail`).
+    Preopened(Option<std::io::Result<(String, File)>>),
+    /// The helper that kept the group (installed `sendmail -bs`).
+    Opener(crate::privilege::Opener),
+    /// Create entries directly (unprivileged spool).
+    Direct,
+}
+
+/// Per-message envelope choices made before the data is read.
+#[derive(Debug, Clone, Default)]
+pub struct MessageOptions {
+    /// Envelope sender, already validated and qualified ("" = null sender).
+    pub sender: String,
+    /// Recipients from the command line or RCPT, validated.
+    pub recipients: Vec<String>,
+    /// `-t`.
+    pub extract: bool,
+    /// `-F`.
+    pub fullname: Option<String>,
+    /// DSN NOTIFY.
+    pub notify: Option<String>,
+    /// DSN RET.
+    pub ret: Option<String>,
+    /// DSN ENVID.
+    pub envid: Option<String>,
+}
+
+/// A committed message.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// Queue id.
+    pub id: String,
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Envelope recipients.
+    pub recipients: Vec<String>,
+    /// Envelope sender.
+    pub sender: String,
+}
+
+/// Creates and fills maildrop entries for one process.
+pub struct Submitter<'a> {
+    /// Configuration.
+    pub cfg: &'a Config,
+    /// The caller.
+    pub user: User,
+    source: EntrySource,
+    dir: File,
+}
+
+fn spool_error(what: &str, e: &std::io::Error) -> Error {
+    let mut err = Error::io(spool_write_kind(e), what, e);
+    if e.raw_os_error() == Some(libc::EACCES) && crate::privilege::setgid_bit_ignored() {
+        err = err.context(
+            "the set-group-id bit was ignored (NoNewPrivileges= or a nosuid mount?)",
+        );
+    }
+    err
+}
+
+impl<'a> Submitter<'a> {
+    /// A submitter writing into the maildrop directory `dir`.
+    pub fn new(cfg: &'a Config, user: User, source: EntrySource, dir: File) -> Submitter<'a> {
+        Submitter {
+            cfg,
+            user,
+            source,
+            dir,
+        }
+    }
+
+    fn new_entry(&mut self) -> Result<(String, File)> {
+        let r = match &mut self.source {
+            EntrySource::Preopened(slot) => match slot.take() {
+                Some(r) => r,
+                None => {
+                    return Err(Error::new(
+                        Kind::Software,
+                        "only one message can be submitted by this invocation",
+                    ));
+                }
+            },
+            EntrySource::Opener(o) => o.open(),
+            EntrySource::Direct => maildrop::create(&self.dir),
+        };
+        r.map_err(|e| spool_error("cannot create the queue file", &e))
+    }
+
+    /// The default envelope sender of the caller: `user@domain`.
+    pub fn default_sender(&self) -> String {
+        format!("{}@{}", self.user.name, self.cfg.domain)
+    }
+
+    /// Validate and qualify a sender given with `-f` or MAIL FROM.
+    pub fn parse_sender(&self, raw: &str) -> Result<String> {
+        let t = raw.trim();
+        if t.is_empty() || t == "<>" {
+            return Ok(String::new());
+        }
+        let a = address::parse::parse_single_address(t).map_err(|e| {
+            Error::new(Kind::DataErr, format!("bad sender address {t:?}: {e}"))
+        })?;
+        Ok(self.qualify(&a))
+    }
+
+    /// Validate a recipient given on the command line or in RCPT TO.
+    pub fn parse_recipient(&self, raw: &str) -> Result<String> {
+        address::parse::parse_single_address(raw.trim()).map_err(|e| {
+            Error::new(Kind::DataErr, format!("bad recipient address {raw:?}: {e}"))
+        })
+    }
+
+    fn qualify(&self, addr: &str) -> String {
+        if addr.contains('@') {
+            addr.to_string()
+        } else {
+            format!("{addr}@{}", self.cfg.domain)
+        }
+    }
+
+    /// Read one message from `reader` and commit it.
+    pub fn submit<R: BufRead>(
+        &mut self,
+        reader: &mut LineReader<R>,
+        opts: &MessageOptions,
+    ) -> Result<Committed> {
+        let (id, file) = self.new_entry()?;
+        let dir = self
+            .dir
+            .try_clone()
+            .map_err(|e| spool_error("cannot use the spool directory", &e))?;
+        let mut w = MessageWriter::new(id.clone(), file, dir)
+            .map_err(|e| spool_error("cannot write the queue file", &e))?;
+        let max = self.cfg.max_message_size;
+        let mut eight_bit = false;
+        let write = |w: &mut MessageWriter, bytes: &[u8], eight: &mut bool| -> Result<()> {
+            if !*eight && bytes.iter().any(|&b| b >= 0x80) {
+                *eight = true;
+            }
+            w.write(bytes)
+                .map_err(|e| spool_error("cannot write the queue file", &e))?;
+            if w.len() > max {
+                return Err(Error::new(
+                    Kind::DataErr,
+                    format!("message too big: more than {max} bytes (max_message_size)"),
+                ));
+            }
+            Ok(())
+        };
+
+        // ---- header section ----
+        let mut fields: Vec<Field> = Vec::new();
+        let mut header_bytes = 0usize;
+        let mut first_line = true;
+        // What ended the header section.
+        enum After {
+            Separator,
+            BodyLine { newline: bool, complete: bool },
+            End,
+        }
+        let after;
+        let read_err = |e: std::io::Error| Error::io(Kind::IoErr, "cannot read the message", &e);
+        loop {
+            let piece = reader.next_piece().map_err(read_err)?;
+            let (newline, complete) = match piece {
+                Piece::End => {
+                    after = After::End;
+                    break;
+                }
+                Piece::Data {
+                    newline, complete, ..
+                } => (newline, complete),
+            };
+            let line = &reader.buf;
+            if first_line && headers::is_mbox_from(line) && complete {
+                first_line = false;
+                continue;
+            }
+            first_line = false;
+            if line.is_empty() && complete {
+                after = After::Separator;
+                break;
+            }
+            let cont = headers::is_continuation(line) && !fields.is_empty();
+            let name = if cont {
+                None
+            } else {
+                headers::field_name(line).map(str::to_string)
+            };
+            if !cont && name.is_none() {
+                after = After::BodyLine { newline, complete };
+                break;
+            }
+            let mut full = line.clone();
+            let mut complete = complete;
+            while !complete {
+                match reader.next_piece().map_err(read_err)? {
+                    Piece::Data { complete: c, .. } => {
+                        full.extend_from_slice(&reader.buf);
+                        complete = c;
+                    }
+                    Piece::End => break,
+                }
+                if full.len() > MAX_HEADER_BYTES {
+                    break;
+                }
+            }
+            header_bytes += full.len() + 1;
+            if header_bytes > MAX_HEADER_BYTES {
+                return Err(Error::new(
+                    Kind::DataErr,
+                    "the header section is larger than 1 MiB",
+                ));
+            }
+            if full.contains(&0) {
+                return Err(Error::new(
+                    Kind::DataErr,
+                    "the header section contains a NUL byte; mail cannot carry it",
+                ));
+            }
+            match name {
+                Some(n) => fields.push(Field { name: n, raw: full }),
+                None => {
+                    if let Some(last) = fields.last_mut() {
+                        last.raw.push(b'\n');
+                        last.raw.extend_from_slice(&full);
+                    }
+                }
+            }
+        }
+
+        // ---- recipients ----
+        let mut recipients: Vec<String> = Vec::new();
+        let mut push = |r: String| {
+            if !recipients.iter().any(|x| x == &r) {
+                recipients.push(r);
+            }
+        };
+        for r in &opts.recipients {
+            push(r.clone());
+        }
+        if opts.extract {
+            for m in headers::extract_recipients(&fields)? {
+                push(m.addr);
+            }
+        }
+        if recipients.is_empty() {
+            return Err(Error::new(
+                Kind::Usage,
+                if opts.extract {
+                    "no recipients: none given as arguments and none in To, Cc or Bcc"
+                } else {
+                    "no recipients: give them as arguments, or use -t to take them from the headers"
+                },
+            ));
+        }
+
+        // ---- header fix-ups ----
+        let now = crate::clock::now();
+        let date = crate::clock::rfc5322(now);
+        let mut out = Vec::with_capacity(header_bytes + 512);
+        out.extend_from_slice(
+            format!(
+                "Received: by {} (Postern, from userid {})\n\tid {}; {}\n",
+                self.cfg.hostname, self.user.uid, id, date
+            )
+            .as_bytes(),
+        );
+        for f in fields.iter().filter(|f| !headers::is_dropped(f)) {
+            out.extend_from_slice(&f.raw);
+            out.push(b'\n');
+        }
+        if !fields.iter().any(|f| f.is("From")) {
+            let addr = if opts.sender.is_empty() {
+                self.default_sender()
+            } else {
+                opts.sender.clone()
+            };
+            let name = opts.fullname.clone().or_else(|| {
+                if addr == self.default_sender() {
+                    self.user.gecos.clone()
+                } else {
+                    None
+                }
+            });
+            let line = match name.filter(|n| !n.trim().is_empty()) {
+                Some(n) => format!("From: {} <{}>\n", headers::encode_phrase(&n), addr),
+                None => format!("From: {addr}\n"),
+            };
+            out.extend_from_slice(line.as_bytes());
+        }
+        if !fields.iter().any(|f| f.is("Date")) {
+            out.extend_from_slice(format!("Date: {date}\n").as_bytes());
+        }
+        let message_id = match headers::message_id(&fields) {
+            Some(m) => m,
+            None => {
+                let m = format!("<{}.{}@{}>", id, std::process::id(), self.cfg.hostname);
+                out.extend_from_slice(format!("Message-ID: {m}\n").as_bytes());
+                m
+            }
+        };
+        write(&mut w, &out, &mut eight_bit)?;
+        drop(out);
+
+        // ---- body ----
+        match after {
+            After::End => {}
+            After::Separator => write(&mut w, b"\n", &mut eight_bit)?,
+            After::BodyLine { newline, complete } => {
+                write(&mut w, b"\n", &mut eight_bit)?;
+                let line = std::mem::take(&mut reader.buf);
+                write(&mut w, &line, &mut eight_bit)?;
+                reader.buf = line;
+                if complete && newline {
+                    write(&mut w, b"\n", &mut eight_bit)?;
+                }
+            }
+        }
+        if !matches!(after, After::End) {
+            loop {
+                match reader.next_piece().map_err(read_err)? {
+                    Piece::End => break,
+                    Piece::Data { newline, .. } => {
+                        let line = std::mem::take(&mut reader.buf);
+                        let r = write(&mut w, &line, &mut eight_bit);
+                        reader.buf = line;
+                        r?;
+                        if newline {
+                            write(&mut w, b"\n", &mut eight_bit)?;
+                        }
+                    }
+                }
+            }
+        }
+        if reader.truncated {
+            return Err(Error::new(
+                Kind::DataErr,
+                "the input ended before the end of the message",
+            ));
+        }
+
+        let env = Envelope {
+            id: id.clone(),
+            sender: opts.sender.clone(),
+            recipients: recipients.clone(),
+            uid: self.user.uid,
+            user: self.user.name.clone(),
+            arrival: crate::clock::unix_f64(now),
+            fullname: opts.fullname.clone(),
+            dsn_notify: opts.notify.clone(),
+            dsn_ret: opts.ret.clone(),
+            envid: opts.envid.clone(),
+            eight_bit,
+            message_id: Some(message_id.clone()).filter(|m| crate::spool::format::is_safe_value(m)),
+            is_bounce: false,
+        };
+        let size = w.len();
+        w.commit(&env).map_err(|e| spool_error("cannot commit the queue file", &e))?;
+        log::info!(
+            "{id}: uid={} from=<{}> size={size} nrcpt={} message-id={message_id}",
+            self.user.uid,
+            opts.sender,
+            recipients.len()
+        );
+        Ok(Committed {
+            id,
+            size,
+            recipients,
+            sender: opts.sender.clone(),
+        })
+    }
+}

@@ -1,0 +1,365 @@
+//! `sendmail -bs`: an SMTP dialogue on stdin/stdout (RFC 5321), as Symfony
+//! Mailer and other libraries speak it to a local MTA.
+//!
+//! EHLO/HELO, MAIL (SIZE, BODY, RET, ENVID, SMTPUTF8), RCPT (NOTIFY, ORCPT
+//! accepted), DATA, RSET, NOOP, VRFY, HELP and QUIT; any number of messages
+//! per session; PIPELINING (replies are flushed only when no more input is
+//! already buffered, so a pipelining client gets its replies in one batch).
+//! Each accepted message is committed to its own maildrop entry before the
+//! `250 … queued as ID` reply. The session has the caller's identity: the
+//! envelope sender from MAIL FROM is used as given, as with `-f`.
+
+use super::input::{LineReader, Terminator};
+use super::{Committed, MessageOptions, Submitter};
+use crate::error::{Error, Kind, Result};
+use std::io::{BufRead, BufReader, Read, Write};
+
+/// Longest command line accepted (RFC 5321 4.5.3.1.4: 512 with the CRLF;
+/// extensions may add more).
+const MAX_COMMAND: usize = 2048;
+
+struct Session<'s, 'c, W: Write> {
+    sub: &'s mut Submitter<'c>,
+    out: W,
+    helo: bool,
+    mail: Option<MessageOptions>,
+    committed: Vec<Committed>,
+}
+
+fn read_command<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() && !too_long {
+                None
+            } else {
+                Some(too_long)
+            });
+        }
+        match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                if buf.len() + i <= MAX_COMMAND {
+                    buf.extend_from_slice(&avail[..i]);
+                } else {
+                    too_long = true;
+                }
+                r.consume(i + 1);
+                if buf.last() == Some(&b'\r') {
+                    buf.pop();
+                }
+                return Ok(Some(too_long));
+            }
+            None => {
+                let n = avail.len();
+                if buf.len() + n <= MAX_COMMAND {
+                    buf.extend_from_slice(avail);
+                } else {
+                    too_long = true;
+                }
+                r.consume(n);
+            }
+        }
+    }
+}
+
+/// Split `FROM:<addr> PARAMS` into (path, params).
+fn split_path(arg: &str) -> Option<(String, Vec<(String, String)>)> {
+    let arg = arg.trim_start();
+    let (path, rest) = if let Some(stripped) = arg.strip_prefix('<') {
+        let mut depth_quote = false;
+        let mut end = None;
+        for (i, c) in stripped.char_indices() {
+            match c {
+                '"' => depth_quote = !depth_quote,
+                '>' if !depth_quote => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end?;
+        (stripped[..end].to_string(), &stripped[end + 1..])
+    } else {
+        // Tolerate a missing <> (some clients), up to the first space.
+        let end = arg.find(' ').unwrap_or(arg.len());
+        (arg[..end].to_string(), &arg[end..])
+    };
+    let params = rest
+        .split_whitespace()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k.to_ascii_uppercase(), v.to_string()),
+            None => (p.to_ascii_uppercase(), String::new()),
+        })
+        .collect();
+    Some((path, params))
+}
+
+/// Decode xtext (RFC 3461): `+XX` hex escapes.
+fn xtext_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'+' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl<W: Write> Session<'_, '_, W> {
+    fn reply(&mut self, line: &str) -> std::io::Result<()> {
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\r\n")
+    }
+
+    fn mail(&mut self, arg: &str) -> String {
+        if !self.helo {
+            return "503 5.5.1 Error: send HELO/EHLO first".into();
+        }
+        if self.mail.is_some() {
+            return "503 5.5.1 Error: nested MAIL command".into();
+        }
+        let Some((path, params)) = split_path(arg) else {
+            return "501 5.5.4 Syntax: MAIL FROM:<address>".into();
+        };
+        let mut opts = MessageOptions::default();
+        for (k, v) in params {
+            match k.as_str() {
+                "SIZE" => match v.parse::<u64>() {
+                    Ok(n) if n > self.sub.cfg.max_message_size => {
+                        return "552 5.3.4 Message size exceeds fixed limit".into();
+                    }
+                    Ok(_) => {}
+                    Err(_) => return "501 5.5.4 Bad SIZE parameter".into(),
+                },
+                "BODY" => {
+                    if !v.eq_ignore_ascii_case("7BIT") && !v.eq_ignore_ascii_case("8BITMIME") {
+                        return "501 5.5.4 Bad BODY parameter".into();
+                    }
+                }
+                "SMTPUTF8" => {}
+                "RET" => {
+                    let u = v.to_ascii_uppercase();
+                    if u != "FULL" && u != "HDRS" {
+                        return "501 5.5.4 Bad RET parameter".into();
+                    }
+                    opts.ret = Some(u);
+                }
+                "ENVID" => match xtext_decode(&v) {
+                    Some(e) if !e.is_empty() && e.len() <= 100 && e.bytes().all(|b| (0x21..0x7f).contains(&b)) => {
+                        opts.envid = Some(e)
+                    }
+                    _ => return "501 5.5.4 Bad ENVID parameter".into(),
+                },
+                "AUTH" => {}
+                _ => return format!("555 5.5.4 Unsupported option: {k}"),
+            }
+        }
+        match self.sub.parse_sender(&path) {
+            Ok(s) => {
+                opts.sender = s;
+                self.mail = Some(opts);
+                "250 2.1.0 Ok".into()
+            }
+            Err(e) => format!("553 5.1.7 {}", e.message()),
+        }
+    }
+
+    fn rcpt(&mut self, arg: &str) -> String {
+        let Some(mail) = self.mail.as_ref() else {
+            return "503 5.5.1 Error: need MAIL command".into();
+        };
+        if mail.recipients.len() >= crate::spool::format::MAX_RCPTS {
+            return "452 4.5.3 Too many recipients".into();
+        }
+        let Some((path, params)) = split_path(arg) else {
+            return "501 5.5.4 Syntax: RCPT TO:<address>".into();
+        };
+        let mut notify = None;
+        for (k, v) in params {
+            match k.as_str() {
+                "NOTIFY" => {
+                    let u = v.to_ascii_uppercase();
+                    if u != "NEVER"
+                        && !u.split(',').all(|p| matches!(p, "SUCCESS" | "FAILURE" | "DELAY"))
+                    {
+                        return "501 5.5.4 Bad NOTIFY parameter".into();
+                    }
+                    notify = Some(u);
+                }
+                "ORCPT" => {}
+                _ => return format!("555 5.5.4 Unsupported option: {k}"),
+            }
+        }
+        match self.sub.parse_recipient(&path) {
+            Ok(r) => {
+                if let Some(m) = self.mail.as_mut() {
+                    if notify.is_some() {
+                        m.notify = notify;
+                    }
+                    if !m.recipients.contains(&r) {
+                        m.recipients.push(r);
+                    }
+                }
+                "250 2.1.5 Ok".into()
+            }
+            Err(e) => format!("553 5.1.3 {}", e.message()),
+        }
+    }
+}
+
+/// Run an SMTP session over `input`/`output`. Returns the committed messages.
+pub fn run<R: Read, W: Write>(sub: &mut Submitter<'_>, input: R, output: W) -> Result<Vec<Committed>> {
+    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    let hostname = sub.cfg.hostname.clone();
+    let max = sub.cfg.max_message_size;
+    let mut s = Session {
+        sub,
+        out: std::io::BufWriter::new(output),
+        helo: false,
+        mail: None,
+        committed: Vec::new(),
+    };
+    let io = |e: std::io::Error| Error::io(Kind::IoErr, "SMTP session", &e);
+    s.reply(&format!("220 {hostname} ESMTP Postern")).map_err(io)?;
+    s.out.flush().map_err(io)?;
+    let mut line = Vec::new();
+    loop {
+        let too_long = match read_command(&mut reader, &mut line).map_err(io)? {
+            None => break, // client went away
+            Some(t) => t,
+        };
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let (verb, arg) = match text.split_once(' ') {
+            Some((v, a)) => (v.to_ascii_uppercase(), a.to_string()),
+            None => (text.to_ascii_uppercase(), String::new()),
+        };
+        let mut quit = false;
+        let reply: String = if too_long {
+            "500 5.5.2 Error: line too long".into()
+        } else {
+            match verb.as_str() {
+                "EHLO" => {
+                    s.helo = true;
+                    s.mail = None;
+                    format!(
+                        "250-{hostname}\r\n250-PIPELINING\r\n250-SIZE {max}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP"
+                    )
+                }
+                "HELO" => {
+                    s.helo = true;
+                    s.mail = None;
+                    format!("250 {hostname}")
+                }
+                "MAIL" => match arg.get(..5) {
+                    Some(p) if p.eq_ignore_ascii_case("FROM:") => s.mail(&arg[5..]),
+                    _ => "501 5.5.4 Syntax: MAIL FROM:<address>".into(),
+                },
+                "RCPT" => match arg.get(..3) {
+                    Some(p) if p.eq_ignore_ascii_case("TO:") => s.rcpt(&arg[3..]),
+                    _ => "501 5.5.4 Syntax: RCPT TO:<address>".into(),
+                },
+                "DATA" => {
+                    if s.mail.is_none() {
+                        "503 5.5.1 Error: need MAIL command".into()
+                    } else if s.mail.as_ref().is_some_and(|m| m.recipients.is_empty()) {
+                        "554 5.5.1 Error: no valid recipients".into()
+                    } else {
+                        s.reply("354 End data with <CR><LF>.<CR><LF>").map_err(io)?;
+                        s.out.flush().map_err(io)?;
+                        let opts = s.mail.take().unwrap_or_default();
+                        let mut lr = LineReader::new(&mut reader, Terminator::SmtpData);
+                        let result = s.sub.submit(&mut lr, &opts);
+                        // Whatever happened, consume the rest of the DATA
+                        // section so the dialogue stays in step.
+                        let mut drained = true;
+                        if result.is_err() {
+                            loop {
+                                match lr.next_piece() {
+                                    Ok(super::input::Piece::End) => break,
+                                    Ok(_) => {}
+                                    Err(_) => {
+                                        drained = false;
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let truncated = lr.truncated;
+                        match result {
+                            Ok(c) => {
+                                let r = format!("250 2.0.0 Ok: queued as {}", c.id);
+                                s.committed.push(c);
+                                r
+                            }
+                            Err(_) if truncated || !drained => {
+                                log::warn!("SMTP client went away during DATA; nothing queued");
+                                break;
+                            }
+                            Err(e) => match e.kind() {
+                                Kind::DataErr if e.message().starts_with("message too big") => {
+                                    format!("552 5.3.4 {}", e.message())
+                                }
+                                Kind::DataErr => format!("554 5.6.0 {}", e.message()),
+                                Kind::Usage => format!("554 5.5.1 {}", e.message()),
+                                _ => {
+                                    log::error!("{e}");
+                                    format!("451 4.3.0 {}", e.message())
+                                }
+                            },
+                        }
+                    }
+                }
+                "RSET" => {
+                    s.mail = None;
+                    "250 2.0.0 Ok".into()
+                }
+                "NOOP" => "250 2.0.0 Ok".into(),
+                "VRFY" => "252 2.0.0 Cannot VRFY user, but will accept message".into(),
+                "HELP" => "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT".into(),
+                "QUIT" => {
+                    quit = true;
+                    "221 2.0.0 Bye".into()
+                }
+                "STARTTLS" | "AUTH" | "BDAT" => "502 5.5.1 Error: command not implemented".into(),
+                "" => "500 5.5.2 Error: empty command".into(),
+                _ => "500 5.5.2 Error: command not recognized".into(),
+            }
+        };
+        s.reply(&reply).map_err(io)?;
+        if quit || reader.buffer().is_empty() {
+            s.out.flush().map_err(io)?;
+        }
+        if quit {
+            break;
+        }
+    }
+    let _ = s.out.flush();
+    Ok(s.committed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_params() {
+        let (p, params) = split_path("<a@b> SIZE=10 BODY=8BITMIME").unwrap();
+        assert_eq!(p, "a@b");
+        assert_eq!(params[0], ("SIZE".into(), "10".into()));
+        assert_eq!(split_path("<>").unwrap().0, "");
+        assert_eq!(split_path("<\"a>b\"@c>").unwrap().0, "\"a>b\"@c");
+        assert!(split_path("<a@b").is_none());
+        assert_eq!(xtext_decode("a+2Bb").as_deref(), Some("a+b"));
+        assert!(xtext_decode("a+2").is_none());
+    }
+}
