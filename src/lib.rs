@@ -20,11 +20,17 @@
 #![deny(unsafe_code)]
 
 pub mod address;
+pub mod admin;
+pub mod bounce;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod deliver;
 pub mod error;
 pub mod logging;
+pub mod mailq;
 pub mod privilege;
 pub mod spool;
+pub mod stats;
 pub mod submit;

@@ -373,3 +373,18 @@ pub fn setgid_bit_ignored() -> bool {
         .map(|m| m.permissions().mode() & 0o2000 != 0)
         .unwrap_or(false)
 }
+
+/// Become `uid`/`gid` for good (a runner started as root continuing as the
+/// spool owner). Supplementary groups are reduced to `gid`.
+pub fn become_user(uid: u32, gid: u32) -> Result<(), String> {
+    let g = Gid::from_raw(gid);
+    let u = Uid::from_raw(uid);
+    nix::unistd::setgroups(&[g]).map_err(|e| format!("setgroups: {e}"))?;
+    nix::unistd::setresgid(g, g, g).map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setresuid(u, u, u).map_err(|e| format!("setresuid: {e}"))?;
+    let r = nix::unistd::getresuid().map_err(|e| format!("getresuid: {e}"))?;
+    if r.real != u || r.effective != u || r.saved != u {
+        return Err("the user id did not change".into());
+    }
+    Ok(())
+}

@@ -1,31 +1,46 @@
 //! Dispatch of each personality and command to the library.
 
-use postern::cli::sendmail::{DeliveryMode, Mode, SendmailArgs};
+use postern::cli::postern::{Command, PosternArgs};
+use postern::cli::sendmail::{Mode, SendmailArgs};
 use postern::cli::{self, Invocation};
 use postern::config::{Config, ConfigSource};
-use postern::error::{Error, Kind, Result};
+use postern::daemon::{self, Selection};
+use postern::error::{Error, Kind, Result, spool_write_kind};
 use postern::logging;
 use postern::privilege::Prepared;
 use postern::spool::{Spool, maildrop};
+use postern::submit::handoff::Handoff;
 use postern::submit::input::{LineReader, Terminator};
 use postern::submit::{EntrySource, MessageOptions, Submitter, User};
 use std::path::PathBuf;
 
-fn config_source(p: &Prepared, explicit: Option<PathBuf>) -> ConfigSource {
+fn explicit_config(p: &Prepared, explicit: Option<PathBuf>) -> Option<PathBuf> {
     if p.privileged {
-        if explicit.is_some() || std::env::var_os("POSTERN_CONFIG").is_some() {
-            eprintln!("postern: warning: -C and POSTERN_CONFIG are ignored by the installed set-group-id binary");
-        }
-        ConfigSource::System
+        None
     } else {
-        ConfigSource::Unprivileged(
-            explicit.or_else(|| std::env::var_os("POSTERN_CONFIG").map(PathBuf::from)),
-        )
+        explicit.or_else(|| std::env::var_os("POSTERN_CONFIG").map(PathBuf::from))
     }
 }
 
-fn load_config(p: &Prepared, explicit: Option<PathBuf>) -> Result<Config> {
-    Config::load(&config_source(p, explicit))
+fn load_config(p: &Prepared, explicit: Option<PathBuf>, quiet_stderr: bool, verbose: bool) -> Result<(Config, ConfigSource)> {
+    if p.privileged && explicit.is_some() {
+        eprintln!("postern: warning: -C is ignored by the installed set-group-id binary");
+    }
+    let source = if p.privileged {
+        ConfigSource::System
+    } else {
+        ConfigSource::Unprivileged(explicit_config(p, explicit))
+    };
+    match Config::load(&source) {
+        Ok(c) => {
+            logging::init(logging::Target::from_config(&c.log), quiet_stderr, verbose);
+            Ok((c, source))
+        }
+        Err(e) => {
+            logging::init(logging::Target::Syslog, quiet_stderr, verbose);
+            Err(e)
+        }
+    }
 }
 
 /// Run the parsed invocation; returns the exit code on success.
@@ -43,11 +58,68 @@ pub fn run(mut p: Prepared) -> Result<u8> {
     };
     match inv {
         Invocation::Sendmail(a) => sendmail(p, a),
-        Invocation::Mailq { .. } | Invocation::Newaliases { .. } | Invocation::Postern(_) => {
-            logging::init(logging::Target::Stderr, false, false);
-            Err(Error::new(Kind::Software, "not implemented yet"))
+        Invocation::Mailq { json, config, verbose } => {
+            let (cfg, _) = load_config(&p, config, false, verbose)?;
+            list_queue(&mut p, &cfg, json)
+        }
+        Invocation::Newaliases { config } => {
+            let (cfg, _) = load_config(&p, config, false, false)?;
+            postern::address::aliases::newaliases(&cfg)
+        }
+        Invocation::Postern(a) => admin(p, a),
+    }
+}
+
+fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
+    let spool = Spool::new(&cfg.spool_dir);
+    let incoming = match p.maildrop_dir.take() {
+        Some(Ok(dir)) => postern::mailq::maildrop_names(dir),
+        _ => postern::spool::queue::list_ids(&spool.maildrop()).unwrap_or_default(),
+    };
+    if !spool.state().is_dir() && !p.privileged {
+        // A development spool that was never used.
+        if json {
+            return Ok(0);
+        }
+        print!("Mail queue is empty\n");
+        return Ok(0);
+    }
+    let items = postern::mailq::collect(&spool, incoming);
+    if json {
+        for it in &items {
+            println!("{}", postern::mailq::json(it));
+        }
+    } else {
+        print!("{}", postern::mailq::text(&items));
+    }
+    Ok(0)
+}
+
+fn may_deliver(p: &Prepared) -> bool {
+    !p.privileged || p.uid == 0
+}
+
+fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
+    let spool = Spool::new(&cfg.spool_dir);
+    let trigger = match p.trigger.take() {
+        Some(r) => r.ok(),
+        None => postern::privilege::open_trigger_unprivileged(&spool).ok(),
+    };
+    if let Some(f) = trigger {
+        if daemon::poke(&f, b'F') {
+            log::info!("asked the daemon to deliver the whole queue now");
+            return Ok(0);
         }
     }
+    if !may_deliver(p) {
+        return Err(Error::new(
+            Kind::TempFail,
+            "no postern daemon is running (start postern.service); only root can run the queue directly",
+        ));
+    }
+    let results = daemon::run_once(cfg.clone(), Selection::All)?;
+    log::debug!("queue run: {} message(s) attempted", results.len());
+    Ok(0)
 }
 
 fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
@@ -55,20 +127,23 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         print!("{}", cli::SENDMAIL_USAGE);
         return Ok(0);
     }
-    let cfg = match load_config(&p, a.config.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            logging::init(logging::Target::Syslog, true, a.verbose);
-            return Err(e);
-        }
-    };
-    logging::init(logging::Target::from_config(&cfg.log), true, a.verbose);
+    let quiet = matches!(a.mode, Mode::Deliver | Mode::Smtp);
+    let (cfg, _) = load_config(&p, a.config.clone(), quiet, a.verbose)?;
     if !a.ignored.is_empty() {
         log::debug!("ignored legacy options: {}", a.ignored.join(" "));
     }
-    match a.mode {
+    match &a.mode {
         Mode::Deliver | Mode::Smtp => {}
-        _ => return Err(Error::new(Kind::Software, "not implemented yet")),
+        Mode::List => return list_queue(&mut p, &cfg, false),
+        Mode::Aliases => return postern::address::aliases::newaliases(&cfg),
+        Mode::Verify => return postern::address::verify::verify(&cfg, &a.recipients),
+        Mode::RunQueue(None) => return flush(&mut p, &cfg),
+        Mode::RunQueue(Some(interval)) => {
+            postern::config::parse_duration(interval)
+                .map_err(|e| Error::new(Kind::Usage, format!("-q{interval}: {e}")))?;
+            log::info!("-q{interval}: the postern daemon schedules retries itself; nothing to do");
+            return Ok(0);
+        }
     }
     let spool = Spool::new(&cfg.spool_dir);
     let (dir, source) = if p.privileged {
@@ -76,7 +151,7 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 return Err(Error::io(
-                    postern::error::spool_write_kind(&e),
+                    spool_write_kind(&e),
                     format!("cannot open the spool {}", spool.maildrop().display()),
                     &e,
                 ));
@@ -97,54 +172,98 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
     } else {
         spool.ensure_layout().map_err(|e| {
             Error::io(
-                postern::error::spool_write_kind(&e),
+                spool_write_kind(&e),
                 format!("cannot create the spool {}", spool.root().display()),
                 &e,
             )
         })?;
         let dir = maildrop::open_dir(&spool.maildrop()).map_err(|e| {
             Error::io(
-                postern::error::spool_write_kind(&e),
+                spool_write_kind(&e),
                 format!("cannot open the spool {}", spool.maildrop().display()),
                 &e,
             )
         })?;
         (dir, EntrySource::Direct)
     };
+    let maildrop_handle = if p.privileged { dir.try_clone().ok() } else { None };
     let user = User::lookup(p.uid);
     let mut sub = Submitter::new(&cfg, user, source, dir);
-    if a.mode == Mode::Smtp {
+    let committed = if a.mode == Mode::Smtp {
         let stdin = std::io::stdin();
         let stdout = std::io::stdout();
-        let committed = postern::submit::smtpd::run(&mut sub, stdin.lock(), stdout.lock())?;
-        let _ = committed;
-        return Ok(0);
-    }
-    let sender = match &a.sender {
-        Some(s) => sub.parse_sender(s)?,
-        None => sub.default_sender(),
-    };
-    let mut recipients = Vec::new();
-    for r in &a.recipients {
-        recipients.push(sub.parse_recipient(r)?);
-    }
-    let opts = MessageOptions {
-        sender,
-        recipients,
-        extract: a.extract,
-        fullname: a.fullname.clone(),
-        notify: a.notify.clone(),
-        ret: a.ret.clone(),
-        envid: a.envid.clone(),
-    };
-    let term = if a.ignore_dots {
-        Terminator::Eof
+        postern::submit::smtpd::run(&mut sub, stdin.lock(), stdout.lock())?
     } else {
-        Terminator::DotOrEof
+        let sender = match &a.sender {
+            Some(s) => sub.parse_sender(s)?,
+            None => sub.default_sender(),
+        };
+        let mut recipients = Vec::new();
+        for r in &a.recipients {
+            recipients.push(sub.parse_recipient(r)?);
+        }
+        let opts = MessageOptions {
+            sender,
+            recipients,
+            extract: a.extract,
+            fullname: a.fullname.clone(),
+            notify: a.notify.clone(),
+            ret: a.ret.clone(),
+            envid: a.envid.clone(),
+            interactive: a.delivery == postern::cli::sendmail::DeliveryMode::Interactive,
+        };
+        let term = if a.ignore_dots {
+            Terminator::Eof
+        } else {
+            Terminator::DotOrEof
+        };
+        let stdin = std::io::stdin();
+        let mut reader = LineReader::new(
+            std::io::BufReader::with_capacity(64 * 1024, stdin.lock()),
+            term,
+        );
+        vec![sub.submit(&mut reader, &opts)?]
     };
-    let stdin = std::io::stdin();
-    let mut reader = LineReader::new(std::io::BufReader::with_capacity(64 * 1024, stdin.lock()), term);
-    let committed = sub.submit(&mut reader, &opts)?;
-    let _ = (committed, DeliveryMode::Background);
-    Ok(0)
+    let handoff = Handoff {
+        cfg: &cfg,
+        privileged: p.privileged,
+        uid: p.uid,
+        trigger: p.trigger.take(),
+        config_path: explicit_config(&p, a.config.clone()),
+        maildrop: maildrop_handle,
+    };
+    let mode = if a.mode == Mode::Smtp {
+        postern::cli::sendmail::DeliveryMode::Background
+    } else {
+        a.delivery
+    };
+    handoff.run(&committed, mode)
+}
+
+fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
+    match &a.command {
+        Command::Help => {
+            print!("{}", cli::postern::USAGE);
+            return Ok(0);
+        }
+        Command::Version => {
+            println!("postern {}", env!("CARGO_PKG_VERSION"));
+            return Ok(0);
+        }
+        _ => {}
+    }
+    let (cfg, source) = load_config(&p, a.config.clone(), false, a.verbose)?;
+    match a.command {
+        Command::Daemon => daemon::daemon(cfg, source),
+        Command::QueueRun { auto: true } => daemon::run_auto(cfg).map(|_| 0),
+        Command::QueueRun { auto: false } => {
+            if !may_deliver(&p) {
+                return Err(Error::new(Kind::NoPerm, "only root or the postern user can run the queue"));
+            }
+            daemon::run_once(cfg, Selection::Due).map(|_| 0)
+        }
+        Command::Flush => flush(&mut p, &cfg),
+        Command::QueueList { json } => list_queue(&mut p, &cfg, json),
+        other => postern::admin::run(&cfg, &mut p, other),
+    }
 }

@@ -22,7 +22,10 @@ pub enum Command {
     /// Run the queue runner in the foreground (systemd).
     Daemon,
     /// Deliver what is in the queue once, in this process, then exit.
-    QueueRun,
+    QueueRun {
+        /// The detached run a submission starts (steps aside for a daemon).
+        auto: bool,
+    },
     /// List the queue.
     QueueList {
         /// One JSON object per line.
@@ -238,8 +241,8 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
                 Some("retry") => Command::QueueRetry(target(pos2.first().copied(), false)?),
                 Some("bounce") => Command::QueueBounce(one_id(pos2.first().copied())?),
                 Some("run") => {
-                    only(&["--once"])?;
-                    Command::QueueRun
+                    only(&["--once", "--auto"])?;
+                    Command::QueueRun { auto: has("--auto") }
                 }
                 Some(other) => return Err(usage(format!("unknown queue command {other:?}"))),
             }

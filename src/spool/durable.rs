@@ -28,13 +28,9 @@ pub fn write_atomic(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = tmp_dir.join(format!(
-        "{}.{}.{}",
-        name,
-        std::process::id(),
-        std::thread::current().name().unwrap_or("t").len() as u64
-            ^ crate::clock::unix_micros(std::time::SystemTime::now())
-    ));
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = tmp_dir.join(format!("{name}.{}.{n}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -42,6 +38,8 @@ pub fn write_atomic(
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
+        // Explicit: the service may run with UMask=0077.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(bytes)?;
         if durable {
             f.sync_all()?;

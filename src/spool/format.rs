@@ -57,6 +57,9 @@ pub struct Envelope {
     pub message_id: Option<String>,
     /// The message is a delivery status notification generated here.
     pub is_bounce: bool,
+    /// Submitted with `-odi`: the caller waits for the first attempt and is
+    /// told of a permanent failure, so no bounce is sent for it.
+    pub interactive: bool,
 }
 
 /// Why a file could not be decoded.
@@ -148,6 +151,9 @@ pub fn encode_envelope(e: &Envelope) -> Result<String, FormatError> {
     if e.is_bounce {
         put("kind", "bounce")?;
     }
+    if e.interactive {
+        put("mode", "interactive")?;
+    }
     out.push_str("end\n");
     Ok(out)
 }
@@ -226,6 +232,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, FormatError> {
             }
             "message-id" => e.message_id = Some(v.to_string()),
             "kind" if v == "bounce" => e.is_bounce = true,
+            "mode" if v == "interactive" => e.interactive = true,
             _ => return err(format!("unexpected envelope line {:?}", truncate(line))),
         }
     }
@@ -278,6 +285,7 @@ mod tests {
             eight_bit: true,
             message_id: Some("<x@y>".into()),
             is_bounce: false,
+            interactive: true,
         }
     }
 

@@ -10,6 +10,7 @@
 //! delivery side re-encodes the part as quoted-printable so it arrives
 //! intact.
 
+pub mod handoff;
 pub mod headers;
 pub mod input;
 pub mod smtpd;
@@ -92,6 +93,8 @@ pub struct MessageOptions {
     pub ret: Option<String>,
     /// DSN ENVID.
     pub envid: Option<String>,
+    /// `-odi`: the caller is told of a permanent failure (no bounce).
+    pub interactive: bool,
 }
 
 /// A committed message.
@@ -423,6 +426,7 @@ impl<'a> Submitter<'a> {
             eight_bit,
             message_id: Some(message_id.clone()).filter(|m| crate::spool::format::is_safe_value(m)),
             is_bounce: false,
+            interactive: opts.interactive,
         };
         let size = w.len();
         w.commit(&env).map_err(|e| spool_error("cannot commit the queue file", &e))?;

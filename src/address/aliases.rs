@@ -1,0 +1,422 @@
+//! `/etc/aliases` (path from `addresses.aliases_file`): parsing, expansion
+//! and `newaliases`.
+//!
+//! Format (aliases(5)): `name: target, target` — continuation lines start
+//! with a blank, `#` starts a comment line, names match case-insensitively,
+//! targets may be quoted. Targets are addresses, local names (expanded
+//! again: nested aliases), or `:include:/path` (a file of addresses, one
+//! list per line, `#` comments). Pipe (`|command`) and file (`/path`)
+//! targets are not supported by a relay-only MTA: each such target fails
+//! alone with a clear reason (logged, and bounced at delivery), never
+//! silently. Loops (`a: b`, `b: a`) are detected and reported; an alias
+//! that names itself (`root: root, ops@x`) means the local user itself.
+//!
+//! No database is built: the file is read directly and re-read when its
+//! modification time changes.
+
+use crate::config::Config;
+use crate::error::{Error, Kind, Result};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Most alias expansions followed for one recipient.
+const MAX_DEPTH: usize = 20;
+/// Most addresses one recipient may expand to.
+const MAX_TARGETS: usize = 10_000;
+
+/// One alias target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An address or local name.
+    Address(String),
+    /// `:include:/path`.
+    Include(PathBuf),
+    /// `|command` (unsupported).
+    Pipe(String),
+    /// `/path` (unsupported).
+    File(String),
+}
+
+/// A parsed aliases file.
+#[derive(Debug, Clone, Default)]
+pub struct Aliases {
+    map: HashMap<String, Vec<Target>>,
+    /// Syntax problems: (line number, message).
+    pub errors: Vec<(usize, String)>,
+}
+
+fn split_targets(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote = false;
+    let mut angle = 0usize;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quote = !quote;
+                cur.push(c);
+            }
+            '<' if !quote => {
+                angle += 1;
+                cur.push(c);
+            }
+            '>' if !quote => {
+                angle = angle.saturating_sub(1);
+                cur.push(c);
+            }
+            ',' if !quote && angle == 0 => {
+                out.push(std::mem::take(&mut cur));
+            }
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn target(raw: &str) -> Target {
+    let unq = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .map(str::trim)
+        .unwrap_or(raw);
+    if let Some(p) = unq.strip_prefix(":include:") {
+        return Target::Include(PathBuf::from(p.trim()));
+    }
+    if unq.starts_with('|') {
+        return Target::Pipe(unq.to_string());
+    }
+    if unq.starts_with('/') {
+        return Target::File(unq.to_string());
+    }
+    let a = unq.trim_start_matches('<').trim_end_matches('>').trim();
+    Target::Address(a.to_string())
+}
+
+impl Aliases {
+    /// Parse aliases text.
+    pub fn parse(text: &str) -> Aliases {
+        let mut a = Aliases::default();
+        let mut entries: Vec<(usize, String)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let n = i + 1;
+            if line.trim_start().starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            if line.starts_with([' ', '\t']) {
+                match entries.last_mut() {
+                    Some((_, e)) => {
+                        e.push(' ');
+                        e.push_str(line.trim());
+                    }
+                    None => a.errors.push((n, "continuation line without an alias before it".into())),
+                }
+                continue;
+            }
+            entries.push((n, line.to_string()));
+        }
+        for (n, e) in entries {
+            let Some((name, rest)) = e.split_once(':') else {
+                a.errors.push((n, format!("missing colon in {:?}", e.trim())));
+                continue;
+            };
+            let name = name.trim().trim_matches('"').to_ascii_lowercase();
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                a.errors.push((n, format!("bad alias name {name:?}")));
+                continue;
+            }
+            let targets: Vec<Target> = split_targets(rest).iter().map(|t| target(t)).collect();
+            if targets.is_empty() {
+                a.errors.push((n, format!("alias {name:?} has no target")));
+                continue;
+            }
+            a.map.entry(name).or_default().extend(targets);
+        }
+        a
+    }
+
+    /// Number of aliases.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The targets of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&[Target]> {
+        self.map.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+}
+
+struct Cached {
+    path: PathBuf,
+    mtime: Option<SystemTime>,
+    aliases: std::sync::Arc<Aliases>,
+}
+
+static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
+
+/// The aliases of `path`, re-read when the file changed. A missing or
+/// unreadable file gives an empty table.
+pub fn load(path: &Path) -> std::sync::Arc<Aliases> {
+    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    if let Ok(guard) = CACHE.lock() {
+        if let Some(c) = guard.as_ref() {
+            if c.path == path && c.mtime == mtime {
+                return std::sync::Arc::clone(&c.aliases);
+            }
+        }
+    }
+    let aliases = std::sync::Arc::new(match std::fs::read_to_string(path) {
+        Ok(t) => Aliases::parse(&t),
+        Err(_) => Aliases::default(),
+    });
+    if let Ok(mut guard) = CACHE.lock() {
+        *guard = Some(Cached {
+            path: path.to_path_buf(),
+            mtime,
+            aliases: std::sync::Arc::clone(&aliases),
+        });
+    }
+    aliases
+}
+
+/// One step of an expansion, for `-bv` and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expansion {
+    /// A final address.
+    Address(String),
+    /// A target that cannot be delivered, with the reason.
+    Failed(String, String),
+}
+
+/// Expand a local name through `aliases`. `terminal(name)` maps a local
+/// name that has no alias (or names itself) to a final address, or fails.
+pub fn expand(
+    aliases: &Aliases,
+    name: &str,
+    is_local: &dyn Fn(&str) -> Option<String>,
+    terminal: &dyn Fn(&str) -> std::result::Result<String, String>,
+) -> Vec<Expansion> {
+    let mut out = Vec::new();
+    let mut path = Vec::new();
+    walk(aliases, name, is_local, terminal, &mut path, &mut out, 0);
+    out
+}
+
+fn walk(
+    aliases: &Aliases,
+    name: &str,
+    is_local: &dyn Fn(&str) -> Option<String>,
+    terminal: &dyn Fn(&str) -> std::result::Result<String, String>,
+    path: &mut Vec<String>,
+    out: &mut Vec<Expansion>,
+    depth: usize,
+) {
+    if out.len() >= MAX_TARGETS {
+        return;
+    }
+    let key = name.to_ascii_lowercase();
+    if depth > MAX_DEPTH {
+        out.push(Expansion::Failed(name.to_string(), "alias nesting too deep".into()));
+        return;
+    }
+    if path.contains(&key) {
+        let mut chain = path.clone();
+        chain.push(key);
+        out.push(Expansion::Failed(
+            name.to_string(),
+            format!("alias loop: {}", chain.join(" -> ")),
+        ));
+        return;
+    }
+    let targets = aliases.get(&key).map(|t| t.to_vec()).or_else(|| {
+        // postmaster and MAILER-DAEMON work without an aliases file.
+        matches!(key.as_str(), "postmaster" | "mailer-daemon")
+            .then(|| vec![Target::Address("root".into())])
+    });
+    let Some(targets) = targets else {
+        match terminal(name) {
+            Ok(a) => out.push(Expansion::Address(a)),
+            Err(e) => out.push(Expansion::Failed(name.to_string(), e)),
+        }
+        return;
+    };
+    path.push(key.clone());
+    for t in targets {
+        match t {
+            Target::Address(a) => match is_local(&a) {
+                Some(local) if local.eq_ignore_ascii_case(&key) => match terminal(&local) {
+                    Ok(x) => out.push(Expansion::Address(x)),
+                    Err(e) => out.push(Expansion::Failed(a, e)),
+                },
+                Some(local) => walk(aliases, &local, is_local, terminal, path, out, depth + 1),
+                None => out.push(Expansion::Address(a)),
+            },
+            Target::Include(p) => match std::fs::read_to_string(&p) {
+                Ok(text) => {
+                    for line in text.lines() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        for raw in split_targets(line) {
+                            match target(&raw) {
+                                Target::Address(a) => match is_local(&a) {
+                                    Some(local) => walk(aliases, &local, is_local, terminal, path, out, depth + 1),
+                                    None => out.push(Expansion::Address(a)),
+                                },
+                                Target::Pipe(c) | Target::File(c) => out.push(Expansion::Failed(
+                                    c,
+                                    "pipe and file targets are not supported (Postern only relays)".into(),
+                                )),
+                                Target::Include(q) => out.push(Expansion::Failed(
+                                    q.display().to_string(),
+                                    "nested :include: is not supported".into(),
+                                )),
+                            }
+                        }
+                    }
+                }
+                Err(e) => out.push(Expansion::Failed(
+                    format!(":include:{}", p.display()),
+                    format!("cannot read include file: {}", crate::error::describe_io(&e)),
+                )),
+            },
+            Target::Pipe(c) => out.push(Expansion::Failed(
+                c,
+                "pipe targets are not supported (Postern only relays)".into(),
+            )),
+            Target::File(f) => out.push(Expansion::Failed(
+                f,
+                "file targets are not supported (Postern only relays)".into(),
+            )),
+        }
+    }
+    path.pop();
+}
+
+/// `newaliases` / `sendmail -bi`: check the file and say what it holds.
+pub fn newaliases(cfg: &Config) -> Result<u8> {
+    let path = &cfg.addresses.aliases_file;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "postern: {} does not exist; root, postmaster and MAILER-DAEMON go to {}",
+                path.display(),
+                crate::address::route::local_target(cfg, "root")
+            );
+            return Ok(0);
+        }
+        Err(e) => {
+            return Err(Error::io(Kind::Config, format!("cannot read {}", path.display()), &e));
+        }
+    };
+    let a = Aliases::parse(&text);
+    for (line, msg) in &a.errors {
+        eprintln!("postern: {}:{line}: {msg}", path.display());
+    }
+    let unsupported = a
+        .map
+        .values()
+        .flatten()
+        .filter(|t| matches!(t, Target::Pipe(_) | Target::File(_)))
+        .count();
+    println!(
+        "postern: {}: {} aliases, {} errors{} (read directly; no database needed)",
+        path.display(),
+        a.len(),
+        a.errors.len(),
+        if unsupported > 0 {
+            format!(", {unsupported} pipe/file targets that will bounce")
+        } else {
+            String::new()
+        }
+    );
+    if a.errors.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::new(
+            Kind::DataErr,
+            format!("{}: {} syntax error(s)", path.display(), a.errors.len()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp(text: &str, name: &str) -> Vec<Expansion> {
+        let a = Aliases::parse(text);
+        let is_local = |s: &str| (!s.contains('@')).then(|| s.to_string());
+        let terminal = |s: &str| {
+            if s == "nobody-here" {
+                Err("unknown local user".to_string())
+            } else {
+                Ok(format!("{s}@example.com"))
+            }
+        };
+        expand(&a, name, &is_local, &terminal)
+    }
+
+    #[test]
+    fn parse_and_expand() {
+        let text = "# comment\nroot: admin@x.org, ops\nops: a@x.org,\n  b@x.org\nPostmaster: root\nweb: \"|/usr/bin/cmd\", /var/log/x, c@x.org\nself: self, d@x.org\nloop1: loop2\nloop2: loop1\n";
+        assert_eq!(
+            exp(text, "root"),
+            vec![
+                Expansion::Address("admin@x.org".into()),
+                Expansion::Address("a@x.org".into()),
+                Expansion::Address("b@x.org".into())
+            ]
+        );
+        assert_eq!(exp(text, "POSTMASTER").len(), 3);
+        let web = exp(text, "web");
+        assert!(matches!(&web[0], Expansion::Failed(t, _) if t == "|/usr/bin/cmd"));
+        assert!(matches!(&web[1], Expansion::Failed(t, _) if t == "/var/log/x"));
+        assert_eq!(web[2], Expansion::Address("c@x.org".into()));
+        assert_eq!(
+            exp(text, "self"),
+            vec![
+                Expansion::Address("self@example.com".into()),
+                Expansion::Address("d@x.org".into())
+            ]
+        );
+        assert!(matches!(&exp(text, "loop1")[0], Expansion::Failed(_, m) if m.contains("loop")));
+        assert_eq!(exp(text, "alice"), vec![Expansion::Address("alice@example.com".into())]);
+        assert!(matches!(&exp(text, "nobody-here")[0], Expansion::Failed(_, _)));
+        // postmaster works without a file
+        assert_eq!(exp("", "MAILER-DAEMON"), vec![Expansion::Address("root@example.com".into())]);
+    }
+
+    #[test]
+    fn syntax_errors_and_includes() {
+        let a = Aliases::parse("  leading: x\nnocolon\nok: y\n");
+        assert_eq!(a.errors.len(), 2);
+        assert_eq!(a.len(), 1);
+        let dir = std::env::temp_dir().join(format!("postern-alias-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let inc = dir.join("list");
+        std::fs::write(&inc, "# members\nm1@x.org, m2@x.org\nroot\n").unwrap();
+        let text = format!("list: :include:{}\nroot: r@x.org\n", inc.display());
+        assert_eq!(
+            exp(&text, "list"),
+            vec![
+                Expansion::Address("m1@x.org".into()),
+                Expansion::Address("m2@x.org".into()),
+                Expansion::Address("r@x.org".into())
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,350 @@
+//! The queue runner as a service (`postern daemon`) and as a one-shot run
+//! (`postern queue run`, `sendmail -q`, the detached run after a
+//! submission when no daemon answers, `-odi`).
+//!
+//! The daemon holds `run.lock` for its lifetime (so a second daemon, or a
+//! detached run, knows it is there), reads the trigger FIFO (a byte from a
+//! submitter: `W` new mail, `F` flush everything now, `R` rescan after an
+//! admin change), keeps the retry schedule in memory (rebuilt from
+//! `state/` at start and every few minutes), and hands due messages to the
+//! worker pool. No busy polling: it sleeps in poll(2) until a poke, a signal,
+//! a worker finishing, or the next retry time. SIGTERM/SIGINT stop it after
+//! the transactions in flight end; SIGHUP reloads the configuration.
+
+pub mod runner;
+pub mod schedule;
+
+use crate::clock;
+use crate::config::{Config, ConfigSource};
+use crate::error::{Error, Kind, Result};
+use crate::spool::{Spool, queue};
+use runner::{Ctx, Done, Pool};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the full state directory is rescanned.
+const RESCAN: Duration = Duration::from_secs(300);
+/// Longest sleep between wake-ups.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Which messages a one-shot run takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Those whose next attempt is due.
+    Due,
+    /// Every queued message, now (flush).
+    All,
+    /// These ids.
+    Ids(Vec<String>),
+}
+
+/// When started as root, continue as the owner of the spool (user
+/// `postern` in an installed system), so every file the runner writes has
+/// the right owner. A root-owned spool (tests, development) keeps root.
+pub fn become_spool_owner(spool: &Spool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let md = std::fs::metadata(spool.root())
+        .map_err(|e| Error::io(Kind::TempFail, format!("spool {}", spool.root().display()), &e))?;
+    if md.uid() == 0 {
+        return Ok(());
+    }
+    crate::privilege::become_user(md.uid(), md.gid())
+        .map_err(|e| Error::new(Kind::OsErr, format!("cannot switch to the spool owner: {e}")))
+}
+
+fn open_lock(spool: &Spool) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(spool.run_lock())
+        .map_err(|e| Error::io(Kind::TempFail, format!("cannot open {}", spool.run_lock().display()), &e))
+}
+
+fn prepare(cfg: &Config) -> Result<Spool> {
+    let spool = Spool::new(&cfg.spool_dir);
+    become_spool_owner(&spool)?;
+    spool.ensure_layout().map_err(|e| {
+        Error::io(Kind::TempFail, format!("cannot prepare the spool {}", spool.root().display()), &e)
+    })?;
+    if cfg.stats.enabled {
+        crate::stats::init(spool.events(), cfg.stats.max_log_bytes);
+    }
+    Ok(spool)
+}
+
+fn pickup(ctx: &Ctx) -> Vec<String> {
+    match queue::pickup(&ctx.spool, ctx.cfg.queue.maildrop_stale_after) {
+        Ok(ids) => {
+            for id in &ids {
+                if let Some(st) = queue::load_state(&ctx.spool, id) {
+                    crate::stats::record_accepted(id, st.size, st.rcpts.len());
+                }
+            }
+            ids
+        }
+        Err(e) => {
+            log::error!("cannot pick up new mail from {}: {e}", ctx.spool.maildrop().display());
+            Vec::new()
+        }
+    }
+}
+
+/// Deliver once in this process and return what happened to each message.
+pub fn run_once(cfg: Config, sel: Selection) -> Result<Vec<(String, Done)>> {
+    run_once_as(cfg, sel, false)
+}
+
+/// `-odi` in this process: the caller reports failures itself.
+pub fn run_interactive(cfg: Config, ids: Vec<String>) -> Result<Vec<(String, Done)>> {
+    run_once_as(cfg, Selection::Ids(ids), true)
+}
+
+fn run_once_as(cfg: Config, sel: Selection, caller_is_runner: bool) -> Result<Vec<(String, Done)>> {
+    prepare(&cfg)?;
+    let parallel = cfg.queue.parallel;
+    let mut ctx = Ctx::new(cfg, 1);
+    ctx.caller_is_runner = caller_is_runner;
+    pickup(&ctx);
+    let ids = match &sel {
+        Selection::Due => runner::due(&ctx, false),
+        Selection::All => runner::due(&ctx, true),
+        Selection::Ids(v) => v.clone(),
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let force = !matches!(sel, Selection::Due);
+    let pool = Pool::new(ctx, parallel.min(ids.len()), true);
+    for id in &ids {
+        pool.push(id, force && matches!(sel, Selection::Ids(_)));
+    }
+    pool.wait_idle();
+    let results = pool.take_results();
+    pool.shutdown();
+    Ok(results)
+}
+
+/// The detached run a submitter starts when no daemon answers: runs while
+/// new mail keeps arriving, and steps aside when someone else holds the run
+/// lock (that holder re-checks maildrop after releasing it).
+pub fn run_auto(cfg: Config) -> Result<()> {
+    let _ = nix::unistd::setsid();
+    let spool = prepare(&cfg)?;
+    let lock = open_lock(&spool)?;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(()),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(Kind::TempFail, "run lock", &e));
+            }
+        }
+        run_once(cfg.clone(), Selection::Due)?;
+        let _ = lock.unlock();
+        // Mail committed while we held the lock was left to us: look again.
+        let pending = queue::list_ids(&spool.maildrop()).map(|v| !v.is_empty()).unwrap_or(false);
+        if !pending {
+            return Ok(());
+        }
+    }
+}
+
+/// Is a daemon running for this spool (holding the run lock)?
+pub fn daemon_running(spool: &Spool) -> bool {
+    match File::open(spool.run_lock()) {
+        Ok(f) => matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// `postern daemon`.
+pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
+    for r in &cfg.relays {
+        crate::deliver::credentials::check_secret_file(r)?;
+    }
+    let spool = prepare(&cfg)?;
+    let lock = open_lock(&spool)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::new(
+                Kind::TempFail,
+                format!("another postern daemon is already running for {}", spool.root().display()),
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(Kind::TempFail, "run lock", &e)),
+    }
+    queue::clean(&spool);
+    let fifo = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(spool.trigger())
+            .map_err(|e| Error::io(Kind::TempFail, format!("cannot open {}", spool.trigger().display()), &e))?
+    };
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    let (mut sig_r, sig_w) = UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
+    sig_r.set_nonblocking(true).ok();
+    for (sig, flag) in [
+        (signal_hook::consts::SIGTERM, &term),
+        (signal_hook::consts::SIGINT, &term),
+        (signal_hook::consts::SIGHUP, &hup),
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(flag))
+            .map_err(|e| Error::io(Kind::OsErr, "signal handler", &e))?;
+        let w = sig_w.try_clone().map_err(|e| Error::io(Kind::OsErr, "signal pipe", &e))?;
+        signal_hook::low_level::pipe::register(sig, w)
+            .map_err(|e| Error::io(Kind::OsErr, "signal handler", &e))?;
+    }
+    let (mut done_r, done_w) = UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
+    done_r.set_nonblocking(true).ok();
+    done_w.set_nonblocking(true).ok();
+
+    let parallel = cfg.queue.parallel;
+    let mut generation = 1;
+    let pool = Pool::new(Ctx::new(cfg, generation), parallel, true);
+    pool.set_notify(done_w);
+    log::info!("daemon started (spool {}, {} relay(s), {parallel} session(s))", spool.root().display(), pool.ctx().cfg.relays.len());
+
+    let mut schedule: HashMap<String, f64> = HashMap::new();
+    let mut last_scan = Instant::now() - RESCAN * 2;
+    let mut flush = false;
+    let mut buf = [0u8; 512];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        if term.load(Ordering::Relaxed) {
+            break;
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            match Config::load(&source) {
+                Ok(c) => {
+                    generation += 1;
+                    pool.replace_ctx(Ctx::new(c, generation));
+                    log::info!("configuration reloaded");
+                    last_scan = Instant::now() - RESCAN * 2;
+                }
+                Err(e) => log::error!("configuration not reloaded, keeping the old one: {e}"),
+            }
+        }
+        let ctx = pool.ctx();
+        for id in pickup(&ctx) {
+            schedule.insert(id, 0.0);
+        }
+        if last_scan.elapsed() >= RESCAN {
+            schedule = queue::states(&ctx.spool)
+                .into_iter()
+                .filter(|s| !s.held)
+                .map(|s| (s.id, s.next))
+                .collect();
+            last_scan = Instant::now();
+        }
+        for (id, d) in pool.take_results() {
+            match d {
+                Done::Deferred(_) => {
+                    if let Some(st) = queue::load_state(&ctx.spool, &id) {
+                        schedule.insert(id, st.next);
+                    }
+                }
+                Done::Busy => {
+                    schedule.insert(id, clock::unix_f64(clock::now()) + 5.0);
+                }
+                Done::Finished { .. } | Done::Skipped => {
+                    schedule.remove(&id);
+                }
+            }
+        }
+        let now = clock::unix_f64(clock::now());
+        let mut next_wake = MAX_SLEEP.as_secs_f64();
+        for (id, next) in &schedule {
+            if flush || *next <= now {
+                if !pool.knows(id) {
+                    pool.push(id, false);
+                }
+            } else {
+                next_wake = next_wake.min(*next - now);
+            }
+        }
+        flush = false;
+        let timeout = Duration::from_secs_f64(next_wake.clamp(0.01, MAX_SLEEP.as_secs_f64()));
+        let mut fds = [
+            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(sig_r.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(done_r.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        let t = nix::poll::PollTimeout::try_from(timeout).unwrap_or(nix::poll::PollTimeout::MAX);
+        match nix::poll::poll(&mut fds, t) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                log::error!("poll: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Drain the wake-up sources.
+        loop {
+            match (&fifo).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => carry.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        let mut i = 0;
+        while i < carry.len() {
+            match carry[i] {
+                b'F' => flush = true,
+                b'R' => last_scan = Instant::now() - RESCAN * 2,
+                b'A' => {
+                    let end = i + 1 + crate::spool::ID_LEN;
+                    if end > carry.len() {
+                        break; // the rest arrives with the next read
+                    }
+                    if let Ok(id) = std::str::from_utf8(&carry[i + 1..end]) {
+                        if crate::spool::is_valid_id(id) {
+                            runner::acknowledge(&pool.ctx(), id);
+                            schedule.remove(id);
+                        }
+                    }
+                    i = end;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        carry.drain(..i.min(carry.len()));
+        while matches!(sig_r.read(&mut buf), Ok(n) if n > 0) {}
+        while matches!(done_r.read(&mut buf), Ok(n) if n > 0) {}
+    }
+    log::info!("daemon stopping: finishing the transactions in flight");
+    pool.shutdown();
+    drop(lock);
+    log::info!("daemon stopped");
+    Ok(0)
+}
+
+/// Poke a running daemon through the trigger FIFO (`byte`: W, F or R).
+/// Returns false when no daemon is reading it.
+pub fn poke(fifo: &File, byte: u8) -> bool {
+    use std::io::Write;
+    let mut f = fifo;
+    match f.write(&[byte]) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
+}

@@ -1,0 +1,691 @@
+//! One SMTP session with a smart host, on lettre's low-level
+//! `SmtpConnection`.
+//!
+//! We drive every step ourselves: resolve the relay (to log
+//! `host[ip]:port`), connect (implicit TLS when `tls = "tls"`), STARTTLS when
+//! `tls = "starttls"` (required: a server that does not offer it is a TLS
+//! failure, never a silent downgrade), a second EHLO to learn SIZE, DSN,
+//! 8BITMIME, SMTPUTF8 and PIPELINING (lettre keeps only some of these), AUTH
+//! only over TLS, then MAIL / one RCPT per recipient / DATA with per-reply
+//! outcomes (lettre's `send` would abort the whole transaction at the first
+//! rejected RCPT). Commands are sent as our own lines (lettre's `Address`
+//! rejects quoted local parts). The DATA body is streamed from the spool
+//! through `wire` in bounded chunks; should reading the spool fail midway, the
+//! connection is dropped without the final dot so the server discards the
+//! partial message. Reused for several messages with RSET in between.
+
+use super::wire;
+use super::{Reply, Verdict};
+use crate::config::{Config, Relay, TlsMode};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Identity, SmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Ehlo, Quit, Rset};
+use lettre::transport::smtp::extension::ClientId;
+use std::fmt;
+use std::fs::File;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// What the server offers (from the raw EHLO reply).
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    /// SIZE and its limit (0 = none given).
+    pub size: Option<u64>,
+    /// DSN (RFC 3461).
+    pub dsn: bool,
+    /// 8BITMIME.
+    pub eight_bit: bool,
+    /// SMTPUTF8.
+    pub smtputf8: bool,
+    /// PIPELINING.
+    pub pipelining: bool,
+    /// AUTH mechanisms offered.
+    pub auth: Vec<String>,
+}
+
+impl Features {
+    fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Features {
+        let mut f = Features::default();
+        for line in lines.skip(1) {
+            let mut words = line.split_whitespace();
+            let kw = words.next().unwrap_or("").to_ascii_uppercase();
+            match kw.as_str() {
+                "SIZE" => f.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
+                "DSN" => f.dsn = true,
+                "8BITMIME" => f.eight_bit = true,
+                "SMTPUTF8" => f.smtputf8 = true,
+                "PIPELINING" => f.pipelining = true,
+                "AUTH" => f.auth = words.map(|w| w.to_ascii_uppercase()).collect(),
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// Why a session could not be set up. Every variant means: try the next
+/// relay, and defer if none works.
+#[derive(Debug, Clone)]
+pub enum ConnectError {
+    /// Name resolution failed.
+    Dns(String),
+    /// TCP connect failed (refused, timeout, unreachable).
+    Unreachable(String),
+    /// The server refused the session (banner or EHLO 4xx/5xx) or broke it.
+    Refused(String),
+    /// STARTTLS missing, handshake or certificate failure.
+    Tls(String),
+    /// Authentication failed or impossible.
+    Auth(String),
+    /// Our side: bad ca_file, client cert, secret.
+    Local(String),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Dns(s)
+            | ConnectError::Unreachable(s)
+            | ConnectError::Refused(s)
+            | ConnectError::Tls(s)
+            | ConnectError::Auth(s)
+            | ConnectError::Local(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A raw SMTP command line (lettre's `command` takes any Display).
+struct Line(String);
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\r\n", self.0)
+    }
+}
+
+/// The reply inside a lettre error, when the error is an SMTP reply.
+pub fn reply_of(e: &lettre::transport::smtp::Error) -> Option<Reply> {
+    let code = e.status()?;
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    Some(Reply {
+        code: code.to_string().parse().unwrap_or(0),
+        text,
+    })
+}
+
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let mut s = e.to_string();
+    if s.contains("os error 11") || s.contains("Resource temporarily unavailable") {
+        s = "timed out waiting for the server".into();
+    }
+    s
+}
+
+/// Build the TLS parameters of a relay (trust store + ca_file + client cert).
+pub fn tls_parameters(relay: &Relay) -> Result<TlsParameters, ConnectError> {
+    let mut b = TlsParameters::builder(relay.host.trim_matches(['[', ']']).to_string());
+    if let Some(ca) = &relay.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| {
+            ConnectError::Local(format!("cannot read ca_file {}: {e}", ca.display()))
+        })?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| {
+            ConnectError::Local(format!("ca_file {}: {e}", ca.display()))
+        })?;
+        b = b.add_root_certificate(cert);
+    }
+    if let (Some(c), Some(k)) = (&relay.client_cert, &relay.client_key) {
+        let cert = std::fs::read(c)
+            .map_err(|e| ConnectError::Local(format!("cannot read client_cert {}: {e}", c.display())))?;
+        let key = std::fs::read(k)
+            .map_err(|e| ConnectError::Local(format!("cannot read client_key {}: {e}", k.display())))?;
+        let id = Identity::from_pem(&cert, &key)
+            .map_err(|e| ConnectError::Local(format!("client certificate: {e}")))?;
+        b = b.identify_with(id);
+    }
+    b.build_rustls()
+        .map_err(|e| ConnectError::Local(format!("TLS setup: {e}")))
+}
+
+/// Resolve `host:port` to addresses.
+pub fn resolve(relay: &Relay) -> Result<Vec<SocketAddr>, ConnectError> {
+    let host = relay.host.trim_matches(['[', ']']);
+    let addrs: Vec<SocketAddr> = (host, relay.port)
+        .to_socket_addrs()
+        .map_err(|e| ConnectError::Dns(format!("cannot resolve {}: {e}", relay.host)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns(format!("{} has no address", relay.host)));
+    }
+    Ok(addrs)
+}
+
+/// One recipient of a transaction.
+#[derive(Debug, Clone)]
+pub struct TxRcpt {
+    /// Address for RCPT TO.
+    pub address: String,
+    /// Original recipient for ORCPT (when DSN is offered).
+    pub original: String,
+}
+
+/// One transaction.
+pub struct Transaction<'a> {
+    /// Envelope sender ("" = null sender).
+    pub sender: &'a str,
+    /// Recipients.
+    pub rcpts: &'a [TxRcpt],
+    /// DSN NOTIFY.
+    pub notify: Option<&'a str>,
+    /// DSN RET.
+    pub ret: Option<&'a str>,
+    /// DSN ENVID.
+    pub envid: Option<&'a str>,
+    /// The spool file and the message's place in it.
+    pub file: &'a File,
+    /// Offset of the message in the file.
+    pub start: u64,
+    /// Length of the message.
+    pub len: u64,
+}
+
+/// Outcome of a transaction: one verdict per recipient, in order.
+#[derive(Debug, Clone)]
+pub struct TxResult {
+    /// Verdicts, index-aligned with `Transaction::rcpts`.
+    pub verdicts: Vec<(Verdict, Reply, &'static str)>,
+    /// The session can be reused.
+    pub reusable: bool,
+}
+
+/// An open session.
+pub struct Session {
+    conn: SmtpConnection,
+    /// Index of the relay in the config.
+    pub relay_index: usize,
+    /// `host[ip]:port`.
+    pub label: String,
+    /// Host name, for DSN Remote-MTA.
+    pub host: String,
+    /// What the server offers.
+    pub features: Features,
+    /// Messages sent over this session.
+    pub messages: usize,
+    /// TLS in use.
+    pub encrypted: bool,
+    dirty: bool,
+    command_timeout: Duration,
+    data_timeout: Duration,
+}
+
+fn xtext(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Session {
+    /// Open a session to `relay` (index `idx`), with TLS and AUTH as
+    /// configured.
+    pub fn connect(
+        cfg: &Config,
+        idx: usize,
+        relay: &Relay,
+        tls: Option<&TlsParameters>,
+    ) -> Result<Session, ConnectError> {
+        let addrs = resolve(relay)?;
+        let hello = ClientId::Domain(cfg.helo_name().to_string());
+        let mut last = None;
+        for addr in addrs {
+            let label = format!("{}[{}]:{}", relay.host, addr.ip(), addr.port());
+            log::debug!("connecting to {label} (tls={:?})", relay.tls);
+            let wrapper = if relay.tls == TlsMode::Tls { tls } else { None };
+            match SmtpConnection::connect(
+                addr,
+                Some(cfg.smtp.connect_timeout),
+                &hello,
+                wrapper,
+                None,
+            ) {
+                Ok(conn) => {
+                    return Session::setup(cfg, idx, relay, tls, conn, label, &hello);
+                }
+                Err(e) => {
+                    let msg = describe(&e);
+                    last = Some(if let Some(r) = reply_of(&e) {
+                        ConnectError::Refused(format!("{label} refused the session: {r}"))
+                    } else if relay.tls == TlsMode::Tls && is_tls_error(&msg) {
+                        ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
+                    } else if msg.contains("refused") {
+                        ConnectError::Unreachable(format!("connect to {label}: connection refused"))
+                    } else if msg.contains("timed out") || e.is_timeout() {
+                        ConnectError::Unreachable(format!("connect to {label}: timed out"))
+                    } else {
+                        ConnectError::Unreachable(format!("connect to {label}: {msg}"))
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ConnectError::Unreachable("no address".into())))
+    }
+
+    fn setup(
+        cfg: &Config,
+        idx: usize,
+        relay: &Relay,
+        tls: Option<&TlsParameters>,
+        mut conn: SmtpConnection,
+        label: String,
+        hello: &ClientId,
+    ) -> Result<Session, ConnectError> {
+        let _ = conn.set_timeout(Some(cfg.smtp.command_timeout));
+        if relay.tls == TlsMode::Starttls {
+            if !conn.can_starttls() {
+                conn.abort();
+                return Err(ConnectError::Tls(format!(
+                    "{label} does not offer STARTTLS (tls = \"starttls\" requires it; mail is never sent in clear text silently)"
+                )));
+            }
+            let Some(params) = tls else {
+                return Err(ConnectError::Local("no TLS parameters".into()));
+            };
+            log::debug!("C: STARTTLS");
+            if let Err(e) = conn.starttls(params, hello) {
+                return Err(ConnectError::Tls(format!(
+                    "STARTTLS with {label} failed: {}",
+                    describe(&e)
+                )));
+            }
+        }
+        let encrypted = conn.is_encrypted();
+        log::debug!("C: EHLO {}", cfg.helo_name());
+        let ehlo = conn.command(Ehlo::new(hello.clone())).map_err(|e| {
+            let msg = describe(&e);
+            if is_tls_error(&msg) {
+                ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
+            } else {
+                ConnectError::Refused(format!("{label}: EHLO failed: {msg}"))
+            }
+        })?;
+        let lines: Vec<&str> = ehlo.message().collect();
+        for l in &lines {
+            log::debug!("S: 250 {l}");
+        }
+        let features = Features::parse(lines.iter().copied());
+        if let Some(user) = &relay.username {
+            if !encrypted {
+                conn.abort();
+                return Err(ConnectError::Auth(format!(
+                    "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\")"
+                )));
+            }
+            let secret = super::credentials::secret(relay)
+                .map_err(|e| ConnectError::Local(e.message().to_string()))?
+                .unwrap_or_default();
+            let mechs: Vec<Mechanism> = relay
+                .auth_mechanisms
+                .iter()
+                .filter_map(|m| match m.as_str() {
+                    "PLAIN" => Some(Mechanism::Plain),
+                    "LOGIN" => Some(Mechanism::Login),
+                    "XOAUTH2" => Some(Mechanism::Xoauth2),
+                    _ => None,
+                })
+                .filter(|m| features.auth.iter().any(|a| a == &m.to_string()))
+                .collect();
+            if mechs.is_empty() {
+                conn.abort();
+                return Err(ConnectError::Auth(format!(
+                    "{label} offers AUTH {} but we may use only {}",
+                    if features.auth.is_empty() { "nothing".to_string() } else { features.auth.join(" ") },
+                    relay.auth_mechanisms.join(" ")
+                )));
+            }
+            log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
+            match conn.auth(&mechs, &Credentials::new(user.clone(), secret)) {
+                Ok(r) => log::debug!("S: {} {}", r.code(), r.message().collect::<Vec<_>>().join(" ")),
+                Err(e) => {
+                    let why = match reply_of(&e) {
+                        Some(r) => r.to_string(),
+                        None => describe(&e),
+                    };
+                    conn.abort();
+                    return Err(ConnectError::Auth(format!(
+                        "authentication as {user} at {label} failed: {why}"
+                    )));
+                }
+            }
+        }
+        Ok(Session {
+            conn,
+            relay_index: idx,
+            label,
+            host: relay.host.clone(),
+            features,
+            messages: 0,
+            encrypted,
+            dirty: false,
+            command_timeout: cfg.smtp.command_timeout,
+            data_timeout: cfg.smtp.data_timeout,
+        })
+    }
+
+    fn cmd(&mut self, line: String) -> Result<Reply, (Option<Reply>, String)> {
+        log::debug!("C: {line}");
+        match self.conn.command(Line(line)) {
+            Ok(r) => {
+                let reply = Reply {
+                    code: r.code().to_string().parse().unwrap_or(250),
+                    text: r.message().collect::<Vec<_>>().join(" "),
+                };
+                log::debug!("S: {reply}");
+                Ok(reply)
+            }
+            Err(e) => match reply_of(&e) {
+                Some(r) => {
+                    log::debug!("S: {r}");
+                    Err((Some(r), String::new()))
+                }
+                None => {
+                    let d = describe(&e);
+                    log::debug!("connection error: {d}");
+                    Err((None, d))
+                }
+            },
+        }
+    }
+
+    /// Run one transaction. Never fails as a whole: every recipient gets a
+    /// verdict.
+    pub fn send(&mut self, tx: &Transaction<'_>) -> TxResult {
+        let n = tx.rcpts.len();
+        let all = |v: Verdict, r: Reply, stage: &'static str, reusable: bool| TxResult {
+            verdicts: vec![(v, r, stage); n],
+            reusable,
+        };
+        if self.dirty {
+            if let Err((_, e)) = self.cmd("RSET".into()).map(|_| ()) {
+                let _ = Rset;
+                return all(
+                    Verdict::Deferred,
+                    Reply::local(format!("lost connection with {} at RSET: {e}", self.label)),
+                    "RSET",
+                    false,
+                );
+            }
+        }
+        self.dirty = true;
+
+        // Non-ASCII addresses need SMTPUTF8.
+        let needs_utf8 = !tx.sender.is_ascii() || tx.rcpts.iter().any(|r| !r.address.is_ascii());
+        if needs_utf8 && !self.features.smtputf8 {
+            let mut verdicts = Vec::with_capacity(n);
+            for r in tx.rcpts {
+                if !tx.sender.is_ascii() || !r.address.is_ascii() {
+                    verdicts.push((
+                        Verdict::Bounced,
+                        Reply {
+                            code: 553,
+                            text: format!(
+                                "5.6.7 non-ASCII address and {} does not support SMTPUTF8",
+                                self.label
+                            ),
+                        },
+                        "MAIL FROM",
+                    ));
+                } else {
+                    verdicts.push((Verdict::Deferred, Reply::local("pending".into()), ""));
+                }
+            }
+            if !tx.sender.is_ascii() {
+                return TxResult { verdicts, reusable: true };
+            }
+            // Deliver the ASCII recipients now.
+            let ascii: Vec<TxRcpt> = tx.rcpts.iter().filter(|r| r.address.is_ascii()).cloned().collect();
+            if ascii.is_empty() {
+                return TxResult { verdicts, reusable: true };
+            }
+            let sub = Transaction { rcpts: &ascii, ..*tx };
+            self.dirty = false;
+            let inner = self.send(&sub);
+            let mut it = inner.verdicts.into_iter();
+            for (i, r) in tx.rcpts.iter().enumerate() {
+                if r.address.is_ascii() {
+                    if let Some(v) = it.next() {
+                        verdicts[i] = v;
+                    }
+                }
+            }
+            return TxResult { verdicts, reusable: inner.reusable };
+        }
+
+        let plan = match wire::plan(
+            tx.file,
+            tx.start,
+            tx.len,
+            wire::WireOptions { eight_bit_ok: self.features.eight_bit },
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                return all(
+                    Verdict::Deferred,
+                    Reply::local(format!("cannot read the queue file: {e}")),
+                    "",
+                    true,
+                );
+            }
+        };
+        if let Some(limit) = self.features.size {
+            if limit > 0 && plan.size > limit {
+                return all(
+                    Verdict::Bounced,
+                    Reply {
+                        code: 552,
+                        text: format!(
+                            "5.3.4 message size {} exceeds the limit of {} ({limit} bytes)",
+                            plan.size, self.label
+                        ),
+                    },
+                    "MAIL FROM",
+                    true,
+                );
+            }
+        }
+        let mut mail = format!("MAIL FROM:<{}>", tx.sender);
+        if self.features.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", plan.size));
+        }
+        if plan.eight_bit && self.features.eight_bit {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if needs_utf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        if self.features.dsn {
+            if let Some(r) = tx.ret {
+                mail.push_str(&format!(" RET={r}"));
+            }
+            if let Some(e) = tx.envid {
+                mail.push_str(&format!(" ENVID={}", xtext(e)));
+            }
+        }
+        match self.cmd(mail) {
+            Ok(_) => {}
+            Err((Some(r), _)) => {
+                let v = Verdict::from_code(r.code);
+                return all(v, r, "MAIL FROM", true);
+            }
+            Err((None, e)) => {
+                return all(
+                    Verdict::Deferred,
+                    Reply::local(format!("lost connection with {} at MAIL FROM: {e}", self.label)),
+                    "MAIL FROM",
+                    false,
+                );
+            }
+        }
+        let mut verdicts: Vec<(Verdict, Reply, &'static str)> = Vec::with_capacity(n);
+        let mut accepted = 0;
+        for r in tx.rcpts {
+            let mut line = format!("RCPT TO:<{}>", r.address);
+            if self.features.dsn {
+                if let Some(nf) = tx.notify {
+                    line.push_str(&format!(" NOTIFY={nf}"));
+                }
+                let orcpt = if r.original.contains('@') { &r.original } else { &r.address };
+                if orcpt.is_ascii() {
+                    line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+                }
+            }
+            match self.cmd(line) {
+                Ok(reply) => {
+                    accepted += 1;
+                    verdicts.push((Verdict::Sent, reply, "RCPT TO"));
+                }
+                Err((Some(reply), _)) => verdicts.push((Verdict::from_code(reply.code), reply, "RCPT TO")),
+                Err((None, e)) => {
+                    let reply = Reply::local(format!("lost connection with {} at RCPT TO: {e}", self.label));
+                    while verdicts.len() < n {
+                        verdicts.push((Verdict::Deferred, reply.clone(), "RCPT TO"));
+                    }
+                    for v in verdicts.iter_mut() {
+                        if v.0 == Verdict::Sent {
+                            *v = (Verdict::Deferred, reply.clone(), "RCPT TO");
+                        }
+                    }
+                    return TxResult { verdicts, reusable: false };
+                }
+            }
+        }
+        if accepted == 0 {
+            return TxResult { verdicts, reusable: true };
+        }
+        // DATA
+        log::debug!("C: DATA");
+        match self.conn.command(Data) {
+            Ok(_) => log::debug!("S: 354"),
+            Err(e) => {
+                let (reply, reusable) = match reply_of(&e) {
+                    Some(r) => (r, true),
+                    None => (
+                        Reply::local(format!("lost connection with {} at DATA: {}", self.label, describe(&e))),
+                        false,
+                    ),
+                };
+                let v = if reusable { Verdict::from_code(reply.code) } else { Verdict::Deferred };
+                for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
+                    *x = (v, reply.clone(), "DATA");
+                }
+                return TxResult { verdicts, reusable };
+            }
+        }
+        let _ = self.conn.set_timeout(Some(self.data_timeout));
+        let mut read_error: Option<String> = None;
+        let chunks = wire::stream(tx.file, tx.start, tx.len, &plan);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let iter = chunks.map(|c| match c {
+                Ok(v) => v,
+                Err(e) => {
+                    // Abort the transfer without the final dot: unwind out of
+                    // lettre's writer; the connection is then dropped.
+                    std::panic::resume_unwind(Box::new(e.to_string()))
+                }
+            });
+            self.conn.message_iter(iter)
+        }));
+        let _ = self.conn.set_timeout(Some(self.command_timeout));
+        log::debug!("C: <message, {} bytes>", plan.size);
+        let outcome = match result {
+            Err(payload) => {
+                read_error = Some(
+                    payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .unwrap_or_else(|| "read error".into()),
+                );
+                None
+            }
+            Ok(r) => Some(r),
+        };
+        let (verdict, reply, reusable) = match outcome {
+            None => (
+                Verdict::Deferred,
+                Reply::local(format!(
+                    "cannot read the queue file during DATA: {}",
+                    read_error.unwrap_or_default()
+                )),
+                false,
+            ),
+            Some(Ok(r)) => {
+                let reply = Reply {
+                    code: r.code().to_string().parse().unwrap_or(250),
+                    text: r.message().collect::<Vec<_>>().join(" "),
+                };
+                log::debug!("S: {reply}");
+                (Verdict::Sent, reply, true)
+            }
+            Some(Err(e)) => match reply_of(&e) {
+                Some(r) => {
+                    log::debug!("S: {r}");
+                    (Verdict::from_code(r.code), r, true)
+                }
+                None => (
+                    Verdict::Deferred,
+                    Reply::local(format!(
+                        "lost connection with {} while sending message: {}",
+                        self.label,
+                        describe(&e)
+                    )),
+                    false,
+                ),
+            },
+        };
+        for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
+            *x = (verdict, reply.clone(), "end of DATA");
+        }
+        if verdict == Verdict::Sent || reusable {
+            self.messages += 1;
+        }
+        TxResult { verdicts, reusable }
+    }
+
+    /// Close politely.
+    pub fn quit(mut self) {
+        log::debug!("C: QUIT");
+        let _ = self.conn.command(Quit);
+    }
+
+    /// True when the connection is still usable.
+    pub fn is_broken(&self) -> bool {
+        self.conn.has_broken()
+    }
+}
+
+/// True when an error text is a TLS/certificate failure.
+pub fn is_tls_error(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("certificate") || m.contains("tls") || m.contains("handshake") || m.contains("alert")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_and_xtext() {
+        let f = Features::parse(
+            ["sink.test", "PIPELINING", "SIZE 1000", "8BITMIME", "DSN", "AUTH PLAIN LOGIN"].into_iter(),
+        );
+        assert_eq!(f.size, Some(1000));
+        assert!(f.dsn && f.eight_bit && f.pipelining && !f.smtputf8);
+        assert_eq!(f.auth, vec!["PLAIN", "LOGIN"]);
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+    }
+}
