@@ -42,7 +42,9 @@ pub fn unix_f64(t: SystemTime) -> f64 {
 
 /// Whole seconds since the epoch.
 pub fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Microseconds since the epoch.

@@ -287,7 +287,9 @@ impl<'de> Deserialize<'de> for Dur {
         }
         match Either::deserialize(d)? {
             Either::N(n) => Ok(Dur(Duration::from_secs(n))),
-            Either::S(s) => parse_duration(&s).map(Dur).map_err(serde::de::Error::custom),
+            Either::S(s) => parse_duration(&s)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -481,9 +483,11 @@ impl Config {
                     "set password_file or password_command, not both".into(),
                 ));
             }
-            if r.username.is_none() && (r.password_file.is_some() || r.password_command.is_some())
-            {
-                return Err(bad(&key("username"), "a secret is set but no username".into()));
+            if r.username.is_none() && (r.password_file.is_some() || r.password_command.is_some()) {
+                return Err(bad(
+                    &key("username"),
+                    "a secret is set but no username".into(),
+                ));
             }
             if r.username.is_some() && r.password_file.is_none() && r.password_command.is_none() {
                 return Err(bad(
@@ -534,24 +538,32 @@ impl Config {
         for d in &a.local_domains {
             check_domain(d).map_err(|w| bad("addresses.local_domains", w))?;
         }
-        if let Some(s) = &a.sender {
-            if !s.contains('@') || s.contains(['\r', '\n', ' ', '<', '>']) {
-                return Err(bad(
-                    "addresses.sender",
-                    format!("{s:?} is not a plain user@domain address"),
-                ));
-            }
+        if let Some(s) = &a.sender
+            && (!s.contains('@') || s.contains(['\r', '\n', ' ', '<', '>']))
+        {
+            return Err(bad(
+                "addresses.sender",
+                format!("{s:?} is not a plain user@domain address"),
+            ));
         }
-        if let Some(s) = &a.local_recipient {
-            if s.is_empty() || s.contains(['\r', '\n', ' ', '<', '>']) {
-                return Err(bad(
-                    "addresses.local_recipient",
-                    format!("{s:?} is not an address or pattern such as %u@example.com"),
-                ));
-            }
+        if let Some(s) = &a.local_recipient
+            && (s.is_empty() || s.contains(['\r', '\n', ' ', '<', '>']))
+        {
+            return Err(bad(
+                "addresses.local_recipient",
+                format!("{s:?} is not an address or pattern such as %u@example.com"),
+            ));
+        }
+        if a.from_header.is_some_and(|f| f != FromRewrite::Never) && a.sender.is_none() {
+            return Err(bad(
+                "addresses.from_header",
+                "rewriting From needs addresses.sender (the verified sender identity)".into(),
+            ));
         }
         let addresses = Addresses {
-            aliases_file: a.aliases_file.unwrap_or_else(|| PathBuf::from("/etc/aliases")),
+            aliases_file: a
+                .aliases_file
+                .unwrap_or_else(|| PathBuf::from("/etc/aliases")),
             local_recipient: a.local_recipient,
             local_domains: a.local_domains,
             sender: a.sender,
@@ -615,7 +627,9 @@ impl Config {
             path: Some(path.to_path_buf()),
             hostname,
             domain,
-            spool_dir: raw.spool_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL)),
+            spool_dir: raw
+                .spool_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL)),
             max_message_size: raw
                 .max_message_size
                 .map(|s| s.0)
@@ -692,12 +706,11 @@ fn canonical_name(host: &str) -> Option<String> {
         let mut fields = line.split_whitespace();
         let _addr = fields.next()?;
         let names: Vec<&str> = fields.collect();
-        if names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
-            if let Some(fqdn) = names.iter().find(|n| n.contains('.')) {
-                if check_domain(fqdn).is_ok() {
-                    return Some(fqdn.to_string());
-                }
-            }
+        if names.iter().any(|n| n.eq_ignore_ascii_case(host))
+            && let Some(fqdn) = names.iter().find(|n| n.contains('.'))
+            && check_domain(fqdn).is_ok()
+        {
+            return Some(fqdn.to_string());
         }
     }
     None
@@ -741,10 +754,17 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_key() {
-        let e = Config::parse("[[relay]]\nhost = \"smtp.example\"\ntls = \"none\"\n", Path::new("t.toml"))
-            .unwrap_err();
+        let e = Config::parse(
+            "[[relay]]\nhost = \"smtp.example\"\ntls = \"none\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), Kind::Config);
-        assert!(e.message().contains("t.toml: relay[0].tls"), "{}", e.message());
+        assert!(
+            e.message().contains("t.toml: relay[0].tls"),
+            "{}",
+            e.message()
+        );
         let e = Config::parse("bogus = 1\n", Path::new("t.toml")).unwrap_err();
         assert!(e.message().starts_with("t.toml:1:"), "{}", e.message());
         let e = Config::parse("[queue]\nmax_lifetime = \"5q\"\n", Path::new("t.toml")).unwrap_err();

@@ -125,10 +125,10 @@ impl Logger {
                 }
                 *guard = Some(s);
             }
-            if let Some(s) = guard.as_ref() {
-                if s.send(line).is_ok() {
-                    return true;
-                }
+            if let Some(s) = guard.as_ref()
+                && s.send(line).is_ok()
+            {
+                return true;
             }
             // syslogd restarted (ECONNREFUSED) or the socket vanished: reconnect once.
             *guard = None;

@@ -42,10 +42,10 @@ pub fn maildrop_names(dir: File) -> Vec<String> {
     let mut out = Vec::new();
     if let Ok(mut d) = nix::dir::Dir::from_fd(dir.into()) {
         for e in d.iter().flatten() {
-            if let Ok(n) = e.file_name().to_str() {
-                if is_valid_id(n) {
-                    out.push(n.to_string());
-                }
+            if let Ok(n) = e.file_name().to_str()
+                && is_valid_id(n)
+            {
+                out.push(n.to_string());
             }
         }
     }
@@ -86,9 +86,8 @@ pub fn text(items: &[Item]) -> String {
     if items.is_empty() {
         return "Mail queue is empty\n".into();
     }
-    let mut out = String::from(
-        "-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n",
-    );
+    let mut out =
+        String::from("-Queue ID-      --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
     let mut total: u64 = 0;
     for it in items {
         match it {
@@ -96,12 +95,27 @@ pub fn text(items: &[Item]) -> String {
                 let t = id_micros(id)
                     .map(|m| clock::from_unix_f64(m as f64 / 1e6))
                     .unwrap_or(std::time::UNIX_EPOCH);
-                let _ = writeln!(out, "{id:<15}  {:>8} {:<20}  (waiting for pickup)\n", "-", clock::mailq_date(t));
+                let _ = writeln!(
+                    out,
+                    "{id:<15}  {:>8} {:<20}  (waiting for pickup)\n",
+                    "-",
+                    clock::mailq_date(t)
+                );
             }
             Item::Queued(st) => {
                 total += st.size;
-                let flag = if st.held { '!' } else if st.tries == 0 { '*' } else { ' ' };
-                let sender = if st.sender.is_empty() { "MAILER-DAEMON" } else { &st.sender };
+                let flag = if st.held {
+                    '!'
+                } else if st.tries == 0 {
+                    '*'
+                } else {
+                    ' '
+                };
+                let sender = if st.sender.is_empty() {
+                    "MAILER-DAEMON"
+                } else {
+                    &st.sender
+                };
                 let _ = writeln!(
                     out,
                     "{:<15}{flag} {:>8} {:<20}  {sender}",
@@ -111,7 +125,10 @@ pub fn text(items: &[Item]) -> String {
                 );
                 let mut last_reason: Option<&str> = None;
                 for r in st.rcpts.iter().filter(|r| !r.status.is_final()) {
-                    if r.status == RcptStatus::Deferred && !r.reply.is_empty() && last_reason != Some(r.reply.as_str()) {
+                    if r.status == RcptStatus::Deferred
+                        && !r.reply.is_empty()
+                        && last_reason != Some(r.reply.as_str())
+                    {
                         let _ = writeln!(out, "{:<48}({})", "", r.reply);
                         last_reason = Some(&r.reply);
                     }
@@ -189,7 +206,11 @@ pub fn json(it: &Item) -> String {
                 st.size,
                 json_str(&st.sender),
                 st.tries,
-                if st.tries == 0 { "null".to_string() } else { (st.next as u64).to_string() },
+                if st.tries == 0 {
+                    "null".to_string()
+                } else {
+                    (st.next as u64).to_string()
+                },
                 rcpts.join(",")
             )
         }

@@ -106,7 +106,6 @@ impl Opener {
                 }
             }
         }
-        drop(iov);
         match (fd, n) {
             (Some(fd), n) if n > 0 && buf[0] != b'E' => {
                 let id = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -238,7 +237,11 @@ fn opener_child(sock: OwnedFd, dir: &File) {
     use std::io::IoSlice;
     // Detach from the caller's stdio so the SMTP client sees EOF when the
     // session ends, whatever this helper is doing.
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard descriptors of this helper.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
@@ -344,10 +347,7 @@ pub fn enter() -> Prepared {
         ) {
             p.maildrop_dir = Some(maildrop::open_dir(&spool.maildrop()));
         }
-        if matches!(
-            want,
-            Intent::SubmitOne | Intent::SubmitMany | Intent::Poke
-        ) {
+        if matches!(want, Intent::SubmitOne | Intent::SubmitMany | Intent::Poke) {
             p.trigger = Some(open_trigger(&spool));
         }
         if let Some(Ok(dir)) = &p.maildrop_dir {

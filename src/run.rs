@@ -22,7 +22,12 @@ fn explicit_config(p: &Prepared, explicit: Option<PathBuf>) -> Option<PathBuf> {
     }
 }
 
-fn load_config(p: &Prepared, explicit: Option<PathBuf>, quiet_stderr: bool, verbose: bool) -> Result<(Config, ConfigSource)> {
+fn load_config(
+    p: &Prepared,
+    explicit: Option<PathBuf>,
+    quiet_stderr: bool,
+    verbose: bool,
+) -> Result<(Config, ConfigSource)> {
     if p.privileged && explicit.is_some() {
         eprintln!("postern: warning: -C is ignored by the installed set-group-id binary");
     }
@@ -58,7 +63,11 @@ pub fn run(mut p: Prepared) -> Result<u8> {
     };
     match inv {
         Invocation::Sendmail(a) => sendmail(p, a),
-        Invocation::Mailq { json, config, verbose } => {
+        Invocation::Mailq {
+            json,
+            config,
+            verbose,
+        } => {
             let (cfg, _) = load_config(&p, config, false, verbose)?;
             list_queue(&mut p, &cfg, json)
         }
@@ -81,7 +90,7 @@ fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
         if json {
             return Ok(0);
         }
-        print!("Mail queue is empty\n");
+        println!("Mail queue is empty");
         return Ok(0);
     }
     let items = postern::mailq::collect(&spool, incoming);
@@ -105,11 +114,11 @@ fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
         Some(r) => r.ok(),
         None => postern::privilege::open_trigger_unprivileged(&spool).ok(),
     };
-    if let Some(f) = trigger {
-        if daemon::poke(&f, b'F') {
-            log::info!("asked the daemon to deliver the whole queue now");
-            return Ok(0);
-        }
+    if let Some(f) = trigger
+        && daemon::poke(&f, b'F')
+    {
+        log::info!("asked the daemon to deliver the whole queue now");
+        return Ok(0);
     }
     if !may_deliver(p) {
         return Err(Error::new(
@@ -162,7 +171,11 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
             Mode::Smtp => match p.opener.take() {
                 Some(Ok(o)) => EntrySource::Opener(o),
                 Some(Err(e)) => {
-                    return Err(Error::io(Kind::TempFail, "cannot start the entry helper", &e));
+                    return Err(Error::io(
+                        Kind::TempFail,
+                        "cannot start the entry helper",
+                        &e,
+                    ));
                 }
                 None => return Err(Error::new(Kind::Software, "entry helper not prepared")),
             },
@@ -186,7 +199,11 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         })?;
         (dir, EntrySource::Direct)
     };
-    let maildrop_handle = if p.privileged { dir.try_clone().ok() } else { None };
+    let maildrop_handle = if p.privileged {
+        dir.try_clone().ok()
+    } else {
+        None
+    };
     let user = User::lookup(p.uid);
     let mut sub = Submitter::new(&cfg, user, source, dir);
     let committed = if a.mode == Mode::Smtp {
@@ -258,7 +275,10 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
         Command::QueueRun { auto: true } => daemon::run_auto(cfg).map(|_| 0),
         Command::QueueRun { auto: false } => {
             if !may_deliver(&p) {
-                return Err(Error::new(Kind::NoPerm, "only root or the postern user can run the queue"));
+                return Err(Error::new(
+                    Kind::NoPerm,
+                    "only root or the postern user can run the queue",
+                ));
             }
             daemon::run_once(cfg, Selection::Due).map(|_| 0)
         }

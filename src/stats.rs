@@ -29,12 +29,12 @@ pub fn init(path: PathBuf, max: u64) {
 fn append(line: &str) {
     let Ok(guard) = LOG.lock() else { return };
     let Some(log) = guard.as_ref() else { return };
-    if let Ok(md) = std::fs::metadata(&log.path) {
-        if md.len() > log.max {
-            let mut old = log.path.clone().into_os_string();
-            old.push(".1");
-            let _ = std::fs::rename(&log.path, old);
-        }
+    if let Ok(md) = std::fs::metadata(&log.path)
+        && md.len() > log.max
+    {
+        let mut old = log.path.clone().into_os_string();
+        old.push(".1");
+        let _ = std::fs::rename(&log.path, old);
     }
     use std::os::unix::fs::OpenOptionsExt;
     if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -53,7 +53,10 @@ fn now() -> f64 {
 
 /// A message entered the queue.
 pub fn record_accepted(id: &str, size: u64, nrcpt: usize) {
-    append(&format!("{:.3} accepted {id} size={size} nrcpt={nrcpt}\n", now()));
+    append(&format!(
+        "{:.3} accepted {id} size={size} nrcpt={nrcpt}\n",
+        now()
+    ));
 }
 
 /// One recipient's attempt ended.
@@ -76,5 +79,13 @@ pub fn record_delivery(id: &str, r: &RcptState, relay: &str, delay: f64) {
 
 /// A message left the queue.
 pub fn record_removed(id: &str, age: f64) {
-    append(&format!("{:.3} removed {id} age={:.3}\n", now(), age.max(0.0)));
+    append(&format!(
+        "{:.3} removed {id} age={:.3}\n",
+        now(),
+        age.max(0.0)
+    ));
 }
+
+/// Write the Prometheus textfile named in `stats.prometheus_textfile`, if
+/// any (placeholder).
+pub fn write_textfile(_cfg: &crate::config::Config, _spool: &crate::spool::Spool) {}

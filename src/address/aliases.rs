@@ -114,7 +114,9 @@ impl Aliases {
                         e.push(' ');
                         e.push_str(line.trim());
                     }
-                    None => a.errors.push((n, "continuation line without an alias before it".into())),
+                    None => a
+                        .errors
+                        .push((n, "continuation line without an alias before it".into())),
                 }
                 continue;
             }
@@ -122,7 +124,8 @@ impl Aliases {
         }
         for (n, e) in entries {
             let Some((name, rest)) = e.split_once(':') else {
-                a.errors.push((n, format!("missing colon in {:?}", e.trim())));
+                a.errors
+                    .push((n, format!("missing colon in {:?}", e.trim())));
                 continue;
             };
             let name = name.trim().trim_matches('"').to_ascii_lowercase();
@@ -168,12 +171,12 @@ static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
 /// unreadable file gives an empty table.
 pub fn load(path: &Path) -> std::sync::Arc<Aliases> {
     let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    if let Ok(guard) = CACHE.lock() {
-        if let Some(c) = guard.as_ref() {
-            if c.path == path && c.mtime == mtime {
-                return std::sync::Arc::clone(&c.aliases);
-            }
-        }
+    if let Ok(guard) = CACHE.lock()
+        && let Some(c) = guard.as_ref()
+        && c.path == path
+        && c.mtime == mtime
+    {
+        return std::sync::Arc::clone(&c.aliases);
     }
     let aliases = std::sync::Arc::new(match std::fs::read_to_string(path) {
         Ok(t) => Aliases::parse(&t),
@@ -226,7 +229,10 @@ fn walk(
     }
     let key = name.to_ascii_lowercase();
     if depth > MAX_DEPTH {
-        out.push(Expansion::Failed(name.to_string(), "alias nesting too deep".into()));
+        out.push(Expansion::Failed(
+            name.to_string(),
+            "alias nesting too deep".into(),
+        ));
         return;
     }
     if path.contains(&key) {
@@ -261,15 +267,16 @@ fn walk(
                 Some(local) => walk(aliases, &local, is_local, terminal, path, out, depth + 1),
                 None => out.push(Expansion::Address(a)),
             },
-            Target::Include(p) => match std::fs::read_to_string(&p) {
-                Ok(text) => {
-                    for line in text.lines() {
-                        let line = line.trim();
-                        if line.is_empty() || line.starts_with('#') {
-                            continue;
-                        }
-                        for raw in split_targets(line) {
-                            match target(&raw) {
+            Target::Include(p) => {
+                match std::fs::read_to_string(&p) {
+                    Ok(text) => {
+                        for line in text.lines() {
+                            let line = line.trim();
+                            if line.is_empty() || line.starts_with('#') {
+                                continue;
+                            }
+                            for raw in split_targets(line) {
+                                match target(&raw) {
                                 Target::Address(a) => match is_local(&a) {
                                     Some(local) => walk(aliases, &local, is_local, terminal, path, out, depth + 1),
                                     None => out.push(Expansion::Address(a)),
@@ -283,14 +290,18 @@ fn walk(
                                     "nested :include: is not supported".into(),
                                 )),
                             }
+                            }
                         }
                     }
+                    Err(e) => out.push(Expansion::Failed(
+                        format!(":include:{}", p.display()),
+                        format!(
+                            "cannot read include file: {}",
+                            crate::error::describe_io(&e)
+                        ),
+                    )),
                 }
-                Err(e) => out.push(Expansion::Failed(
-                    format!(":include:{}", p.display()),
-                    format!("cannot read include file: {}", crate::error::describe_io(&e)),
-                )),
-            },
+            }
             Target::Pipe(c) => out.push(Expansion::Failed(
                 c,
                 "pipe targets are not supported (Postern only relays)".into(),
@@ -318,7 +329,11 @@ pub fn newaliases(cfg: &Config) -> Result<u8> {
             return Ok(0);
         }
         Err(e) => {
-            return Err(Error::io(Kind::Config, format!("cannot read {}", path.display()), &e));
+            return Err(Error::io(
+                Kind::Config,
+                format!("cannot read {}", path.display()),
+                &e,
+            ));
         }
     };
     let a = Aliases::parse(&text);
@@ -393,10 +408,19 @@ mod tests {
             ]
         );
         assert!(matches!(&exp(text, "loop1")[0], Expansion::Failed(_, m) if m.contains("loop")));
-        assert_eq!(exp(text, "alice"), vec![Expansion::Address("alice@example.com".into())]);
-        assert!(matches!(&exp(text, "nobody-here")[0], Expansion::Failed(_, _)));
+        assert_eq!(
+            exp(text, "alice"),
+            vec![Expansion::Address("alice@example.com".into())]
+        );
+        assert!(matches!(
+            &exp(text, "nobody-here")[0],
+            Expansion::Failed(_, _)
+        ));
         // postmaster works without a file
-        assert_eq!(exp("", "MAILER-DAEMON"), vec![Expansion::Address("root@example.com".into())]);
+        assert_eq!(
+            exp("", "MAILER-DAEMON"),
+            vec![Expansion::Address("root@example.com".into())]
+        );
     }
 
     #[test]

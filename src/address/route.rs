@@ -59,7 +59,9 @@ fn terminal(cfg: &Config, user: &str) -> Result<String, String> {
     if known {
         Ok(local_target(cfg, user))
     } else {
-        Err(format!("unknown local user {user:?} (no alias and no such account)"))
+        Err(format!(
+            "unknown local user {user:?} (no alias and no such account)"
+        ))
     }
 }
 

@@ -165,7 +165,11 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
     }
     let rest = &args[i..];
     let flag = |f: &str| rest.iter().skip(1).any(|a| a == f);
-    let positional: Vec<&String> = rest.iter().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let positional: Vec<&String> = rest
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let check_flags = |allowed: &[&str]| -> Result<()> {
         for a in rest.iter().skip(1) {
             if a.starts_with("--") && !allowed.contains(&a.as_str()) {
@@ -191,7 +195,9 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
         }
         Some("status") => {
             check_flags(&["--json"])?;
-            Command::Status { json: flag("--json") }
+            Command::Status {
+                json: flag("--json"),
+            }
         }
         Some("stats") => {
             check_flags(&["--prometheus", "--json"])?;
@@ -221,7 +227,9 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
             match sub {
                 Some("list") | None => {
                     only(&["--json"])?;
-                    Command::QueueList { json: has("--json") }
+                    Command::QueueList {
+                        json: has("--json"),
+                    }
                 }
                 Some("--json") => Command::QueueList { json: true },
                 Some("show") => {
@@ -242,7 +250,9 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
                 Some("bounce") => Command::QueueBounce(one_id(pos2.first().copied())?),
                 Some("run") => {
                     only(&["--once", "--auto"])?;
-                    Command::QueueRun { auto: has("--auto") }
+                    Command::QueueRun {
+                        auto: has("--auto"),
+                    }
                 }
                 Some(other) => return Err(usage(format!("unknown queue command {other:?}"))),
             }

@@ -119,7 +119,9 @@ fn usage(msg: impl Into<String>) -> Error {
 /// Reject values that would break a header or an envelope line.
 fn no_controls(what: &str, v: &str) -> Result<()> {
     if v.contains(['\r', '\n', '\0']) {
-        return Err(usage(format!("{what} must not contain a line break or NUL")));
+        return Err(usage(format!(
+            "{what} must not contain a line break or NUL"
+        )));
     }
     Ok(())
 }
@@ -128,8 +130,23 @@ fn no_controls(what: &str, v: &str) -> Result<()> {
 fn takes_value(c: char) -> bool {
     matches!(
         c,
-        'A' | 'B' | 'C' | 'F' | 'L' | 'N' | 'O' | 'R' | 'V' | 'X' | 'b' | 'd' | 'e' | 'f' | 'h'
-            | 'o' | 'p' | 'r'
+        'A' | 'B'
+            | 'C'
+            | 'F'
+            | 'L'
+            | 'N'
+            | 'O'
+            | 'R'
+            | 'V'
+            | 'X'
+            | 'b'
+            | 'd'
+            | 'e'
+            | 'f'
+            | 'h'
+            | 'o'
+            | 'p'
+            | 'r'
     )
 }
 
@@ -165,8 +182,8 @@ pub fn parse(args: &[String]) -> Result<SendmailArgs> {
             continue;
         }
         let body = &arg[1..];
-        let mut chars = body.char_indices();
-        while let Some((pos, c)) = chars.next() {
+        let chars = body.char_indices();
+        for (pos, c) in chars {
             let rest = &body[pos + c.len_utf8()..];
             if c == 'q' {
                 a.mode = Mode::RunQueue(if rest.is_empty() {
@@ -215,7 +232,11 @@ fn apply_value(a: &mut SendmailArgs, c: char, v: &str) -> Result<()> {
                         "-b{v} (run as an SMTP daemon) is not supported: Postern does not listen for mail; use `postern daemon` to run the queue"
                     )));
                 }
-                "t" => return Err(usage("-bt (address test mode) is not supported; use -bv ADDRESS")),
+                "t" => {
+                    return Err(usage(
+                        "-bt (address test mode) is not supported; use -bv ADDRESS",
+                    ));
+                }
                 _ => return Err(usage(format!("-b{v} is not supported"))),
             }
         }
@@ -236,10 +257,7 @@ fn apply_value(a: &mut SendmailArgs, c: char, v: &str) -> Result<()> {
             a.ret = Some(u);
         }
         'V' => {
-            if v.is_empty()
-                || v.len() > 100
-                || !v.bytes().all(|b| (0x21..0x7f).contains(&b))
-            {
+            if v.is_empty() || v.len() > 100 || !v.bytes().all(|b| (0x21..0x7f).contains(&b)) {
                 return Err(usage(
                     "-V: the envelope id must be 1-100 printable ASCII characters",
                 ));
@@ -386,7 +404,10 @@ mod tests {
         let a = p(&["-i", "-FCronDaemon", "-B8BITMIME", "-oem", "root"]).unwrap();
         assert_eq!(a.recipients, vec!["root"]);
         assert_eq!(a.ignored, vec!["-B8BITMIME"]);
-        let a = p(&["-L", "tag", "-h", "5", "-n", "-m", "-U", "-X", "/tmp/x", "-Ac", "a@b"]).unwrap();
+        let a = p(&[
+            "-L", "tag", "-h", "5", "-n", "-m", "-U", "-X", "/tmp/x", "-Ac", "a@b",
+        ])
+        .unwrap();
         assert_eq!(a.recipients, vec!["a@b"]);
     }
 

@@ -52,13 +52,22 @@ pub fn become_spool_owner(spool: &Spool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let md = std::fs::metadata(spool.root())
-        .map_err(|e| Error::io(Kind::TempFail, format!("spool {}", spool.root().display()), &e))?;
+    let md = std::fs::metadata(spool.root()).map_err(|e| {
+        Error::io(
+            Kind::TempFail,
+            format!("spool {}", spool.root().display()),
+            &e,
+        )
+    })?;
     if md.uid() == 0 {
         return Ok(());
     }
-    crate::privilege::become_user(md.uid(), md.gid())
-        .map_err(|e| Error::new(Kind::OsErr, format!("cannot switch to the spool owner: {e}")))
+    crate::privilege::become_user(md.uid(), md.gid()).map_err(|e| {
+        Error::new(
+            Kind::OsErr,
+            format!("cannot switch to the spool owner: {e}"),
+        )
+    })
 }
 
 fn open_lock(spool: &Spool) -> Result<File> {
@@ -71,14 +80,24 @@ fn open_lock(spool: &Spool) -> Result<File> {
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(spool.run_lock())
-        .map_err(|e| Error::io(Kind::TempFail, format!("cannot open {}", spool.run_lock().display()), &e))
+        .map_err(|e| {
+            Error::io(
+                Kind::TempFail,
+                format!("cannot open {}", spool.run_lock().display()),
+                &e,
+            )
+        })
 }
 
 fn prepare(cfg: &Config) -> Result<Spool> {
     let spool = Spool::new(&cfg.spool_dir);
     become_spool_owner(&spool)?;
     spool.ensure_layout().map_err(|e| {
-        Error::io(Kind::TempFail, format!("cannot prepare the spool {}", spool.root().display()), &e)
+        Error::io(
+            Kind::TempFail,
+            format!("cannot prepare the spool {}", spool.root().display()),
+            &e,
+        )
     })?;
     if cfg.stats.enabled {
         crate::stats::init(spool.events(), cfg.stats.max_log_bytes);
@@ -97,7 +116,10 @@ fn pickup(ctx: &Ctx) -> Vec<String> {
             ids
         }
         Err(e) => {
-            log::error!("cannot pick up new mail from {}: {e}", ctx.spool.maildrop().display());
+            log::error!(
+                "cannot pick up new mail from {}: {e}",
+                ctx.spool.maildrop().display()
+            );
             Vec::new()
         }
     }
@@ -156,7 +178,9 @@ pub fn run_auto(cfg: Config) -> Result<()> {
         run_once(cfg.clone(), Selection::Due)?;
         let _ = lock.unlock();
         // Mail committed while we held the lock was left to us: look again.
-        let pending = queue::list_ids(&spool.maildrop()).map(|v| !v.is_empty()).unwrap_or(false);
+        let pending = queue::list_ids(&spool.maildrop())
+            .map(|v| !v.is_empty())
+            .unwrap_or(false);
         if !pending {
             return Ok(());
         }
@@ -183,10 +207,15 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
         Err(std::fs::TryLockError::WouldBlock) => {
             return Err(Error::new(
                 Kind::TempFail,
-                format!("another postern daemon is already running for {}", spool.root().display()),
+                format!(
+                    "another postern daemon is already running for {}",
+                    spool.root().display()
+                ),
             ));
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(Kind::TempFail, "run lock", &e)),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io(Kind::TempFail, "run lock", &e));
+        }
     }
     queue::clean(&spool);
     let fifo = {
@@ -196,11 +225,18 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(spool.trigger())
-            .map_err(|e| Error::io(Kind::TempFail, format!("cannot open {}", spool.trigger().display()), &e))?
+            .map_err(|e| {
+                Error::io(
+                    Kind::TempFail,
+                    format!("cannot open {}", spool.trigger().display()),
+                    &e,
+                )
+            })?
     };
     let term = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
-    let (mut sig_r, sig_w) = UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
+    let (mut sig_r, sig_w) =
+        UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
     sig_r.set_nonblocking(true).ok();
     for (sig, flag) in [
         (signal_hook::consts::SIGTERM, &term),
@@ -209,11 +245,14 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
     ] {
         signal_hook::flag::register(sig, Arc::clone(flag))
             .map_err(|e| Error::io(Kind::OsErr, "signal handler", &e))?;
-        let w = sig_w.try_clone().map_err(|e| Error::io(Kind::OsErr, "signal pipe", &e))?;
+        let w = sig_w
+            .try_clone()
+            .map_err(|e| Error::io(Kind::OsErr, "signal pipe", &e))?;
         signal_hook::low_level::pipe::register(sig, w)
             .map_err(|e| Error::io(Kind::OsErr, "signal handler", &e))?;
     }
-    let (mut done_r, done_w) = UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
+    let (mut done_r, done_w) =
+        UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
     done_r.set_nonblocking(true).ok();
     done_w.set_nonblocking(true).ok();
 
@@ -221,13 +260,18 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
     let mut generation = 1;
     let pool = Pool::new(Ctx::new(cfg, generation), parallel, true);
     pool.set_notify(done_w);
-    log::info!("daemon started (spool {}, {} relay(s), {parallel} session(s))", spool.root().display(), pool.ctx().cfg.relays.len());
+    log::info!(
+        "daemon started (spool {}, {} relay(s), {parallel} session(s))",
+        spool.root().display(),
+        pool.ctx().cfg.relays.len()
+    );
 
     let mut schedule: HashMap<String, f64> = HashMap::new();
     let mut last_scan = Instant::now() - RESCAN * 2;
     let mut flush = false;
     let mut buf = [0u8; 512];
     let mut carry: Vec<u8> = Vec::new();
+    let mut last_metrics = Instant::now() - Duration::from_secs(3600);
     loop {
         if term.load(Ordering::Relaxed) {
             break;
@@ -269,6 +313,10 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
                     schedule.remove(&id);
                 }
             }
+        }
+        if last_metrics.elapsed() >= Duration::from_secs(10) {
+            crate::stats::write_textfile(&ctx.cfg, &ctx.spool);
+            last_metrics = Instant::now();
         }
         let now = clock::unix_f64(clock::now());
         let mut next_wake = MAX_SLEEP.as_secs_f64();
@@ -314,11 +362,11 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
                     if end > carry.len() {
                         break; // the rest arrives with the next read
                     }
-                    if let Ok(id) = std::str::from_utf8(&carry[i + 1..end]) {
-                        if crate::spool::is_valid_id(id) {
-                            runner::acknowledge(&pool.ctx(), id);
-                            schedule.remove(id);
-                        }
+                    if let Ok(id) = std::str::from_utf8(&carry[i + 1..end])
+                        && crate::spool::is_valid_id(id)
+                    {
+                        runner::acknowledge(&pool.ctx(), id);
+                        schedule.remove(id);
                     }
                     i = end;
                     continue;
@@ -343,8 +391,8 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
 pub fn poke(fifo: &File, byte: u8) -> bool {
     use std::io::Write;
     let mut f = fifo;
-    match f.write(&[byte]) {
-        Ok(_) => true,
+    match f.write_all(&[byte]) {
+        Ok(()) => true,
         Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
     }
 }

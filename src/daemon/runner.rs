@@ -128,7 +128,17 @@ struct Worker {
     session: Option<(u64, Session, Instant)>,
 }
 
-fn log_line(id: &str, r: &RcptState, relay: &str, arrival: f64, now: f64, tries: u32, stage: &str, reply: &Reply) {
+#[allow(clippy::too_many_arguments)]
+fn log_line(
+    id: &str,
+    r: &RcptState,
+    relay: &str,
+    arrival: f64,
+    now: f64,
+    tries: u32,
+    stage: &str,
+    reply: &Reply,
+) {
     let status = match r.status {
         RcptStatus::Sent => "sent",
         RcptStatus::Bounced => "bounced",
@@ -177,10 +187,10 @@ impl Worker {
     }
 
     fn idle_check(&mut self) {
-        if let Some((_, _, last)) = &self.session {
-            if last.elapsed() > SESSION_IDLE {
-                self.close();
-            }
+        if let Some((_, _, last)) = &self.session
+            && last.elapsed() > SESSION_IDLE
+        {
+            self.close();
         }
     }
 
@@ -196,15 +206,16 @@ impl Worker {
         };
         if !reuse {
             self.close();
-            let mut last_err = ConnectError::Unreachable("no relay is configured ([[relay]] in postern.toml)".into());
+            let mut last_err = ConnectError::Unreachable(
+                "no relay is configured ([[relay]] in postern.toml)".into(),
+            );
             for (idx, relay) in ctx.cfg.relays.iter().enumerate() {
-                if let Ok(down) = ctx.down.lock() {
-                    if let Some((t, e)) = down.get(&idx) {
-                        if t.elapsed() < RELAY_DOWN_FOR {
-                            last_err = e.clone();
-                            continue;
-                        }
-                    }
+                if let Ok(down) = ctx.down.lock()
+                    && let Some((t, e)) = down.get(&idx)
+                    && t.elapsed() < RELAY_DOWN_FOR
+                {
+                    last_err = e.clone();
+                    continue;
                 }
                 let tls = match &ctx.tls[idx] {
                     Ok(t) => Some(t),
@@ -282,9 +293,17 @@ impl Worker {
                 routed_failures.push((t, orig.clone(), e.0));
             }
         }
-        let mut rcpts: Vec<RcptState> = st.rcpts.iter().filter(|r| r.status.is_final()).cloned().collect();
+        let mut rcpts: Vec<RcptState> = st
+            .rcpts
+            .iter()
+            .filter(|r| r.status.is_final())
+            .cloned()
+            .collect();
         for (target, orig, why) in routed_failures {
-            if !rcpts.iter().any(|r| r.address == target && r.status.is_final()) {
+            if !rcpts
+                .iter()
+                .any(|r| r.address == target && r.status.is_final())
+            {
                 let r = RcptState {
                     status: RcptStatus::Bounced,
                     address: target,
@@ -292,18 +311,36 @@ impl Worker {
                     changed: now,
                     reply: format!("550 5.1.1 {why}"),
                 };
-                log_line(id, &r, "", q.env.arrival, now, st.tries, "", &Reply::local(r.reply.clone()));
+                log_line(
+                    id,
+                    &r,
+                    "",
+                    q.env.arrival,
+                    now,
+                    st.tries,
+                    "",
+                    &Reply::local(r.reply.clone()),
+                );
                 rcpts.push(r);
                 changed_final = true;
             }
         }
         for (addr, orig) in &targets {
-            if rcpts.iter().any(|r| &r.address == addr && r.status.is_final()) {
+            if rcpts
+                .iter()
+                .any(|r| &r.address == addr && r.status.is_final())
+            {
                 continue;
             }
-            let prev = st.rcpts.iter().find(|r| &r.address == addr && !r.status.is_final());
+            let prev = st
+                .rcpts
+                .iter()
+                .find(|r| &r.address == addr && !r.status.is_final());
             rcpts.push(match prev {
-                Some(p) => RcptState { original: orig.clone(), ..p.clone() },
+                Some(p) => RcptState {
+                    original: orig.clone(),
+                    ..p.clone()
+                },
                 None => RcptState {
                     status: RcptStatus::Pending,
                     address: addr.clone(),
@@ -319,16 +356,33 @@ impl Worker {
         if schedule::expired(q.env.arrival, now, ctx.cfg.queue.max_lifetime) {
             let life = clock::human_duration(ctx.cfg.queue.max_lifetime);
             for r in st.rcpts.iter_mut().filter(|r| !r.status.is_final()) {
-                let last = if r.reply.is_empty() { "no attempt succeeded".to_string() } else { r.reply.clone() };
+                let last = if r.reply.is_empty() {
+                    "no attempt succeeded".to_string()
+                } else {
+                    r.reply.clone()
+                };
                 r.status = RcptStatus::Bounced;
                 r.changed = now;
-                r.reply = format!("delivery time expired (maximum queue lifetime {life} exceeded); last error: {last}");
-                log_line(id, r, "", q.env.arrival, now, st.tries, "", &Reply::local(r.reply.clone()));
+                r.reply = format!(
+                    "delivery time expired (maximum queue lifetime {life} exceeded); last error: {last}"
+                );
+                log_line(
+                    id,
+                    r,
+                    "",
+                    q.env.arrival,
+                    now,
+                    st.tries,
+                    "",
+                    &Reply::local(r.reply.clone()),
+                );
             }
             return self.finish(ctx, &q, st, now);
         }
 
-        let open: Vec<usize> = (0..st.rcpts.len()).filter(|&i| !st.rcpts[i].status.is_final()).collect();
+        let open: Vec<usize> = (0..st.rcpts.len())
+            .filter(|&i| !st.rcpts[i].status.is_final())
+            .collect();
         if open.is_empty() {
             return self.finish(ctx, &q, st, now);
         }
@@ -344,7 +398,10 @@ impl Worker {
         let (label, verdicts) = match self.session(ctx) {
             Err(e) => {
                 let reply = Reply::local(e.to_string());
-                (String::new(), vec![(Verdict::Deferred, reply, ""); tx_rcpts.len()])
+                (
+                    String::new(),
+                    vec![(Verdict::Deferred, reply, ""); tx_rcpts.len()],
+                )
             }
             Ok(sess) => {
                 if let Some(Some(rl)) = ctx.rate.get(sess.relay_index) {
@@ -366,10 +423,10 @@ impl Worker {
                 };
                 let res = sess.send(&tx);
                 let label = sess.label.clone();
-                if !res.reusable {
-                    if let Some((_, s, _)) = self.session.take() {
-                        drop(s);
-                    }
+                if !res.reusable
+                    && let Some((_, s, _)) = self.session.take()
+                {
+                    drop(s);
                 }
                 (label, res.verdicts)
             }
@@ -378,7 +435,9 @@ impl Worker {
         st.last_attempt = now;
         st.relay = label.clone();
         for (k, &i) in open.iter().enumerate() {
-            let Some((v, reply, stage)) = verdicts.get(k) else { continue };
+            let Some((v, reply, stage)) = verdicts.get(k) else {
+                continue;
+            };
             let r = &mut st.rcpts[i];
             r.status = match v {
                 Verdict::Sent => RcptStatus::Sent,
@@ -395,7 +454,12 @@ impl Worker {
         if st.is_done() {
             return self.finish(ctx, &q, st, now);
         }
-        let delay = schedule::backoff(st.tries, ctx.cfg.queue.retry_min, ctx.cfg.queue.retry_max, id);
+        let delay = schedule::backoff(
+            st.tries,
+            ctx.cfg.queue.retry_min,
+            ctx.cfg.queue.retry_max,
+            id,
+        );
         st.next = now + delay.as_secs_f64();
         self.maybe_warn(ctx, &q, &mut st, now);
         if let Err(e) = queue::save_state(spool, &st, changed_final) {
@@ -409,19 +473,25 @@ impl Worker {
     }
 
     fn maybe_warn(&mut self, ctx: &Ctx, q: &Queued, st: &mut State, now: f64) {
-        let Some(after) = ctx.cfg.queue.delay_warning else { return };
+        let Some(after) = ctx.cfg.queue.delay_warning else {
+            return;
+        };
         if st.warned || q.env.sender.is_empty() || q.env.is_bounce {
             return;
         }
-        if let Some(n) = &q.env.dsn_notify {
-            if !n.contains("DELAY") {
-                return;
-            }
+        if let Some(n) = &q.env.dsn_notify
+            && !n.contains("DELAY")
+        {
+            return;
         }
         if now - q.env.arrival < after.as_secs_f64() {
             return;
         }
-        let delayed: Vec<&RcptState> = st.rcpts.iter().filter(|r| r.status == RcptStatus::Deferred).collect();
+        let delayed: Vec<&RcptState> = st
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Deferred)
+            .collect();
         if delayed.is_empty() {
             return;
         }
@@ -436,8 +506,16 @@ impl Worker {
 
     fn finish(&mut self, ctx: &Ctx, q: &Queued, mut st: State, now: f64) -> Done {
         let id = &q.env.id;
-        let sent = st.rcpts.iter().filter(|r| r.status == RcptStatus::Sent).count();
-        let nbounced = st.rcpts.iter().filter(|r| r.status == RcptStatus::Bounced).count();
+        let sent = st
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Sent)
+            .count();
+        let nbounced = st
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Bounced)
+            .count();
         let told = q.env.interactive && sent == 0 && nbounced > 0;
         if told && !ctx.caller_is_runner && (st.ack_deadline == 0.0 || now < st.ack_deadline) {
             // An -odi caller is waiting for this result: give it a minute to
@@ -452,16 +530,31 @@ impl Worker {
             return Done::Deferred("refused; waiting for the -odi caller".into());
         }
         let caller_told = told && ctx.caller_is_runner;
-        let bounced: Vec<&RcptState> = st.rcpts.iter().filter(|r| r.status == RcptStatus::Bounced).collect();
+        let bounced: Vec<&RcptState> = st
+            .rcpts
+            .iter()
+            .filter(|r| r.status == RcptStatus::Bounced)
+            .collect();
         let last_bounce = bounced.last().map(|r| r.reply.clone());
         if !bounced.is_empty() {
-            let wants = q.env.dsn_notify.as_deref().is_none_or(|n| n.contains("FAILURE"));
+            let wants = q
+                .env
+                .dsn_notify
+                .as_deref()
+                .is_none_or(|n| n.contains("FAILURE"));
             if q.env.sender.is_empty() || q.env.is_bounce {
-                log::warn!("{id}: undeliverable notification from <> dropped (a bounce is never bounced)");
+                log::warn!(
+                    "{id}: undeliverable notification from <> dropped (a bounce is never bounced)"
+                );
             } else if caller_told {
-                log::info!("{id}: the submitting program was told of the failure (-odi); no bounce sent");
+                log::info!(
+                    "{id}: the submitting program was told of the failure (-odi); no bounce sent"
+                );
             } else if !wants {
-                log::info!("{id}: no bounce: NOTIFY={}", q.env.dsn_notify.as_deref().unwrap_or(""));
+                log::info!(
+                    "{id}: no bounce: NOTIFY={}",
+                    q.env.dsn_notify.as_deref().unwrap_or("")
+                );
             } else {
                 match queue_dsn(ctx, q, &st, &bounced, crate::bounce::Action::Failed, now) {
                     Ok(new) => log::info!("{id}: sender non-delivery notification: {new}"),
@@ -531,17 +624,21 @@ fn queue_dsn(
                     (Some(rep), _) => rep.enhanced(),
                     (None, crate::bounce::Action::Delayed) => "4.4.1".into(),
                     (None, crate::bounce::Action::Failed) => {
-                        if r.reply.contains("expired") { "4.4.7".into() } else { "5.0.0".into() }
+                        if r.reply.contains("expired") {
+                            "4.4.7".into()
+                        } else {
+                            "5.0.0".into()
+                        }
                     }
                 },
                 remote_mta: (!st.relay.is_empty() && reply.is_some())
                     .then(|| format!("dns; {}", st.relay.split('[').next().unwrap_or(""))),
                 diagnostic: reply.as_ref().map(|r| r.to_string()),
                 reason: r.reply.clone(),
-                last_attempt: (st.last_attempt > 0.0).then(|| clock::from_unix_f64(st.last_attempt)),
-                will_retry_until: (action == crate::bounce::Action::Delayed).then(|| {
-                    clock::from_unix_f64(q.env.arrival) + cfg.queue.max_lifetime
-                }),
+                last_attempt: (st.last_attempt > 0.0)
+                    .then(|| clock::from_unix_f64(st.last_attempt)),
+                will_retry_until: (action == crate::bounce::Action::Delayed)
+                    .then(|| clock::from_unix_f64(q.env.arrival) + cfg.queue.max_lifetime),
             }
         })
         .collect();
@@ -567,7 +664,11 @@ fn queue_dsn(
     let result = (|| -> io::Result<()> {
         let mut w = io::BufWriter::with_capacity(64 * 1024, &file);
         w.write_all(format::header(0).as_bytes())?;
-        let reader = MessageReader { file: &q.file, pos: q.start, end: q.start + q.len };
+        let reader = MessageReader {
+            file: &q.file,
+            pos: q.start,
+            end: q.start + q.len,
+        };
         let len = write_dsn(&input, reader, q.len, &mut w)?;
         let env = format::Envelope {
             id: new_id.clone(),
@@ -587,8 +688,11 @@ fn queue_dsn(
         drop(w);
         use std::os::unix::fs::FileExt;
         file.write_all_at(format::header(len).as_bytes(), 0)?;
-        nix::sys::stat::fchmod(&file, nix::sys::stat::Mode::from_bits_truncate(maildrop::MODE_READY))
-            .map_err(io::Error::from)?;
+        nix::sys::stat::fchmod(
+            &file,
+            nix::sys::stat::Mode::from_bits_truncate(maildrop::MODE_READY),
+        )
+        .map_err(io::Error::from)?;
         file.sync_all()?;
         dir.sync_all()?;
         let st = queue::initial_state(&env, len, env.uid);
@@ -606,7 +710,10 @@ fn queue_dsn(
 fn parse_reply(s: &str) -> Option<Reply> {
     let (code, text) = s.split_once(' ').unwrap_or((s, ""));
     let code: u16 = code.parse().ok().filter(|c| (200..600).contains(c))?;
-    Some(Reply { code, text: text.to_string() })
+    Some(Reply {
+        code,
+        text: text.to_string(),
+    })
 }
 
 struct Jobs {
@@ -654,7 +761,11 @@ impl Pool {
                 Err(e) => log::error!("cannot start a delivery worker: {e}"),
             }
         }
-        Pool { shared, ctx, handles }
+        Pool {
+            shared,
+            ctx,
+            handles,
+        }
     }
 
     /// The current context.
@@ -683,11 +794,11 @@ impl Pool {
     /// Queue `id` unless it is already queued or being delivered.
     pub fn push(&self, id: &str, force: bool) {
         let (m, cv) = &*self.shared;
-        if let Ok(mut j) = m.lock() {
-            if j.known.insert(id.to_string()) {
-                j.pending.push_back((id.to_string(), force));
-                cv.notify_one();
-            }
+        if let Ok(mut j) = m.lock()
+            && j.known.insert(id.to_string())
+        {
+            j.pending.push_back((id.to_string(), force));
+            cv.notify_one();
         }
     }
 
@@ -712,7 +823,9 @@ impl Pool {
     /// Results collected so far (when keep_results).
     pub fn take_results(&self) -> Vec<(String, Done)> {
         let (m, _) = &*self.shared;
-        m.lock().map(|mut j| std::mem::take(&mut j.results)).unwrap_or_default()
+        m.lock()
+            .map(|mut j| std::mem::take(&mut j.results))
+            .unwrap_or_default()
     }
 
     /// Stop: finish the messages in flight, close sessions, join workers.
@@ -796,13 +909,15 @@ pub fn next_due(ctx: &Ctx) -> Option<f64> {
 /// The `-odi` caller acknowledged a refusal it reported: remove the message
 /// without a bounce.
 pub fn acknowledge(ctx: &Ctx, id: &str) {
-    let Ok(Some(_q)) = queue::open(&ctx.spool, id, true) else { return };
-    let Some(st) = queue::load_state(&ctx.spool, id) else { return };
-    if st.ack_deadline > 0.0 && st.is_done() {
-        if queue::remove(&ctx.spool, id).is_ok() {
-            log::info!("{id}: the submitting program was told of the failure (-odi); no bounce sent");
-            log::info!("{id}: removed");
-            crate::stats::record_removed(id, clock::unix_f64(clock::now()) - st.arrival);
-        }
+    let Ok(Some(_q)) = queue::open(&ctx.spool, id, true) else {
+        return;
+    };
+    let Some(st) = queue::load_state(&ctx.spool, id) else {
+        return;
+    };
+    if st.ack_deadline > 0.0 && st.is_done() && queue::remove(&ctx.spool, id).is_ok() {
+        log::info!("{id}: the submitting program was told of the failure (-odi); no bounce sent");
+        log::info!("{id}: removed");
+        crate::stats::record_removed(id, clock::unix_f64(clock::now()) - st.arrival);
     }
 }

@@ -34,17 +34,33 @@ mod tests {
     fn grows_and_caps_with_bounded_jitter() {
         let min = Duration::from_secs(60);
         let max = Duration::from_secs(3600);
-        let table = [(1, 60), (2, 120), (3, 240), (4, 480), (5, 960), (6, 1920), (7, 3600), (20, 3600)];
+        let table = [
+            (1, 60),
+            (2, 120),
+            (3, 240),
+            (4, 480),
+            (5, 960),
+            (6, 1920),
+            (7, 3600),
+            (20, 3600),
+        ];
         for (tries, secs) in table {
             let d = backoff(tries, min, max, "1K1D6V0JC6N9J9M").as_secs_f64();
             let s = secs as f64;
-            assert!(d >= s * 0.9 - 0.001 && d <= s * 1.1 + 0.001, "tries {tries}: {d}");
+            assert!(
+                d >= s * 0.9 - 0.001 && d <= s * 1.1 + 0.001,
+                "tries {tries}: {d}"
+            );
         }
         // different ids spread out
         let a = backoff(3, min, max, "AAAAAAAAAAAAAAA");
         let b = backoff(3, min, max, "BBBBBBBBBBBBBBB");
         assert_ne!(a, b);
-        assert!(expired(0.0, 5.0 * 86400.0 + 1.0, Duration::from_secs(5 * 86400)));
+        assert!(expired(
+            0.0,
+            5.0 * 86400.0 + 1.0,
+            Duration::from_secs(5 * 86400)
+        ));
         assert!(!expired(0.0, 100.0, Duration::from_secs(5 * 86400)));
     }
 }

@@ -29,7 +29,11 @@ pub fn check_secret_file(relay: &Relay) -> Result<()> {
     if !md.is_file() {
         return Err(Error::new(
             Kind::Config,
-            format!("relay {}: password_file {} is not a regular file", relay.host, path.display()),
+            format!(
+                "relay {}: password_file {} is not a regular file",
+                relay.host,
+                path.display()
+            ),
         ));
     }
     if md.mode() & 0o004 != 0 {
@@ -57,7 +61,11 @@ pub fn secret(relay: &Relay) -> Result<Option<String>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::io(
                 Kind::Config,
-                format!("relay {}: cannot read password_file {}", relay.host, path.display()),
+                format!(
+                    "relay {}: cannot read password_file {}",
+                    relay.host,
+                    path.display()
+                ),
                 &e,
             )
         })?;
@@ -65,7 +73,11 @@ pub fn secret(relay: &Relay) -> Result<Option<String>> {
         if line.is_empty() {
             return Err(Error::new(
                 Kind::Config,
-                format!("relay {}: password_file {} is empty", relay.host, path.display()),
+                format!(
+                    "relay {}: password_file {} is empty",
+                    relay.host,
+                    path.display()
+                ),
             ));
         }
         return Ok(Some(line.to_string()));
@@ -84,7 +96,13 @@ fn run_command(cmd: &str, host: &str) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| Error::io(Kind::TempFail, format!("relay {host}: password_command"), &e))?;
+        .map_err(|e| {
+            Error::io(
+                Kind::TempFail,
+                format!("relay {host}: password_command"),
+                &e,
+            )
+        })?;
     let mut out = Vec::new();
     let mut stdout = child
         .stdout
@@ -109,7 +127,11 @@ fn run_command(cmd: &str, host: &str) -> Result<String> {
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => {
-                return Err(Error::io(Kind::TempFail, format!("relay {host}: password_command"), &e));
+                return Err(Error::io(
+                    Kind::TempFail,
+                    format!("relay {host}: password_command"),
+                    &e,
+                ));
             }
         }
     };

@@ -35,7 +35,9 @@ impl Reply {
         let parts: Vec<&str> = first.split('.').collect();
         if parts.len() == 3
             && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..].iter().all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
         {
             return first.to_string();
         }
@@ -91,9 +93,19 @@ mod tests {
         assert_eq!(Verdict::from_code(450), Verdict::Deferred);
         assert_eq!(Verdict::from_code(550), Verdict::Bounced);
         assert_eq!(Verdict::from_code(0), Verdict::Deferred);
-        let r = Reply { code: 550, text: "5.1.1 no such user".into() };
+        let r = Reply {
+            code: 550,
+            text: "5.1.1 no such user".into(),
+        };
         assert_eq!(r.enhanced(), "5.1.1");
         assert_eq!(r.to_string(), "550 5.1.1 no such user");
-        assert_eq!(Reply { code: 451, text: "try later".into() }.enhanced(), "4.0.0");
+        assert_eq!(
+            Reply {
+                code: 451,
+                text: "try later".into()
+            }
+            .enhanced(),
+            "4.0.0"
+        );
     }
 }

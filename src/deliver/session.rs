@@ -130,16 +130,17 @@ pub fn tls_parameters(relay: &Relay) -> Result<TlsParameters, ConnectError> {
         let pem = std::fs::read(ca).map_err(|e| {
             ConnectError::Local(format!("cannot read ca_file {}: {e}", ca.display()))
         })?;
-        let cert = Certificate::from_pem(&pem).map_err(|e| {
-            ConnectError::Local(format!("ca_file {}: {e}", ca.display()))
-        })?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| ConnectError::Local(format!("ca_file {}: {e}", ca.display())))?;
         b = b.add_root_certificate(cert);
     }
     if let (Some(c), Some(k)) = (&relay.client_cert, &relay.client_key) {
-        let cert = std::fs::read(c)
-            .map_err(|e| ConnectError::Local(format!("cannot read client_cert {}: {e}", c.display())))?;
-        let key = std::fs::read(k)
-            .map_err(|e| ConnectError::Local(format!("cannot read client_key {}: {e}", k.display())))?;
+        let cert = std::fs::read(c).map_err(|e| {
+            ConnectError::Local(format!("cannot read client_cert {}: {e}", c.display()))
+        })?;
+        let key = std::fs::read(k).map_err(|e| {
+            ConnectError::Local(format!("cannot read client_key {}: {e}", k.display()))
+        })?;
         let id = Identity::from_pem(&cert, &key)
             .map_err(|e| ConnectError::Local(format!("client certificate: {e}")))?;
         b = b.identify_with(id);
@@ -344,13 +345,21 @@ impl Session {
                 conn.abort();
                 return Err(ConnectError::Auth(format!(
                     "{label} offers AUTH {} but we may use only {}",
-                    if features.auth.is_empty() { "nothing".to_string() } else { features.auth.join(" ") },
+                    if features.auth.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        features.auth.join(" ")
+                    },
                     relay.auth_mechanisms.join(" ")
                 )));
             }
             log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
             match conn.auth(&mechs, &Credentials::new(user.clone(), secret)) {
-                Ok(r) => log::debug!("S: {} {}", r.code(), r.message().collect::<Vec<_>>().join(" ")),
+                Ok(r) => log::debug!(
+                    "S: {} {}",
+                    r.code(),
+                    r.message().collect::<Vec<_>>().join(" ")
+                ),
                 Err(e) => {
                     let why = match reply_of(&e) {
                         Some(r) => r.to_string(),
@@ -410,16 +419,16 @@ impl Session {
             verdicts: vec![(v, r, stage); n],
             reusable,
         };
-        if self.dirty {
-            if let Err((_, e)) = self.cmd("RSET".into()).map(|_| ()) {
-                let _ = Rset;
-                return all(
-                    Verdict::Deferred,
-                    Reply::local(format!("lost connection with {} at RSET: {e}", self.label)),
-                    "RSET",
-                    false,
-                );
-            }
+        if self.dirty
+            && let Err((_, e)) = self.cmd("RSET".into()).map(|_| ())
+        {
+            let _ = Rset;
+            return all(
+                Verdict::Deferred,
+                Reply::local(format!("lost connection with {} at RSET: {e}", self.label)),
+                "RSET",
+                false,
+            );
         }
         self.dirty = true;
 
@@ -445,32 +454,51 @@ impl Session {
                 }
             }
             if !tx.sender.is_ascii() {
-                return TxResult { verdicts, reusable: true };
+                return TxResult {
+                    verdicts,
+                    reusable: true,
+                };
             }
             // Deliver the ASCII recipients now.
-            let ascii: Vec<TxRcpt> = tx.rcpts.iter().filter(|r| r.address.is_ascii()).cloned().collect();
+            let ascii: Vec<TxRcpt> = tx
+                .rcpts
+                .iter()
+                .filter(|r| r.address.is_ascii())
+                .cloned()
+                .collect();
             if ascii.is_empty() {
-                return TxResult { verdicts, reusable: true };
+                return TxResult {
+                    verdicts,
+                    reusable: true,
+                };
             }
-            let sub = Transaction { rcpts: &ascii, ..*tx };
+            let sub = Transaction {
+                rcpts: &ascii,
+                ..*tx
+            };
             self.dirty = false;
             let inner = self.send(&sub);
             let mut it = inner.verdicts.into_iter();
             for (i, r) in tx.rcpts.iter().enumerate() {
-                if r.address.is_ascii() {
-                    if let Some(v) = it.next() {
-                        verdicts[i] = v;
-                    }
+                if r.address.is_ascii()
+                    && let Some(v) = it.next()
+                {
+                    verdicts[i] = v;
                 }
             }
-            return TxResult { verdicts, reusable: inner.reusable };
+            return TxResult {
+                verdicts,
+                reusable: inner.reusable,
+            };
         }
 
         let plan = match wire::plan(
             tx.file,
             tx.start,
             tx.len,
-            wire::WireOptions { eight_bit_ok: self.features.eight_bit },
+            wire::WireOptions {
+                eight_bit_ok: self.features.eight_bit,
+            },
         ) {
             Ok(p) => p,
             Err(e) => {
@@ -482,21 +510,22 @@ impl Session {
                 );
             }
         };
-        if let Some(limit) = self.features.size {
-            if limit > 0 && plan.size > limit {
-                return all(
-                    Verdict::Bounced,
-                    Reply {
-                        code: 552,
-                        text: format!(
-                            "5.3.4 message size {} exceeds the limit of {} ({limit} bytes)",
-                            plan.size, self.label
-                        ),
-                    },
-                    "MAIL FROM",
-                    true,
-                );
-            }
+        if let Some(limit) = self.features.size
+            && limit > 0
+            && plan.size > limit
+        {
+            return all(
+                Verdict::Bounced,
+                Reply {
+                    code: 552,
+                    text: format!(
+                        "5.3.4 message size {} exceeds the limit of {} ({limit} bytes)",
+                        plan.size, self.label
+                    ),
+                },
+                "MAIL FROM",
+                true,
+            );
         }
         let mut mail = format!("MAIL FROM:<{}>", tx.sender);
         if self.features.size.is_some() {
@@ -525,7 +554,10 @@ impl Session {
             Err((None, e)) => {
                 return all(
                     Verdict::Deferred,
-                    Reply::local(format!("lost connection with {} at MAIL FROM: {e}", self.label)),
+                    Reply::local(format!(
+                        "lost connection with {} at MAIL FROM: {e}",
+                        self.label
+                    )),
                     "MAIL FROM",
                     false,
                 );
@@ -539,7 +571,11 @@ impl Session {
                 if let Some(nf) = tx.notify {
                     line.push_str(&format!(" NOTIFY={nf}"));
                 }
-                let orcpt = if r.original.contains('@') { &r.original } else { &r.address };
+                let orcpt = if r.original.contains('@') {
+                    &r.original
+                } else {
+                    &r.address
+                };
                 if orcpt.is_ascii() {
                     line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
                 }
@@ -549,9 +585,14 @@ impl Session {
                     accepted += 1;
                     verdicts.push((Verdict::Sent, reply, "RCPT TO"));
                 }
-                Err((Some(reply), _)) => verdicts.push((Verdict::from_code(reply.code), reply, "RCPT TO")),
+                Err((Some(reply), _)) => {
+                    verdicts.push((Verdict::from_code(reply.code), reply, "RCPT TO"))
+                }
                 Err((None, e)) => {
-                    let reply = Reply::local(format!("lost connection with {} at RCPT TO: {e}", self.label));
+                    let reply = Reply::local(format!(
+                        "lost connection with {} at RCPT TO: {e}",
+                        self.label
+                    ));
                     while verdicts.len() < n {
                         verdicts.push((Verdict::Deferred, reply.clone(), "RCPT TO"));
                     }
@@ -560,12 +601,18 @@ impl Session {
                             *v = (Verdict::Deferred, reply.clone(), "RCPT TO");
                         }
                     }
-                    return TxResult { verdicts, reusable: false };
+                    return TxResult {
+                        verdicts,
+                        reusable: false,
+                    };
                 }
             }
         }
         if accepted == 0 {
-            return TxResult { verdicts, reusable: true };
+            return TxResult {
+                verdicts,
+                reusable: true,
+            };
         }
         // DATA
         log::debug!("C: DATA");
@@ -575,11 +622,19 @@ impl Session {
                 let (reply, reusable) = match reply_of(&e) {
                     Some(r) => (r, true),
                     None => (
-                        Reply::local(format!("lost connection with {} at DATA: {}", self.label, describe(&e))),
+                        Reply::local(format!(
+                            "lost connection with {} at DATA: {}",
+                            self.label,
+                            describe(&e)
+                        )),
                         false,
                     ),
                 };
-                let v = if reusable { Verdict::from_code(reply.code) } else { Verdict::Deferred };
+                let v = if reusable {
+                    Verdict::from_code(reply.code)
+                } else {
+                    Verdict::Deferred
+                };
                 for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
                     *x = (v, reply.clone(), "DATA");
                 }
@@ -681,7 +736,15 @@ mod tests {
     #[test]
     fn features_and_xtext() {
         let f = Features::parse(
-            ["sink.test", "PIPELINING", "SIZE 1000", "8BITMIME", "DSN", "AUTH PLAIN LOGIN"].into_iter(),
+            [
+                "sink.test",
+                "PIPELINING",
+                "SIZE 1000",
+                "8BITMIME",
+                "DSN",
+                "AUTH PLAIN LOGIN",
+            ]
+            .into_iter(),
         );
         assert_eq!(f.size, Some(1000));
         assert!(f.dsn && f.eight_bit && f.pipelining && !f.smtputf8);

@@ -90,5 +90,10 @@ impl Iterator for WireStream<'_> {
 }
 
 pub fn stream<'a>(file: &'a File, start: u64, len: u64, _plan: &'a WirePlan) -> WireStream<'a> {
-    WireStream { file, start, len, done: false }
+    WireStream {
+        file,
+        start,
+        len,
+        done: false,
+    }
 }

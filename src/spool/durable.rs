@@ -46,10 +46,8 @@ pub fn write_atomic(
         }
         drop(f);
         std::fs::rename(&tmp, target)?;
-        if durable {
-            if let Some(dir) = target.parent() {
-                fsync_dir(dir)?;
-            }
+        if durable && let Some(dir) = target.parent() {
+            fsync_dir(dir)?;
         }
         Ok(())
     })();

@@ -44,11 +44,7 @@ pub fn create(dir: &File) -> io::Result<(String, File)> {
         match openat(
             dir,
             id.as_str(),
-            OFlag::O_CREAT
-                | OFlag::O_EXCL
-                | OFlag::O_WRONLY
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(MODE_WRITING),
         ) {
             Ok(fd) => {
@@ -227,7 +223,10 @@ pub fn claim(dir: &File, name: &str, stale_after: std::time::Duration) -> io::Re
         let _ = file.unlock();
         return Ok(stale_or_busy(dir, name, stale_after));
     }
-    Ok(Claim::Ready { file, uid: md.uid() })
+    Ok(Claim::Ready {
+        file,
+        uid: md.uid(),
+    })
 }
 
 fn stale_or_busy(dir: &File, name: &str, stale_after: std::time::Duration) -> Claim {

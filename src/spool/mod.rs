@@ -102,10 +102,7 @@ impl Spool {
         }
         let trigger = self.trigger();
         if std::fs::symlink_metadata(&trigger).is_err() {
-            match nix::unistd::mkfifo(
-                &trigger,
-                nix::sys::stat::Mode::from_bits_truncate(0o620),
-            ) {
+            match nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o620)) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(std::io::Error::from(e)),
             }

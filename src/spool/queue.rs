@@ -155,15 +155,13 @@ pub fn remove(spool: &Spool, id: &str) -> io::Result<()> {
 pub fn quarantine(spool: &Spool, dir: &Path, name: &str, why: &str) {
     let mut target = spool.corrupt().join(name);
     if target.exists() {
-        target = spool
-            .corrupt()
-            .join(format!("{name}.{}", crate::clock::unix_micros(std::time::SystemTime::now())));
+        target = spool.corrupt().join(format!(
+            "{name}.{}",
+            crate::clock::unix_micros(std::time::SystemTime::now())
+        ));
     }
     match std::fs::rename(dir.join(name), &target) {
-        Ok(()) => log::warn!(
-            "{name}: moved to {}: {why}",
-            target.display()
-        ),
+        Ok(()) => log::warn!("{name}: moved to {}: {why}", target.display()),
         Err(e) => log::error!("{name}: cannot quarantine ({why}): {e}"),
     }
     let _ = std::fs::remove_file(spool.state().join(name));
@@ -174,10 +172,10 @@ pub fn list_ids(dir: &Path) -> io::Result<Vec<String>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
-        if let Some(n) = e.file_name().to_str() {
-            if !n.starts_with('.') {
-                v.push(n.to_string());
-            }
+        if let Some(n) = e.file_name().to_str()
+            && !n.starts_with('.')
+        {
+            v.push(n.to_string());
         }
     }
     v.sort();
@@ -193,6 +191,14 @@ pub fn pickup(spool: &Spool, stale_after: Duration) -> io::Result<Vec<String>> {
     for name in list_ids(&dir_path)? {
         match maildrop::claim(&dir, &name, stale_after) {
             Ok(Claim::Ready { file, uid }) => {
+                let mut magic = [0u8; 16];
+                if file.read_exact_at(&mut magic, 0).is_ok() && &magic == crate::admin::REQUEST_MAGIC {
+                    // An admin request from a user (e.g. delete my message):
+                    // the owner of the file is who asks.
+                    crate::admin::handle_request(spool, &file, uid, &name);
+                    let _ = std::fs::remove_file(dir_path.join(&name));
+                    continue;
+                }
                 let (env, start, len) = match read_entry(&file) {
                     Ok(x) => x,
                     Err(why) => {
@@ -201,7 +207,12 @@ pub fn pickup(spool: &Spool, stale_after: Duration) -> io::Result<Vec<String>> {
                     }
                 };
                 if env.id != name {
-                    quarantine(spool, &dir_path, &name, "queue id does not match the file name");
+                    quarantine(
+                        spool,
+                        &dir_path,
+                        &name,
+                        "queue id does not match the file name",
+                    );
                     continue;
                 }
                 let target = spool.queue().join(&name);

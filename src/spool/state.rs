@@ -181,7 +181,9 @@ impl State {
 
     /// Parse; None when the file is not a whole, valid state file.
     pub fn decode(text: &str) -> Option<State> {
-        let body = text.strip_prefix("postern-state 1\n")?.strip_suffix("end\n")?;
+        let body = text
+            .strip_prefix("postern-state 1\n")?
+            .strip_suffix("end\n")?;
         let mut st = State::default();
         for line in body.lines() {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));

@@ -12,8 +12,8 @@
 use super::Committed;
 use crate::cli::sendmail::DeliveryMode;
 use crate::config::Config;
-use crate::daemon::runner::Done;
 use crate::daemon;
+use crate::daemon::runner::Done;
 use crate::error::{Kind, Result};
 use crate::spool::Spool;
 use crate::spool::state::RcptStatus;
@@ -69,11 +69,15 @@ impl Handoff<'_> {
             DeliveryMode::Interactive if self.may_deliver() => self.deliver_now(committed),
             DeliveryMode::Interactive => {
                 let Some(fifo) = self.trigger() else {
-                    log::warn!("no postern daemon is running: the message is queued and will be delivered when it starts");
+                    log::warn!(
+                        "no postern daemon is running: the message is queued and will be delivered when it starts"
+                    );
                     return Ok(0);
                 };
                 if !daemon::poke(&fifo, b'W') {
-                    log::warn!("no postern daemon is running: the message is queued and will be delivered when it starts");
+                    log::warn!(
+                        "no postern daemon is running: the message is queued and will be delivered when it starts"
+                    );
                     return Ok(0);
                 }
                 self.wait_for_daemon(&committed[0].id, &fifo)
@@ -126,9 +130,17 @@ impl Handoff<'_> {
         let mut code = 0;
         for (id, done) in results {
             match done {
-                Done::Finished { sent: 0, bounced, last_bounce: Some(reply) } if bounced > 0 => {
+                Done::Finished {
+                    sent: 0,
+                    bounced,
+                    last_bounce: Some(reply),
+                } if bounced > 0 => {
                     eprintln!("sendmail: {id}: refused: {reply}");
-                    code = if reply.contains(" 5.1.") { Kind::NoUser.exit_code() } else { Kind::Unavailable.exit_code() };
+                    code = if reply.contains(" 5.1.") {
+                        Kind::NoUser.exit_code()
+                    } else {
+                        Kind::Unavailable.exit_code()
+                    };
                 }
                 Done::Deferred(why) => {
                     log::debug!("{id}: deferred ({why}); it stays queued");
@@ -177,7 +189,10 @@ impl Handoff<'_> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        log::warn!("{id}: no delivery result within {}s; the message stays queued", ODI_WAIT.as_secs());
+        log::warn!(
+            "{id}: no delivery result within {}s; the message stays queued",
+            ODI_WAIT.as_secs()
+        );
         Ok(0)
     }
 }

@@ -66,9 +66,9 @@ pub fn is_mbox_from(line: &[u8]) -> bool {
 /// any Resent- field is present — Resent-To, Resent-Cc and Resent-Bcc.
 /// A malformed address list is an error (65) naming the field.
 pub fn extract_recipients(fields: &[Field]) -> Result<Vec<Mailbox>> {
-    let resent = fields.iter().any(|f| {
-        f.name.len() > 7 && f.name[..7].eq_ignore_ascii_case("resent-")
-    });
+    let resent = fields
+        .iter()
+        .any(|f| f.name.len() > 7 && f.name[..7].eq_ignore_ascii_case("resent-"));
     let names: &[&str] = if resent {
         &["Resent-To", "Resent-Cc", "Resent-Bcc"]
     } else {
@@ -141,8 +141,16 @@ pub fn base64(data: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -187,11 +195,19 @@ mod tests {
             field("Cc: b@x,\n c@x"),
             field("Bcc: hidden@x"),
         ];
-        let r: Vec<String> = extract_recipients(&fields).unwrap().into_iter().map(|m| m.addr).collect();
+        let r: Vec<String> = extract_recipients(&fields)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.addr)
+            .collect();
         assert_eq!(r, vec!["a@x", "b@x", "c@x", "hidden@x"]);
         let mut with_resent = fields.clone();
         with_resent.push(field("Resent-To: r@x"));
-        let r: Vec<String> = extract_recipients(&with_resent).unwrap().into_iter().map(|m| m.addr).collect();
+        let r: Vec<String> = extract_recipients(&with_resent)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.addr)
+            .collect();
         assert_eq!(r, vec!["r@x"]);
         let bad = vec![field("To: a@@b")];
         let e = extract_recipients(&bad).unwrap_err();
@@ -207,4 +223,43 @@ mod tests {
         assert_eq!(encode_phrase("Jörg"), "=?UTF-8?B?SsO2cmc=?=");
         assert_eq!(base64(b"ab"), "YWI=");
     }
+}
+
+/// Qualify unqualified addresses (`root`) in an address field with
+/// `@domain` (masquerading). Returns the new raw field, or None when there is
+/// nothing to change or the field does not parse (it is then left alone).
+pub fn qualify_field(f: &Field, domain: &str) -> Option<Vec<u8>> {
+    let colon = f.raw.iter().position(|&b| b == b':')?;
+    let value = &f.raw[colon + 1..];
+    let list = parse_address_list(value).ok()?;
+    let mut spans: Vec<std::ops::Range<usize>> = list
+        .iter()
+        .filter(|m| m.unqualified && !m.addr.is_empty())
+        .map(|m| m.span.clone())
+        .filter(|s| s.end <= value.len() && s.start < s.end)
+        .collect();
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_by_key(|s| s.start);
+    let mut out = f.raw[..=colon].to_vec();
+    let mut pos = 0;
+    for s in spans {
+        if s.start < pos {
+            continue;
+        }
+        out.extend_from_slice(&value[pos..s.end]);
+        out.push(b'@');
+        out.extend_from_slice(domain.as_bytes());
+        pos = s.end;
+    }
+    out.extend_from_slice(&value[pos..]);
+    Some(out)
+}
+
+/// The first mailbox of a From field: (raw display name, address).
+pub fn from_mailbox(f: &Field) -> Option<(Option<String>, String)> {
+    let list = parse_address_list(f.value()).ok()?;
+    let m = list.into_iter().next()?;
+    Some((m.display_name, m.addr))
 }

@@ -191,7 +191,10 @@ mod tests {
         input.push(b'\n');
         let p = pieces(&input, Terminator::Eof);
         assert_eq!(p.len(), 3);
-        assert_eq!(p.iter().map(|(b, _)| b.len()).sum::<usize>(), MAX_PIECE * 2 + 10);
+        assert_eq!(
+            p.iter().map(|(b, _)| b.len()).sum::<usize>(),
+            MAX_PIECE * 2 + 10
+        );
         assert!(p[2].1);
     }
 

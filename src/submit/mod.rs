@@ -123,9 +123,7 @@ pub struct Submitter<'a> {
 fn spool_error(what: &str, e: &std::io::Error) -> Error {
     let mut err = Error::io(spool_write_kind(e), what, e);
     if e.raw_os_error() == Some(libc::EACCES) && crate::privilege::setgid_bit_ignored() {
-        err = err.context(
-            "the set-group-id bit was ignored (NoNewPrivileges= or a nosuid mount?)",
-        );
+        err = err.context("the set-group-id bit was ignored (NoNewPrivileges= or a nosuid mount?)");
     }
     err
 }
@@ -169,17 +167,15 @@ impl<'a> Submitter<'a> {
         if t.is_empty() || t == "<>" {
             return Ok(String::new());
         }
-        let a = address::parse::parse_single_address(t).map_err(|e| {
-            Error::new(Kind::DataErr, format!("bad sender address {t:?}: {e}"))
-        })?;
+        let a = address::parse::parse_single_address(t)
+            .map_err(|e| Error::new(Kind::DataErr, format!("bad sender address {t:?}: {e}")))?;
         Ok(self.qualify(&a))
     }
 
     /// Validate a recipient given on the command line or in RCPT TO.
     pub fn parse_recipient(&self, raw: &str) -> Result<String> {
-        address::parse::parse_single_address(raw.trim()).map_err(|e| {
-            Error::new(Kind::DataErr, format!("bad recipient address {raw:?}: {e}"))
-        })
+        address::parse::parse_single_address(raw.trim())
+            .map_err(|e| Error::new(Kind::DataErr, format!("bad recipient address {raw:?}: {e}")))
     }
 
     fn qualify(&self, addr: &str) -> String {
@@ -188,6 +184,67 @@ impl<'a> Submitter<'a> {
         } else {
             format!("{addr}@{}", self.cfg.domain)
         }
+    }
+
+    /// A local recipient must resolve somewhere (exit 67 otherwise).
+    fn check_local(&self, rcpt: &str) -> Result<()> {
+        if !address::route::is_local(self.cfg, rcpt) {
+            return Ok(());
+        }
+        let exp = address::route::expand(self.cfg, rcpt);
+        let delivers = exp
+            .iter()
+            .any(|e| matches!(e, address::aliases::Expansion::Address(_)));
+        if delivers {
+            return Ok(());
+        }
+        let why = exp
+            .iter()
+            .find_map(|e| match e {
+                address::aliases::Expansion::Failed(t, w) => Some(format!("{t}: {w}")),
+                _ => None,
+            })
+            .unwrap_or_else(|| "resolves to nothing".into());
+        Err(Error::new(
+            Kind::NoUser,
+            format!("recipient {rcpt:?} resolves nowhere: {why}"),
+        ))
+    }
+
+    /// With `addresses.from_header`, the From field rewritten to the
+    /// configured sender identity, keeping the display name; the original
+    /// address goes to Reply-To when the message has none.
+    fn rewrite_from(&self, f: &Field, has_reply_to: bool, reply_to: &mut Option<String>) -> Option<String> {
+        use crate::config::FromRewrite;
+        let identity = self.cfg.addresses.sender.as_ref()?;
+        let (display, addr) = headers::from_mailbox(f)?;
+        let local = addr.is_empty()
+            || !addr.contains('@')
+            || address::route::is_local(self.cfg, &addr)
+            || addr.eq_ignore_ascii_case(&self.default_sender())
+            || address::route::split(&addr)
+                .1
+                .is_some_and(|d| d.eq_ignore_ascii_case(&self.cfg.domain));
+        let rewrite = match self.cfg.addresses.from_header {
+            FromRewrite::Never => false,
+            FromRewrite::Always => true,
+            FromRewrite::Local => local,
+        };
+        if !rewrite || addr.eq_ignore_ascii_case(identity) {
+            return None;
+        }
+        let original = if addr.contains('@') {
+            addr.clone()
+        } else {
+            format!("{addr}@{}", self.cfg.domain)
+        };
+        if !has_reply_to {
+            *reply_to = Some(format!("<{original}>"));
+        }
+        Some(match display.filter(|d| !d.trim().is_empty()) {
+            Some(d) => format!("From: {} <{identity}>", headers::encode_phrase(&d)),
+            None => format!("From: {identity}"),
+        })
     }
 
     /// Read one message from `reader` and commit it.
@@ -316,6 +373,9 @@ impl<'a> Submitter<'a> {
                 push(m.addr);
             }
         }
+        for r in &recipients {
+            self.check_local(r)?;
+        }
         if recipients.is_empty() {
             return Err(Error::new(
                 Kind::Usage,
@@ -338,9 +398,26 @@ impl<'a> Submitter<'a> {
             )
             .as_bytes(),
         );
+        let has_reply_to = fields.iter().any(|f| f.is("Reply-To"));
+        let mut reply_to: Option<String> = None;
         for f in fields.iter().filter(|f| !headers::is_dropped(f)) {
-            out.extend_from_slice(&f.raw);
+            if f.is("From") {
+                if let Some(new) = self.rewrite_from(f, has_reply_to, &mut reply_to) {
+                    out.extend_from_slice(new.as_bytes());
+                    out.push(b'\n');
+                    continue;
+                }
+            }
+            let masq = self.cfg.addresses.masquerade
+                && ["From", "To", "Cc", "Reply-To", "Sender"].iter().any(|n| f.is(n));
+            match masq.then(|| headers::qualify_field(f, &self.cfg.domain)).flatten() {
+                Some(q) => out.extend_from_slice(&q),
+                None => out.extend_from_slice(&f.raw),
+            }
             out.push(b'\n');
+        }
+        if let Some(rt) = reply_to {
+            out.extend_from_slice(format!("Reply-To: {rt}\n").as_bytes());
         }
         if !fields.iter().any(|f| f.is("From")) {
             let addr = if opts.sender.is_empty() {
@@ -355,11 +432,29 @@ impl<'a> Submitter<'a> {
                     None
                 }
             });
-            let line = match name.filter(|n| !n.trim().is_empty()) {
-                Some(n) => format!("From: {} <{}>\n", headers::encode_phrase(&n), addr),
-                None => format!("From: {addr}\n"),
+            let name = name.filter(|n| !n.trim().is_empty());
+            let line = match &name {
+                Some(n) => format!("From: {} <{}>", headers::encode_phrase(n), addr),
+                None => format!("From: {addr}"),
             };
-            out.extend_from_slice(line.as_bytes());
+            let generated = Field {
+                name: "From".into(),
+                raw: line.clone().into_bytes(),
+            };
+            let mut rt = None;
+            match self.rewrite_from(&generated, has_reply_to, &mut rt) {
+                Some(new) => {
+                    out.extend_from_slice(new.as_bytes());
+                    out.push(b'\n');
+                    if let Some(rt) = rt {
+                        out.extend_from_slice(format!("Reply-To: {rt}\n").as_bytes());
+                    }
+                }
+                None => {
+                    out.extend_from_slice(line.as_bytes());
+                    out.push(b'\n');
+                }
+            }
         }
         if !fields.iter().any(|f| f.is("Date")) {
             out.extend_from_slice(format!("Date: {date}\n").as_bytes());
@@ -429,7 +524,8 @@ impl<'a> Submitter<'a> {
             interactive: opts.interactive,
         };
         let size = w.len();
-        w.commit(&env).map_err(|e| spool_error("cannot commit the queue file", &e))?;
+        w.commit(&env)
+            .map_err(|e| spool_error("cannot commit the queue file", &e))?;
         log::info!(
             "{id}: uid={} from=<{}> size={size} nrcpt={} message-id={message_id}",
             self.user.uid,

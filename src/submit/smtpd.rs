@@ -155,7 +155,11 @@ impl<W: Write> Session<'_, '_, W> {
                     opts.ret = Some(u);
                 }
                 "ENVID" => match xtext_decode(&v) {
-                    Some(e) if !e.is_empty() && e.len() <= 100 && e.bytes().all(|b| (0x21..0x7f).contains(&b)) => {
+                    Some(e)
+                        if !e.is_empty()
+                            && e.len() <= 100
+                            && e.bytes().all(|b| (0x21..0x7f).contains(&b)) =>
+                    {
                         opts.envid = Some(e)
                     }
                     _ => return "501 5.5.4 Bad ENVID parameter".into(),
@@ -190,7 +194,9 @@ impl<W: Write> Session<'_, '_, W> {
                 "NOTIFY" => {
                     let u = v.to_ascii_uppercase();
                     if u != "NEVER"
-                        && !u.split(',').all(|p| matches!(p, "SUCCESS" | "FAILURE" | "DELAY"))
+                        && !u
+                            .split(',')
+                            .all(|p| matches!(p, "SUCCESS" | "FAILURE" | "DELAY"))
                     {
                         return "501 5.5.4 Bad NOTIFY parameter".into();
                     }
@@ -218,7 +224,11 @@ impl<W: Write> Session<'_, '_, W> {
 }
 
 /// Run an SMTP session over `input`/`output`. Returns the committed messages.
-pub fn run<R: Read, W: Write>(sub: &mut Submitter<'_>, input: R, output: W) -> Result<Vec<Committed>> {
+pub fn run<R: Read, W: Write>(
+    sub: &mut Submitter<'_>,
+    input: R,
+    output: W,
+) -> Result<Vec<Committed>> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let hostname = sub.cfg.hostname.clone();
     let max = sub.cfg.max_message_size;
@@ -230,7 +240,8 @@ pub fn run<R: Read, W: Write>(sub: &mut Submitter<'_>, input: R, output: W) -> R
         committed: Vec::new(),
     };
     let io = |e: std::io::Error| Error::io(Kind::IoErr, "SMTP session", &e);
-    s.reply(&format!("220 {hostname} ESMTP Postern")).map_err(io)?;
+    s.reply(&format!("220 {hostname} ESMTP Postern"))
+        .map_err(io)?;
     s.out.flush().map_err(io)?;
     let mut line = Vec::new();
     loop {
