@@ -437,8 +437,15 @@ impl Config {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            // Name the key too (toml's message often does not, e.g. for a
+            // bad enum value): `section.key` of the offending line.
+            let key = e
+                .span()
+                .and_then(|s| key_at(text, s.start))
+                .map(|k| format!(" {k}:"))
+                .unwrap_or_default();
             match line {
-                Some(l) => Error::new(Kind::Config, format!("{}:{l}: {msg}", path.display())),
+                Some(l) => Error::new(Kind::Config, format!("{}:{l}:{key} {msg}", path.display())),
                 None => Error::new(Kind::Config, format!("{}: {msg}", path.display())),
             }
         })?;
@@ -663,6 +670,31 @@ impl Config {
     }
 }
 
+/// The dotted key (`section.key`) of the `key = value` line holding byte
+/// `offset` of `text`, for error messages.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    if !text.is_char_boundary(offset) {
+        return None;
+    }
+    let start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[start..].lines().next().unwrap_or("");
+    let key = line.split_once('=')?.0.trim();
+    if key.is_empty() || key.starts_with(['[', '#']) {
+        return None;
+    }
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+    Some(match section {
+        Some(s) if !s.is_empty() => format!("{s}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 fn check_domain(d: &str) -> std::result::Result<(), String> {
     if d.is_empty()
         || d.len() > 253
@@ -769,5 +801,10 @@ mod tests {
         assert!(e.message().starts_with("t.toml:1:"), "{}", e.message());
         let e = Config::parse("[queue]\nmax_lifetime = \"5q\"\n", Path::new("t.toml")).unwrap_err();
         assert!(e.message().contains("bad duration"), "{}", e.message());
+        assert!(
+            e.message().contains("queue.max_lifetime"),
+            "{}",
+            e.message()
+        );
     }
 }

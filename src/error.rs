@@ -15,6 +15,8 @@ pub enum Kind {
     Usage,
     /// Bad input data: malformed address, oversize message (EX_DATAERR, 65).
     DataErr,
+    /// The named input does not exist, e.g. an unknown queue id (EX_NOINPUT, 66).
+    NoInput,
     /// A local recipient that resolves to nobody (EX_NOUSER, 67).
     NoUser,
     /// Service unavailable, e.g. every recipient refused permanently (EX_UNAVAILABLE, 69).
@@ -41,6 +43,7 @@ impl Kind {
         match self {
             Kind::Usage => 64,
             Kind::DataErr => 65,
+            Kind::NoInput => 66,
             Kind::NoUser => 67,
             Kind::Unavailable => 69,
             Kind::Software => 70,

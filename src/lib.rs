@@ -22,6 +22,7 @@
 pub mod address;
 pub mod admin;
 pub mod bounce;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -33,4 +34,5 @@ pub mod mailq;
 pub mod privilege;
 pub mod spool;
 pub mod stats;
+pub mod status;
 pub mod submit;

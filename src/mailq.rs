@@ -71,7 +71,9 @@ pub fn collect(spool: &Spool, incoming: Vec<String>) -> Vec<Item> {
     items
 }
 
-fn queue_name(st: &State) -> &'static str {
+/// The Postfix queue a message is in: `hold`, `active` (never tried) or
+/// `deferred`.
+pub fn queue_name(st: &State) -> &'static str {
     if st.held {
         "hold"
     } else if st.tries == 0 {

@@ -64,8 +64,18 @@ pub fn intent(inv: &Invocation) -> Intent {
         Invocation::Mailq { .. } => Intent::ListQueue,
         Invocation::Newaliases { .. } => Intent::Nothing,
         Invocation::Postern(p) => match p.command {
-            Command::QueueList { .. } | Command::Status { .. } => Intent::ListQueue,
-            Command::Flush | Command::QueueRetry(_) => Intent::Poke,
+            Command::QueueList { .. } | Command::Status { .. } | Command::Stats { .. } => {
+                Intent::ListQueue
+            }
+            Command::Flush => Intent::Poke,
+            // A queue change by a caller who cannot write the queue (a user
+            // deleting their own mail, a member of group postern) becomes a
+            // request entry in maildrop, applied by the daemon.
+            Command::QueueDelete(_)
+            | Command::QueueHold(_)
+            | Command::QueueRelease(_)
+            | Command::QueueRetry(_)
+            | Command::QueueBounce(_) => Intent::SubmitOne,
             _ => Intent::Nothing,
         },
     }

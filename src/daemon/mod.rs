@@ -52,13 +52,18 @@ pub fn become_spool_owner(spool: &Spool) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    let md = std::fs::metadata(spool.root()).map_err(|e| {
-        Error::io(
-            Kind::TempFail,
-            format!("spool {}", spool.root().display()),
-            &e,
-        )
-    })?;
+    let md = match std::fs::metadata(spool.root()) {
+        Ok(m) => m,
+        // A development spool that does not exist yet: it is created as us.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::io(
+                Kind::TempFail,
+                format!("spool {}", spool.root().display()),
+                &e,
+            ));
+        }
+    };
     if md.uid() == 0 {
         return Ok(());
     }
@@ -155,6 +160,17 @@ fn run_once_as(cfg: Config, sel: Selection, caller_is_runner: bool) -> Result<Ve
         pool.push(id, force && matches!(sel, Selection::Ids(_)));
     }
     pool.wait_idle();
+    // Bounces queued during the run leave in the same run.
+    for _ in 0..3 {
+        let new = pool.ctx().take_new_ids();
+        if new.is_empty() {
+            break;
+        }
+        for id in &new {
+            pool.push(id, false);
+        }
+        pool.wait_idle();
+    }
     let results = pool.take_results();
     pool.shutdown();
     Ok(results)
@@ -288,7 +304,7 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
             }
         }
         let ctx = pool.ctx();
-        for id in pickup(&ctx) {
+        for id in pickup(&ctx).into_iter().chain(ctx.take_new_ids()) {
             schedule.insert(id, 0.0);
         }
         if last_scan.elapsed() >= RESCAN {

@@ -68,6 +68,7 @@ pub struct Ctx {
     tls: Vec<Result<TlsParameters, ConnectError>>,
     rate: Vec<Option<Mutex<RateLimit>>>,
     down: Mutex<HashMap<usize, (Instant, ConnectError)>>,
+    new_ids: Mutex<Vec<String>>,
 }
 
 impl Ctx {
@@ -100,7 +101,17 @@ impl Ctx {
             tls,
             rate,
             down: Mutex::new(HashMap::new()),
+            new_ids: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Messages this runner queued itself (bounces, delay warnings) since
+    /// the last call.
+    pub fn take_new_ids(&self) -> Vec<String> {
+        self.new_ids
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 }
 
@@ -230,11 +241,13 @@ impl Worker {
                         if let Ok(mut down) = ctx.down.lock() {
                             down.remove(&idx);
                         }
+                        crate::stats::record_relay(&relay.label(), None);
                         self.session = Some((ctx.generation, s, Instant::now()));
                         break;
                     }
                     Err(e) => {
                         log::warn!("relay {}: {e}", relay.label());
+                        crate::stats::record_relay(&relay.label(), Some(&e.to_string()));
                         if let Ok(mut down) = ctx.down.lock() {
                             down.insert(idx, (Instant::now(), e.clone()));
                         }
@@ -299,6 +312,7 @@ impl Worker {
             .filter(|r| r.status.is_final())
             .cloned()
             .collect();
+        let mut newly: Vec<usize> = Vec::new();
         for (target, orig, why) in routed_failures {
             if !rcpts
                 .iter()
@@ -321,6 +335,7 @@ impl Worker {
                     "",
                     &Reply::local(r.reply.clone()),
                 );
+                newly.push(rcpts.len());
                 rcpts.push(r);
                 changed_final = true;
             }
@@ -355,7 +370,11 @@ impl Worker {
         // Out of time: what is left bounces.
         if schedule::expired(q.env.arrival, now, ctx.cfg.queue.max_lifetime) {
             let life = clock::human_duration(ctx.cfg.queue.max_lifetime);
-            for r in st.rcpts.iter_mut().filter(|r| !r.status.is_final()) {
+            for (i, r) in st.rcpts.iter_mut().enumerate() {
+                if r.status.is_final() {
+                    continue;
+                }
+                newly.push(i);
                 let last = if r.reply.is_empty() {
                     "no attempt succeeded".to_string()
                 } else {
@@ -377,14 +396,24 @@ impl Worker {
                     &Reply::local(r.reply.clone()),
                 );
             }
-            return self.finish(ctx, &q, st, now);
+            self.report_new(ctx, &q, &mut st, &newly, now);
+            if st.is_done() {
+                return self.finish(ctx, &q, st, now);
+            }
+            let _ = queue::save_state(spool, &st, true);
+            return Done::Deferred("bounce not yet queued".into());
         }
 
         let open: Vec<usize> = (0..st.rcpts.len())
             .filter(|&i| !st.rcpts[i].status.is_final())
             .collect();
         if open.is_empty() {
-            return self.finish(ctx, &q, st, now);
+            self.report_new(ctx, &q, &mut st, &newly, now);
+            if st.is_done() {
+                return self.finish(ctx, &q, st, now);
+            }
+            let _ = queue::save_state(spool, &st, true);
+            return Done::Deferred("bounce not yet queued".into());
         }
         let sender = crate::address::rewrite::envelope_sender(&ctx.cfg, &q.env);
         let tx_rcpts: Vec<TxRcpt> = open
@@ -447,10 +476,14 @@ impl Worker {
             if r.status.is_final() {
                 changed_final = true;
             }
+            if r.status == RcptStatus::Bounced {
+                newly.push(i);
+            }
             r.changed = now;
             r.reply = reply.to_string();
             log_line(id, r, &label, q.env.arrival, now, st.tries, stage, reply);
         }
+        self.report_new(ctx, &q, &mut st, &newly, now);
         if st.is_done() {
             return self.finish(ctx, &q, st, now);
         }
@@ -504,6 +537,70 @@ impl Worker {
         }
     }
 
+    /// Tell the sender about `bounced` (a DSN), unless the rules say not
+    /// to: a message from `<>` or a bounce is never bounced; NOTIFY without
+    /// FAILURE asks for silence.
+    fn report(
+        &self,
+        ctx: &Ctx,
+        q: &Queued,
+        st: &State,
+        bounced: &[&RcptState],
+        now: f64,
+    ) -> Result<(), String> {
+        let id = &q.env.id;
+        if bounced.is_empty() {
+            return Ok(());
+        }
+        let wants = q
+            .env
+            .dsn_notify
+            .as_deref()
+            .is_none_or(|n| n.contains("FAILURE"));
+        if q.env.sender.is_empty() || q.env.is_bounce {
+            log::warn!(
+                "{id}: undeliverable notification from <> dropped (a bounce is never bounced)"
+            );
+            Ok(())
+        } else if !wants {
+            log::info!(
+                "{id}: no bounce: NOTIFY={}",
+                q.env.dsn_notify.as_deref().unwrap_or("")
+            );
+            Ok(())
+        } else {
+            match queue_dsn(ctx, q, st, bounced, crate::bounce::Action::Failed, now) {
+                Ok(new) => {
+                    log::info!("{id}: sender non-delivery notification: {new}");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Report recipients that bounced in this attempt (indices `newly`).
+    /// When the DSN cannot be queued they go back to deferred: losing the
+    /// bounce would lose the news, so they are tried (and reported) again.
+    fn report_new(&self, ctx: &Ctx, q: &Queued, st: &mut State, newly: &[usize], now: f64) {
+        if newly.is_empty() {
+            return;
+        }
+        let all_refused = st.rcpts.iter().all(|r| r.status == RcptStatus::Bounced);
+        if q.env.interactive && all_refused {
+            return; // finish() decides: the -odi caller is told instead
+        }
+        let bounced: Vec<&RcptState> = newly.iter().filter_map(|&i| st.rcpts.get(i)).collect();
+        if let Err(e) = self.report(ctx, q, st, &bounced, now) {
+            log::error!("{}: cannot queue the bounce, will retry: {e}", q.env.id);
+            for &i in newly {
+                if let Some(r) = st.rcpts.get_mut(i) {
+                    r.status = RcptStatus::Deferred;
+                }
+            }
+        }
+    }
+
     fn finish(&mut self, ctx: &Ctx, q: &Queued, mut st: State, now: f64) -> Done {
         let id = &q.env.id;
         let sent = st
@@ -516,54 +613,36 @@ impl Worker {
             .iter()
             .filter(|r| r.status == RcptStatus::Bounced)
             .count();
-        let told = q.env.interactive && sent == 0 && nbounced > 0;
-        if told && !ctx.caller_is_runner && (st.ack_deadline == 0.0 || now < st.ack_deadline) {
-            // An -odi caller is waiting for this result: give it a minute to
-            // acknowledge before falling back to a bounce.
-            if st.ack_deadline == 0.0 {
-                st.ack_deadline = now + 60.0;
-            }
-            st.next = st.ack_deadline;
-            if let Err(e) = queue::save_state(&ctx.spool, &st, true) {
-                log::error!("{id}: cannot save delivery state: {e}");
-            }
-            return Done::Deferred("refused; waiting for the -odi caller".into());
-        }
-        let caller_told = told && ctx.caller_is_runner;
-        let bounced: Vec<&RcptState> = st
+        let last_bounce = st
             .rcpts
             .iter()
-            .filter(|r| r.status == RcptStatus::Bounced)
-            .collect();
-        let last_bounce = bounced.last().map(|r| r.reply.clone());
-        if !bounced.is_empty() {
-            let wants = q
-                .env
-                .dsn_notify
-                .as_deref()
-                .is_none_or(|n| n.contains("FAILURE"));
-            if q.env.sender.is_empty() || q.env.is_bounce {
-                log::warn!(
-                    "{id}: undeliverable notification from <> dropped (a bounce is never bounced)"
-                );
-            } else if caller_told {
+            .rfind(|r| r.status == RcptStatus::Bounced)
+            .map(|r| r.reply.clone());
+        if q.env.interactive && sent == 0 && nbounced > 0 {
+            if ctx.caller_is_runner {
                 log::info!(
                     "{id}: the submitting program was told of the failure (-odi); no bounce sent"
                 );
-            } else if !wants {
-                log::info!(
-                    "{id}: no bounce: NOTIFY={}",
-                    q.env.dsn_notify.as_deref().unwrap_or("")
-                );
+            } else if st.ack_deadline == 0.0 || now < st.ack_deadline {
+                // An -odi caller is waiting for this result: give it a
+                // minute to acknowledge before falling back to a bounce.
+                if st.ack_deadline == 0.0 {
+                    st.ack_deadline = now + 60.0;
+                }
+                st.next = st.ack_deadline;
+                if let Err(e) = queue::save_state(&ctx.spool, &st, true) {
+                    log::error!("{id}: cannot save delivery state: {e}");
+                }
+                return Done::Deferred("refused; waiting for the -odi caller".into());
             } else {
-                match queue_dsn(ctx, q, &st, &bounced, crate::bounce::Action::Failed, now) {
-                    Ok(new) => log::info!("{id}: sender non-delivery notification: {new}"),
-                    Err(e) => {
-                        // Keep the message: losing the bounce would lose the news.
-                        log::error!("{id}: cannot queue the bounce, keeping the message: {e}");
-                        let _ = queue::save_state(&ctx.spool, &st, true);
-                        return Done::Deferred(format!("cannot queue bounce: {e}"));
-                    }
+                let bounced: Vec<&RcptState> = st
+                    .rcpts
+                    .iter()
+                    .filter(|r| r.status == RcptStatus::Bounced)
+                    .collect();
+                if let Err(e) = self.report(ctx, q, &st, &bounced, now) {
+                    log::error!("{id}: cannot queue the bounce, keeping the message: {e}");
+                    return Done::Deferred(format!("cannot queue bounce: {e}"));
                 }
             }
         }
@@ -575,10 +654,41 @@ impl Worker {
         crate::stats::record_removed(id, now - q.env.arrival);
         Done::Finished {
             sent,
-            bounced: bounced.len(),
+            bounced: nbounced,
             last_bounce,
         }
     }
+}
+
+/// `postern queue bounce`: every open recipient of `q` bounces now with
+/// `reason`, the sender is told by a DSN (under the usual rules) and the
+/// message leaves the queue, exactly as at the end of an attempt. The
+/// caller holds the message's lock.
+pub(crate) fn return_to_sender(ctx: &Ctx, q: &Queued, mut st: State, reason: &str) -> Done {
+    let now = clock::unix_f64(clock::now());
+    let mut newly = Vec::new();
+    for (i, r) in st.rcpts.iter_mut().enumerate() {
+        if r.status.is_final() {
+            continue;
+        }
+        r.status = RcptStatus::Bounced;
+        r.changed = now;
+        r.reply = reason.to_string();
+        let reply = Reply::local(r.reply.clone());
+        log_line(&q.env.id, r, "", q.env.arrival, now, st.tries, "", &reply);
+        newly.push(i);
+    }
+    // No -odi caller waits for this outcome: no acknowledgement wait.
+    if st.ack_deadline == 0.0 || st.ack_deadline > now {
+        st.ack_deadline = now;
+    }
+    let mut w = Worker::new();
+    w.report_new(ctx, q, &mut st, &newly, now);
+    if st.is_done() {
+        return w.finish(ctx, q, st, now);
+    }
+    let _ = queue::save_state(&ctx.spool, &st, true);
+    Done::Deferred("the bounce could not be queued; will retry".into())
 }
 
 /// A reader over the message part of a queued file.
@@ -703,6 +813,9 @@ fn queue_dsn(
     if let Err(e) = result {
         let _ = std::fs::remove_file(&path);
         return Err(e);
+    }
+    if let Ok(mut v) = ctx.new_ids.lock() {
+        v.push(new_id.clone());
     }
     Ok(new_id)
 }

@@ -117,7 +117,7 @@ pub fn reply_of(e: &lettre::transport::smtp::Error) -> Option<Reply> {
 
 fn describe(e: &lettre::transport::smtp::Error) -> String {
     let mut s = e.to_string();
-    if s.contains("os error 11") || s.contains("Resource temporarily unavailable") {
+    if s.contains("(os error 11)") || s.contains("Resource temporarily unavailable") {
         s = "timed out waiting for the server".into();
     }
     s
@@ -510,9 +510,12 @@ impl Session {
                 );
             }
         };
+        // What the server counts: our bytes plus the line break that
+        // lettre's end-of-data sequence puts back after the last line.
+        let wire_size = plan.size + 2;
         if let Some(limit) = self.features.size
             && limit > 0
-            && plan.size > limit
+            && wire_size > limit
         {
             return all(
                 Verdict::Bounced,
@@ -520,7 +523,7 @@ impl Session {
                     code: 552,
                     text: format!(
                         "5.3.4 message size {} exceeds the limit of {} ({limit} bytes)",
-                        plan.size, self.label
+                        wire_size, self.label
                     ),
                 },
                 "MAIL FROM",
@@ -529,7 +532,7 @@ impl Session {
         }
         let mut mail = format!("MAIL FROM:<{}>", tx.sender);
         if self.features.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", plan.size));
+            mail.push_str(&format!(" SIZE={wire_size}"));
         }
         if plan.eight_bit && self.features.eight_bit {
             mail.push_str(" BODY=8BITMIME");

@@ -166,6 +166,37 @@ impl Drop for MessageWriter {
     }
 }
 
+/// Commit a request entry (an admin request such as `delete ID`, see
+/// `admin::handle_request`): the same protocol as a message — whole
+/// content, ready bit, fsync file and directory, unlock — with `text` as
+/// the entire file. `file` is a fresh entry from [`create`] named `id` in
+/// `dir`. On failure the entry is emptied, left not-ready and unlinked
+/// where permitted, like a failed message.
+pub fn commit_request(id: &str, file: &File, dir: &File, text: &[u8]) -> io::Result<()> {
+    let result = (|| -> io::Result<()> {
+        file.write_all_at(text, 0)?;
+        if file.metadata()?.len() != text.len() as u64 {
+            return Err(io::Error::other("request file has the wrong size"));
+        }
+        fchmod(file, Mode::from_bits_truncate(MODE_READY)).map_err(io::Error::from)?;
+        file.sync_all()?;
+        dir.sync_all()?;
+        if file.metadata()?.nlink() != 1 {
+            return Err(io::Error::other(
+                "the request file was removed while it was being written",
+            ));
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = file.set_len(0);
+        let _ = fchmod(file, Mode::from_bits_truncate(MODE_WRITING));
+        let _ = nix::unistd::unlinkat(dir, id, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+    let _ = file.unlock();
+    result
+}
+
 /// What the runner found when it looked at one maildrop name.
 #[derive(Debug)]
 pub enum Claim {

@@ -192,7 +192,9 @@ pub fn pickup(spool: &Spool, stale_after: Duration) -> io::Result<Vec<String>> {
         match maildrop::claim(&dir, &name, stale_after) {
             Ok(Claim::Ready { file, uid }) => {
                 let mut magic = [0u8; 16];
-                if file.read_exact_at(&mut magic, 0).is_ok() && &magic == crate::admin::REQUEST_MAGIC {
+                if file.read_exact_at(&mut magic, 0).is_ok()
+                    && &magic == crate::admin::REQUEST_MAGIC
+                {
                     // An admin request from a user (e.g. delete my message):
                     // the owner of the file is who asks.
                     crate::admin::handle_request(spool, &file, uid, &name);

@@ -166,6 +166,45 @@ pub fn message_id(fields: &[Field]) -> Option<String> {
     Some(v)
 }
 
+/// Qualify unqualified addresses (`root`) in an address field with
+/// `@domain` (masquerading). Returns the new raw field, or None when there is
+/// nothing to change or the field does not parse (it is then left alone).
+pub fn qualify_field(f: &Field, domain: &str) -> Option<Vec<u8>> {
+    let colon = f.raw.iter().position(|&b| b == b':')?;
+    let value = &f.raw[colon + 1..];
+    let list = parse_address_list(value).ok()?;
+    let mut spans: Vec<std::ops::Range<usize>> = list
+        .iter()
+        .filter(|m| m.unqualified && !m.addr.is_empty())
+        .map(|m| m.span.clone())
+        .filter(|s| s.end <= value.len() && s.start < s.end)
+        .collect();
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_by_key(|s| s.start);
+    let mut out = f.raw[..=colon].to_vec();
+    let mut pos = 0;
+    for s in spans {
+        if s.start < pos {
+            continue;
+        }
+        out.extend_from_slice(&value[pos..s.end]);
+        out.push(b'@');
+        out.extend_from_slice(domain.as_bytes());
+        pos = s.end;
+    }
+    out.extend_from_slice(&value[pos..]);
+    Some(out)
+}
+
+/// The first mailbox of a From field: (raw display name, address).
+pub fn from_mailbox(f: &Field) -> Option<(Option<String>, String)> {
+    let list = parse_address_list(f.value()).ok()?;
+    let m = list.into_iter().next()?;
+    Some((m.display_name, m.addr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,43 +262,4 @@ mod tests {
         assert_eq!(encode_phrase("Jörg"), "=?UTF-8?B?SsO2cmc=?=");
         assert_eq!(base64(b"ab"), "YWI=");
     }
-}
-
-/// Qualify unqualified addresses (`root`) in an address field with
-/// `@domain` (masquerading). Returns the new raw field, or None when there is
-/// nothing to change or the field does not parse (it is then left alone).
-pub fn qualify_field(f: &Field, domain: &str) -> Option<Vec<u8>> {
-    let colon = f.raw.iter().position(|&b| b == b':')?;
-    let value = &f.raw[colon + 1..];
-    let list = parse_address_list(value).ok()?;
-    let mut spans: Vec<std::ops::Range<usize>> = list
-        .iter()
-        .filter(|m| m.unqualified && !m.addr.is_empty())
-        .map(|m| m.span.clone())
-        .filter(|s| s.end <= value.len() && s.start < s.end)
-        .collect();
-    if spans.is_empty() {
-        return None;
-    }
-    spans.sort_by_key(|s| s.start);
-    let mut out = f.raw[..=colon].to_vec();
-    let mut pos = 0;
-    for s in spans {
-        if s.start < pos {
-            continue;
-        }
-        out.extend_from_slice(&value[pos..s.end]);
-        out.push(b'@');
-        out.extend_from_slice(domain.as_bytes());
-        pos = s.end;
-    }
-    out.extend_from_slice(&value[pos..]);
-    Some(out)
-}
-
-/// The first mailbox of a From field: (raw display name, address).
-pub fn from_mailbox(f: &Field) -> Option<(Option<String>, String)> {
-    let list = parse_address_list(f.value()).ok()?;
-    let m = list.into_iter().next()?;
-    Some((m.display_name, m.addr))
 }

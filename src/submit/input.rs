@@ -84,6 +84,8 @@ impl<R: BufRead> LineReader<R> {
         }
         let start = self.at_line_start;
         let mut newline = false;
+        // The piece was cut at MAX_PIECE (the line goes on in the next one).
+        let mut cut = false;
         loop {
             let avail = match self.inner.fill_buf() {
                 Ok(b) => b,
@@ -104,17 +106,24 @@ impl<R: BufRead> LineReader<R> {
                     break;
                 }
                 None => {
-                    let n = scan.len();
-                    self.buf.extend_from_slice(scan);
+                    let mut n = scan.len();
+                    cut = self.buf.len() + n >= MAX_PIECE;
+                    // A full piece never ends with a CR: it may be the CR of
+                    // a CRLF whose LF comes next, and must then not be data.
+                    // The piece is non-empty (at least MAX_PIECE - 1 bytes).
+                    if cut && scan[n - 1] == b'\r' {
+                        n -= 1;
+                    }
+                    self.buf.extend_from_slice(&scan[..n]);
                     self.inner.consume(n);
                     self.consumed += n as u64;
-                    if self.buf.len() >= MAX_PIECE {
+                    if cut {
                         break;
                     }
                 }
             }
         }
-        let eof = !newline && self.buf.len() < MAX_PIECE;
+        let eof = !newline && !cut;
         if eof && self.buf.is_empty() {
             self.done = true;
             if self.term == Terminator::SmtpData {
@@ -122,9 +131,9 @@ impl<R: BufRead> LineReader<R> {
             }
             return Ok(Piece::End);
         }
-        // A CR that belonged to CRLF is not data. A piece that was cut at
-        // MAX_PIECE might end in the CR of a CRLF split across pieces; that CR
-        // is kept (the wire normaliser turns a lone CR into a line break).
+        // A CR that belonged to CRLF is not data (a CR at the end of a cut
+        // piece was held back above, so a CRLF split across pieces is seen
+        // here whole).
         if newline && self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
@@ -196,6 +205,73 @@ mod tests {
             MAX_PIECE * 2 + 10
         );
         assert!(p[2].1);
+    }
+
+    #[test]
+    fn crlf_split_at_the_piece_boundary_is_a_line_break() {
+        for len in [MAX_PIECE - 2, MAX_PIECE - 1, MAX_PIECE, MAX_PIECE + 1] {
+            let mut input = vec![b'x'; len];
+            input.extend_from_slice(b"\r\nnext\r\n");
+            for term in [Terminator::Eof, Terminator::SmtpData] {
+                let p = pieces(&input, term);
+                let joined: Vec<u8> = p.iter().flat_map(|(b, _)| b.clone()).collect();
+                assert!(!joined.contains(&b'\r'), "len {len} {term:?}");
+                assert_eq!(joined.len(), len + 4, "len {len}");
+                assert_eq!(p.last().unwrap(), &(b"next".to_vec(), true));
+            }
+        }
+        // a lone CR at the boundary stays data
+        let mut input = vec![b'x'; MAX_PIECE - 1];
+        input.extend_from_slice(b"\rmore\n");
+        let joined: Vec<u8> = pieces(&input, Terminator::Eof)
+            .iter()
+            .flat_map(|(b, _)| b.clone())
+            .collect();
+        assert_eq!(joined.len(), MAX_PIECE + 4);
+        assert_eq!(joined[MAX_PIECE - 1], b'\r');
+    }
+
+    /// A reader that hands out at most `step` bytes per fill_buf.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.len().min(self.step).min(out.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    impl BufRead for Trickle<'_> {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            let n = self.data.len().min(self.step);
+            Ok(&self.data[..n])
+        }
+        fn consume(&mut self, n: usize) {
+            self.data = &self.data[n..];
+        }
+    }
+
+    #[test]
+    fn crlf_at_the_boundary_with_small_reads() {
+        let mut input = vec![b'y'; MAX_PIECE - 1];
+        input.extend_from_slice(b"\r\nz\r\n");
+        for step in [1, 7, 4096, MAX_PIECE - 1] {
+            let mut r = LineReader::new(Trickle { data: &input, step }, Terminator::Eof);
+            let mut joined = Vec::new();
+            let mut lines = 0;
+            while let Piece::Data { newline, .. } = r.next_piece().unwrap() {
+                joined.extend_from_slice(&r.buf);
+                lines += usize::from(newline);
+            }
+            assert!(!joined.contains(&b'\r'), "step {step}");
+            assert_eq!(joined.len(), MAX_PIECE, "step {step}");
+            assert_eq!(lines, 2, "step {step}");
+        }
     }
 
     #[test]

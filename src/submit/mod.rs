@@ -214,7 +214,12 @@ impl<'a> Submitter<'a> {
     /// With `addresses.from_header`, the From field rewritten to the
     /// configured sender identity, keeping the display name; the original
     /// address goes to Reply-To when the message has none.
-    fn rewrite_from(&self, f: &Field, has_reply_to: bool, reply_to: &mut Option<String>) -> Option<String> {
+    fn rewrite_from(
+        &self,
+        f: &Field,
+        has_reply_to: bool,
+        reply_to: &mut Option<String>,
+    ) -> Option<String> {
         use crate::config::FromRewrite;
         let identity = self.cfg.addresses.sender.as_ref()?;
         let (display, addr) = headers::from_mailbox(f)?;
@@ -401,16 +406,21 @@ impl<'a> Submitter<'a> {
         let has_reply_to = fields.iter().any(|f| f.is("Reply-To"));
         let mut reply_to: Option<String> = None;
         for f in fields.iter().filter(|f| !headers::is_dropped(f)) {
-            if f.is("From") {
-                if let Some(new) = self.rewrite_from(f, has_reply_to, &mut reply_to) {
-                    out.extend_from_slice(new.as_bytes());
-                    out.push(b'\n');
-                    continue;
-                }
+            if f.is("From")
+                && let Some(new) = self.rewrite_from(f, has_reply_to, &mut reply_to)
+            {
+                out.extend_from_slice(new.as_bytes());
+                out.push(b'\n');
+                continue;
             }
             let masq = self.cfg.addresses.masquerade
-                && ["From", "To", "Cc", "Reply-To", "Sender"].iter().any(|n| f.is(n));
-            match masq.then(|| headers::qualify_field(f, &self.cfg.domain)).flatten() {
+                && ["From", "To", "Cc", "Reply-To", "Sender"]
+                    .iter()
+                    .any(|n| f.is(n));
+            match masq
+                .then(|| headers::qualify_field(f, &self.cfg.domain))
+                .flatten()
+            {
                 Some(q) => out.extend_from_slice(&q),
                 None => out.extend_from_slice(&f.raw),
             }

@@ -208,6 +208,12 @@ impl<W: Write> Session<'_, '_, W> {
         }
         match self.sub.parse_recipient(&path) {
             Ok(r) => {
+                // A local name that resolves nowhere is refused now, not
+                // after DATA (where only a 4xx/5xx for the whole message is
+                // possible and the client would retry it).
+                if let Err(e) = self.sub.check_local(&r) {
+                    return format!("550 5.1.1 {}", e.message());
+                }
                 if let Some(m) = self.mail.as_mut() {
                     if notify.is_some() {
                         m.notify = notify;

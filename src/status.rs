@@ -1,0 +1,401 @@
+//! `postern status [--json]`: one screen saying whether mail flows, for
+//! people and for monitoring checks.
+//!
+//! Reads only what is already on disk: the run lock (is a daemon there),
+//! `state/` (world-readable), the maildrop names and the event log (root
+//! and group postern; without it the relay and last-delivery lines say
+//! "unknown"). It never connects to a relay: `postern check` does that.
+//!
+//! Mail is **stuck** — exit status 1 — when any of these holds (messages on
+//! hold are the administrator's choice and never count):
+//! 1. a message with a deferred recipient arrived more than 1 hour ago;
+//! 2. a message has been queued for more than half of `queue.max_lifetime`;
+//! 3. no daemon is running and a message has waited more than 5 minutes
+//!    (mail that nobody will deliver).
+//!
+//! Otherwise the exit status is 0. Errors (configuration, unreadable spool)
+//! exit with their sysexits code as everywhere else.
+//!
+//! JSON, one object:
+//! ```text
+//! {"now": int, "healthy": bool, "problems": [str], "daemon_running": bool,
+//!  "event_log_readable": bool, "last_delivery": int|null,
+//!  "queue": {"messages": int, "active": int, "deferred": int, "hold": int,
+//!            "incoming": int, "bytes": int, "oldest_age_seconds": float|null},
+//!  "oldest_deferred": {"queue_id": str, "arrival_time": int,
+//!       "age_seconds": float, "tries": int, "next_attempt": int|null,
+//!       "recipient": str, "reason": str} | null,
+//!  "relays": [{"relay": str, "state": "ok"|"failing"|"unknown",
+//!              "last_success": int|null,
+//!              "last_error": {"time": int, "error": str}|null}]}
+//! ```
+//! A relay is `ok` when its last success (a recipient sent or a session set
+//! up) is newer than its last failed session, `failing` when a failed
+//! session (connect, TLS, AUTH) is the newer, `unknown` with neither.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::mailq::{self, Item, json_str};
+use crate::spool::Spool;
+use crate::spool::state::State;
+use crate::stats::{self, QueueStats, RelayStats};
+use std::fmt::Write as _;
+
+/// Age after which a message with a deferred recipient counts as stuck.
+pub const STUCK_DEFERRED_SECS: f64 = 3600.0;
+/// How long queued mail may wait with no daemon running.
+pub const NO_DAEMON_GRACE_SECS: f64 = 300.0;
+
+/// What one relay looks like from the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayHealth {
+    /// `host:port`.
+    pub relay: String,
+    /// `ok`, `failing` or `unknown`.
+    pub state: &'static str,
+    /// Last success.
+    pub last_success: Option<f64>,
+    /// Last failed session.
+    pub last_error: Option<(f64, String)>,
+}
+
+/// The oldest message with a deferred recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deferred {
+    /// Its state.
+    pub state: State,
+    /// The deferred recipient with the latest reply.
+    pub recipient: String,
+    /// That reply.
+    pub reason: String,
+}
+
+/// The status report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Time of the report.
+    pub now: f64,
+    /// A daemon holds the run lock.
+    pub daemon_running: bool,
+    /// The event log could be read.
+    pub event_log_readable: bool,
+    /// Last recipient sent.
+    pub last_delivery: Option<f64>,
+    /// The queue.
+    pub queue: QueueStats,
+    /// Oldest deferred message (not on hold).
+    pub oldest_deferred: Option<Deferred>,
+    /// Configured relays, in order.
+    pub relays: Vec<RelayHealth>,
+    /// Why mail is stuck (empty: healthy).
+    pub problems: Vec<String>,
+}
+
+fn relay_health(key: String, r: Option<&RelayStats>) -> RelayHealth {
+    let last_success = r.and_then(|r| r.last_success);
+    let last_error = r.and_then(|r| r.last_connect_error.clone());
+    let state = match (last_success, &last_error) {
+        (Some(s), Some((e, _))) if *e > s => "failing",
+        (None, Some(_)) => "failing",
+        (Some(_), _) => "ok",
+        (None, None) => "unknown",
+    };
+    RelayHealth {
+        relay: key,
+        state,
+        last_success,
+        last_error,
+    }
+}
+
+fn human(secs: f64) -> String {
+    crate::clock::human_duration(std::time::Duration::from_secs_f64(secs.max(0.0)))
+}
+
+/// Build the report.
+pub fn assess(
+    cfg: &Config,
+    items: &[Item],
+    events: Option<&stats::Events>,
+    daemon_running: bool,
+    now: f64,
+) -> Status {
+    let empty = stats::Events::default();
+    let summary = stats::summarize(events.unwrap_or(&empty), items, now, daemon_running);
+    let relays = cfg
+        .relays
+        .iter()
+        .map(|r| {
+            let key = r.label();
+            let found = summary.relays.iter().find(|s| s.relay == key);
+            relay_health(key, found)
+        })
+        .collect();
+    let mut oldest: Option<Deferred> = None;
+    let mut problems = Vec::new();
+    let mut oldest_waiting: Option<f64> = None;
+    let half_life = cfg.queue.max_lifetime.as_secs_f64() / 2.0;
+    for it in items {
+        let (arrival, st) = match it {
+            Item::Queued(st) => (st.arrival, Some(st)),
+            Item::Incoming(id) => (
+                crate::spool::id_micros(id)
+                    .map(|m| m as f64 / 1e6)
+                    .unwrap_or(now),
+                None,
+            ),
+        };
+        if st.is_some_and(|s| s.held) {
+            continue;
+        }
+        oldest_waiting = Some(oldest_waiting.map_or(arrival, |o: f64| o.min(arrival)));
+        let Some(st) = st else { continue };
+        if let Some(r) = st.last_deferral()
+            && oldest.as_ref().is_none_or(|o| st.arrival < o.state.arrival)
+        {
+            oldest = Some(Deferred {
+                state: st.clone(),
+                recipient: r.address.clone(),
+                reason: r.reply.clone(),
+            });
+        }
+        let age = now - st.arrival;
+        if half_life > 0.0 && age > half_life {
+            problems.push(format!(
+                "{} has been queued for {}, more than half of max_lifetime ({}): it bounces when that is reached",
+                st.id,
+                human(age),
+                human(cfg.queue.max_lifetime.as_secs_f64())
+            ));
+        }
+    }
+    if let Some(d) = &oldest {
+        let age = now - d.state.arrival;
+        if age > STUCK_DEFERRED_SECS {
+            problems.insert(
+                0,
+                format!(
+                    "{} has been deferred for {} ({}: {})",
+                    d.state.id,
+                    human(age),
+                    d.recipient,
+                    d.reason
+                ),
+            );
+        }
+    }
+    if !daemon_running
+        && let Some(a) = oldest_waiting
+        && now - a > NO_DAEMON_GRACE_SECS
+    {
+        problems.push(format!(
+            "no postern daemon is running and mail has waited {} (start postern.service, or run postern queue run)",
+            human(now - a)
+        ));
+    }
+    Status {
+        now,
+        daemon_running,
+        event_log_readable: events.is_some(),
+        last_delivery: summary.last_sent,
+        queue: summary.queue,
+        oldest_deferred: oldest,
+        relays,
+        problems,
+    }
+}
+
+fn opt_i(v: Option<f64>) -> String {
+    v.map_or("null".to_string(), |v| (v as u64).to_string())
+}
+
+/// The JSON object (schema in the module docs).
+pub fn json(s: &Status) -> String {
+    let q = &s.queue;
+    let mut o = format!(
+        "{{\"now\":{},\"healthy\":{},\"problems\":[{}],\"daemon_running\":{},\"event_log_readable\":{},\"last_delivery\":{},\"queue\":{{\"messages\":{},\"active\":{},\"deferred\":{},\"hold\":{},\"incoming\":{},\"bytes\":{},\"oldest_age_seconds\":{}}},\"oldest_deferred\":",
+        s.now as u64,
+        s.problems.is_empty(),
+        s.problems
+            .iter()
+            .map(|p| json_str(p))
+            .collect::<Vec<_>>()
+            .join(","),
+        s.daemon_running,
+        s.event_log_readable,
+        opt_i(s.last_delivery),
+        q.messages,
+        q.active,
+        q.deferred,
+        q.hold,
+        q.incoming,
+        q.bytes,
+        q.oldest_age
+            .map_or("null".to_string(), |a| format!("{a:.3}"))
+    );
+    match &s.oldest_deferred {
+        Some(d) => {
+            let _ = write!(
+                o,
+                "{{\"queue_id\":{},\"arrival_time\":{},\"age_seconds\":{:.3},\"tries\":{},\"next_attempt\":{},\"recipient\":{},\"reason\":{}}}",
+                json_str(&d.state.id),
+                d.state.arrival as u64,
+                (s.now - d.state.arrival).max(0.0),
+                d.state.tries,
+                if d.state.tries == 0 {
+                    "null".to_string()
+                } else {
+                    (d.state.next as u64).to_string()
+                },
+                json_str(&d.recipient),
+                json_str(&d.reason)
+            );
+        }
+        None => o.push_str("null"),
+    }
+    o.push_str(",\"relays\":[");
+    for (i, r) in s.relays.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"relay\":{},\"state\":\"{}\",\"last_success\":{},\"last_error\":{}}}",
+            json_str(&r.relay),
+            r.state,
+            opt_i(r.last_success),
+            match &r.last_error {
+                Some((t, e)) => format!("{{\"time\":{},\"error\":{}}}", *t as u64, json_str(e)),
+                None => "null".into(),
+            }
+        );
+    }
+    o.push_str("]}");
+    o
+}
+
+fn when(now: f64, t: f64) -> String {
+    format!(
+        "{} ({} ago)",
+        crate::clock::iso8601(crate::clock::from_unix_f64(t)),
+        human(now - t)
+    )
+}
+
+/// The one-screen text.
+pub fn text(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "postern status: {}",
+        if s.problems.is_empty() {
+            "OK"
+        } else {
+            "MAIL IS STUCK"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "daemon:          {}",
+        if s.daemon_running {
+            "running"
+        } else {
+            "not running"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "last delivery:   {}",
+        match (s.last_delivery, s.event_log_readable) {
+            (Some(t), _) => when(s.now, t),
+            (None, true) => "none in the event log".into(),
+            (None, false) => "unknown (the event log is readable by root and group postern)".into(),
+        }
+    );
+    let q = &s.queue;
+    let _ = writeln!(
+        o,
+        "queue:           {} message(s): {} active, {} deferred, {} on hold, {} incoming{}",
+        q.messages,
+        q.active,
+        q.deferred,
+        q.hold,
+        q.incoming,
+        q.oldest_age
+            .map(|a| format!("; oldest {} old", human(a)))
+            .unwrap_or_default()
+    );
+    match &s.oldest_deferred {
+        Some(d) => {
+            let next = if d.state.next > s.now {
+                format!("next attempt in {}", human(d.state.next - s.now))
+            } else {
+                "next attempt due now".to_string()
+            };
+            let _ = writeln!(
+                o,
+                "oldest deferred: {}, {} old, {} tr{}, {next}",
+                d.state.id,
+                human(s.now - d.state.arrival),
+                d.state.tries,
+                if d.state.tries == 1 { "y" } else { "ies" }
+            );
+            let _ = writeln!(o, "                 {}: {}", d.recipient, d.reason);
+        }
+        None => {
+            let _ = writeln!(o, "oldest deferred: none");
+        }
+    }
+    if s.relays.is_empty() {
+        let _ = writeln!(
+            o,
+            "relays:          none configured ([[relay]] in postern.toml)"
+        );
+    }
+    for (i, r) in s.relays.iter().enumerate() {
+        let head = if i == 0 { "relays:" } else { "" };
+        let detail = match r.state {
+            "ok" => format!(
+                "ok, last success {} ago",
+                human(s.now - r.last_success.unwrap_or(s.now))
+            ),
+            "failing" => match &r.last_error {
+                Some((t, e)) => format!("FAILING {} ago: {e}", human(s.now - t)),
+                None => "FAILING".into(),
+            },
+            _ if !s.event_log_readable => "unknown (event log not readable)".into(),
+            _ => "unknown (nothing logged yet; postern check tests it)".into(),
+        };
+        let _ = writeln!(o, "{head:<17}{}  {detail}", r.relay);
+    }
+    for p in &s.problems {
+        let _ = writeln!(o, "problem:         {p}");
+    }
+    o
+}
+
+/// `postern status [--json]`: prints the report; 0 healthy, 1 stuck.
+pub fn command(cfg: &Config, spool: &Spool, incoming: Vec<String>, json_out: bool) -> Result<u8> {
+    let items = mailq::collect(spool, incoming);
+    let events = match stats::read_events(spool) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            log::debug!("cannot read {}: {e}", spool.events().display());
+            None
+        }
+    };
+    let now = crate::clock::unix_f64(crate::clock::now());
+    let s = assess(
+        cfg,
+        &items,
+        events.as_ref(),
+        crate::daemon::daemon_running(spool),
+        now,
+    );
+    if json_out {
+        println!("{}", json(&s));
+    } else {
+        print!("{}", text(&s));
+    }
+    Ok(if s.problems.is_empty() { 0 } else { 1 })
+}
