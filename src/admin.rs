@@ -21,7 +21,11 @@
 //! - `delete|hold|release|retry` of anything to root, the spool owner and
 //!   members of group `postern`.
 //!
-//! Everything else is refused and logged. (`bounce` needs the
+//! Everything else is refused and logged. A non-root caller whose
+//! pre-opened entry ends up unused (the change was refused up front, or
+//! made directly) cannot unlink it: it commits
+//! `POSTERN-REQUEST 1\nvoid\nend\n`, which the runner drops at the next
+//! pickup. (`bounce` needs the
 //! configuration to build the DSN, which the pickup does not have, so it is
 //! direct only: root or the spool owner.)
 //!
@@ -49,7 +53,7 @@
 //! {"queue_id": str, "queue_name": "active"|"deferred"|"hold"|"incoming",
 //!  "arrival_time": int, "arrival": str (RFC 3339 UTC), "message_size": int,
 //!  "sender": str, "uid": int, "user": str|null, "tries": int,
-//!  "next_attempt": int|null, "held": bool, "last_attempt": int|null,
+//!  "next_attempt": int|null (null: due now), "held": bool, "last_attempt": int|null,
 //!  "relay": str|null, "message_id": str|null, "is_bounce": bool|null,
 //!  "dsn": {"notify": str|null, "ret": str|null, "envid": str|null}|null,
 //!  "recipients": [{"address": str, "orig_address": str,
@@ -254,16 +258,29 @@ fn may_read_body(p: &Prepared, spool: &Spool) -> bool {
     p.uid == 0 || (!p.privileged && spool_owner(spool) == Some(p.uid))
 }
 
-/// Unlink the maildrop entry the set-group-id start-up opened for a
-/// request when the change is made directly (root can; anyone else leaves
-/// an empty, not-ready entry that the runner removes as abandoned).
+/// Content of a request that asks for nothing: how a caller who cannot
+/// unlink its unused pre-opened entry gets rid of it (the runner drops it
+/// at the next pickup instead of after `maildrop_stale_after`).
+pub const VOID_REQUEST: &[u8] = b"POSTERN-REQUEST 1\nvoid\nend\n";
+
+/// Dispose of the maildrop entry the set-group-id start-up opened for a
+/// request when no request is made: root unlinks it; anyone else commits
+/// it as a void request and pokes the daemon, so it does not linger as an
+/// "incoming" entry in mailq.
 fn discard_entry(p: &mut Prepared) {
-    if let Some(Ok((id, file))) = p.entry.take() {
-        if let Some(Ok(dir)) = &p.maildrop_dir {
-            let _ =
-                nix::unistd::unlinkat(dir, id.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-        }
-        drop(file);
+    let Some(Ok((id, file))) = p.entry.take() else {
+        return;
+    };
+    let Some(Ok(dir)) = &p.maildrop_dir else {
+        return;
+    };
+    if nix::unistd::unlinkat(dir, id.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir).is_ok() {
+        return;
+    }
+    if maildrop::commit_request(&id, &file, dir, VOID_REQUEST).is_ok()
+        && let Some(Ok(t)) = p.trigger.take()
+    {
+        daemon::poke(&t, b'W');
     }
 }
 
@@ -393,6 +410,12 @@ fn trigger(p: &mut Prepared, spool: &Spool) -> Option<File> {
 }
 
 fn change(cfg: &Config, p: &mut Prepared, spool: &Spool, op: Op, t: Target) -> Result<u8> {
+    let result = change_as(cfg, p, spool, op, t);
+    discard_entry(p); // when it was not used for a request
+    result
+}
+
+fn change_as(cfg: &Config, p: &mut Prepared, spool: &Spool, op: Op, t: Target) -> Result<u8> {
     if !op.allows(&t) {
         return Err(Error::new(
             Kind::Usage,
@@ -591,7 +614,17 @@ fn request(p: &mut Prepared, spool: &Spool, op: Op, t: Target) -> Result<u8> {
                 ));
             }
             Some(_) => {}
-            None => return Err(no_such(id)),
+            None => {
+                // Perhaps not picked up yet: the daemon takes the message
+                // in before the (younger) request.
+                let waiting = match &p.maildrop_dir {
+                    Some(Ok(d)) => d.try_clone().map(mailq::maildrop_names).unwrap_or_default(),
+                    _ => queue::list_ids(&spool.maildrop()).unwrap_or_default(),
+                };
+                if !waiting.iter().any(|n| n == id) {
+                    return Err(no_such(id));
+                }
+            }
         }
     }
     let (req_id, file, dir) = if p.privileged {
@@ -753,6 +786,11 @@ fn read_request(file: &File) -> std::result::Result<Request, String> {
 /// Handle a request entry `name` written by user `uid` (the file's owner),
 /// from the queue runner's pickup. Never fails: every outcome is logged.
 pub fn handle_request(spool: &Spool, file: &File, uid: u32, name: &str) {
+    let mut void = [0u8; VOID_REQUEST.len() + 1];
+    if matches!(file.read_at(&mut void, 0), Ok(n) if &void[..n] == VOID_REQUEST) {
+        log::debug!("{name}: unused request entry of uid {uid} dropped");
+        return;
+    }
     let req = match read_request(file) {
         Ok(r) => r,
         Err(why) => {
@@ -963,8 +1001,8 @@ fn show_json(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
         st.uid,
         opt_json(user.as_deref()),
         st.tries,
-        if st.tries == 0 && st.next == 0.0 {
-            "null".to_string()
+        if st.next <= 0.0 {
+            "null".to_string() // due now
         } else {
             (st.next as u64).to_string()
         },

@@ -643,7 +643,7 @@ fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
                     "",
                     None,
                     &format!(
-                        "note: max_message_size is {}: larger messages than the relay's limit will bounce",
+                        "note: max_message_size is {}: messages larger than the relay's limit will bounce",
                         size_text(cfg.max_message_size)
                     ),
                 );
@@ -765,4 +765,38 @@ pub fn command(cfg: &Config) -> Result<u8> {
     };
     let _ = out.flush();
     Ok(if bad == 0 { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(host: &str, user: &str) -> Relay {
+        Relay {
+            host: host.into(),
+            port: 587,
+            tls: TlsMode::Starttls,
+            allow_plaintext: false,
+            username: Some(user.into()),
+            password_file: None,
+            password_command: None,
+            auth_mechanisms: vec!["PLAIN".into()],
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            rate_limit: 0,
+        }
+    }
+
+    #[test]
+    fn auth_hints_name_the_provider_rule() {
+        let h = auth_hint(&relay("smtp.sendgrid.net", "me@example.com"), "535");
+        assert!(h.contains("SendGrid expects username apikey"), "{h}");
+        let h = auth_hint(&relay("smtp.eu.mailgun.org", "x"), "535");
+        assert!(h.contains("postmaster@"), "{h}");
+        let h = auth_hint(&relay("email-smtp.eu-west-1.amazonaws.com", "x"), "535");
+        assert!(h.contains("SES"), "{h}");
+        let h = auth_hint(&relay("relay.example.com", "x"), "535");
+        assert!(h.contains("password_file"), "{h}");
+    }
 }

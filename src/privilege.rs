@@ -64,9 +64,10 @@ pub fn intent(inv: &Invocation) -> Intent {
         Invocation::Mailq { .. } => Intent::ListQueue,
         Invocation::Newaliases { .. } => Intent::Nothing,
         Invocation::Postern(p) => match p.command {
-            Command::QueueList { .. } | Command::Status { .. } | Command::Stats { .. } => {
-                Intent::ListQueue
-            }
+            Command::QueueList { .. }
+            | Command::QueueShow { .. }
+            | Command::Status { .. }
+            | Command::Stats { .. } => Intent::ListQueue,
             Command::Flush => Intent::Poke,
             // A queue change by a caller who cannot write the queue (a user
             // deleting their own mail, a member of group postern) becomes a

@@ -368,7 +368,7 @@ impl Delay {
         v.sort_by(f64::total_cmp);
         Delay {
             count: v.len() as u64,
-            sum: v.iter().sum(),
+            sum: v.iter().sum::<f64>() + 0.0, // never -0
             p50: percentile(&v, 0.5),
             p95: percentile(&v, 0.95),
             max: v.last().copied(),

@@ -2,7 +2,8 @@
 //!
 //! `addresses.sender` replaces the envelope sender of every message
 //! (`sender_scope = "all"`) or only of local senders (`"local"`: a bare
-//! user name, or a domain of this host). The null sender `<>` is never
+//! user name, a domain of this host, or `domain` — what local users'
+//! addresses are qualified with). The null sender `<>` is never
 //! replaced (it marks bounces). Applied at delivery, so a config change
 //! applies to queued mail.
 
@@ -16,10 +17,19 @@ pub fn envelope_sender(cfg: &Config, env: &Envelope) -> String {
         return String::new();
     }
     if let Some(s) = &cfg.addresses.sender {
-        let local = route::is_local(cfg, &env.sender);
+        let local = is_local_sender(cfg, &env.sender);
         if cfg.addresses.sender_scope == SenderScope::All || local {
             return s.clone();
         }
     }
     env.sender.clone()
+}
+
+/// True for a sender from this host: unqualified, a local domain, or the
+/// configured `domain` local users are qualified with.
+pub fn is_local_sender(cfg: &Config, addr: &str) -> bool {
+    route::is_local(cfg, addr)
+        || route::split(addr)
+            .1
+            .is_some_and(|d| d.eq_ignore_ascii_case(&cfg.domain))
 }

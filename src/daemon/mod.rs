@@ -346,6 +346,11 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
             }
         }
         flush = false;
+        if ctx.cfg.stats.prometheus_textfile.is_some() {
+            // Wake for the next metrics write even when the queue is idle.
+            let due = Duration::from_secs(10).saturating_sub(last_metrics.elapsed());
+            next_wake = next_wake.min(due.as_secs_f64());
+        }
         let timeout = Duration::from_secs_f64(next_wake.clamp(0.01, MAX_SLEEP.as_secs_f64()));
         let mut fds = [
             nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),

@@ -123,6 +123,47 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
     s
 }
 
+/// Messages up to this size whose wire form is UTF-8 go out in a single
+/// write together with the end-of-data dot. lettre writes the dot on its
+/// own, and it does not expose the socket to set TCP_NODELAY, so Nagle's
+/// algorithm would hold that last small write until the server's delayed
+/// ACK — about 40 ms per message, a tenfold loss in queue drain rate.
+const ONE_WRITE_MAX: u64 = 1024 * 1024;
+
+/// The whole DATA payload (dot-stuffed, with the terminating `.` line)
+/// sent as one write through lettre's `command`.
+struct Payload(String);
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The one-write payload of a small message, or None when it is not UTF-8
+/// (such a message is streamed instead). Err on a spool read error.
+fn one_write_payload(
+    tx: &Transaction<'_>,
+    plan: &wire::WirePlan,
+) -> Result<Option<Payload>, String> {
+    let mut buf = Vec::with_capacity(plan.size as usize + 8);
+    for chunk in wire::stream(tx.file, tx.start, tx.len, plan) {
+        buf.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    let Ok(text) = String::from_utf8(buf) else {
+        return Ok(None);
+    };
+    // Every line break is CRLF here (wire guarantees it), so stuffing a dot
+    // after each CRLF and at the start is complete transparency (RFC 5321 4.5.2).
+    let mut out = String::with_capacity(text.len() + text.len() / 64 + 8);
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    out.push_str(&text.replace("\r\n.", "\r\n.."));
+    out.push_str("\r\n.\r\n");
+    Ok(Some(Payload(out)))
+}
+
 /// Build the TLS parameters of a relay (trust store + ca_file + client cert).
 pub fn tls_parameters(relay: &Relay) -> Result<TlsParameters, ConnectError> {
     let mut b = TlsParameters::builder(relay.host.trim_matches(['[', ']']).to_string());
@@ -646,28 +687,47 @@ impl Session {
         }
         let _ = self.conn.set_timeout(Some(self.data_timeout));
         let mut read_error: Option<String> = None;
-        let chunks = wire::stream(tx.file, tx.start, tx.len, &plan);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let iter = chunks.map(|c| match c {
-                Ok(v) => v,
+        let small = if plan.size <= ONE_WRITE_MAX {
+            match one_write_payload(tx, &plan) {
+                Ok(p) => p,
                 Err(e) => {
-                    // Abort the transfer without the final dot: unwind out of
-                    // lettre's writer; the connection is then dropped.
-                    std::panic::resume_unwind(Box::new(e.to_string()))
+                    read_error = Some(e);
+                    None
                 }
-            });
-            self.conn.message_iter(iter)
-        }));
+            }
+        } else {
+            None
+        };
+        let result = if read_error.is_some() {
+            Err(Box::new(()) as Box<dyn std::any::Any + Send>)
+        } else if let Some(payload) = small {
+            Ok(self.conn.command(payload))
+        } else {
+            let chunks = wire::stream(tx.file, tx.start, tx.len, &plan);
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let iter = chunks.map(|c| match c {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // Abort the transfer without the final dot: unwind out of
+                        // lettre's writer; the connection is then dropped.
+                        std::panic::resume_unwind(Box::new(e.to_string()))
+                    }
+                });
+                self.conn.message_iter(iter)
+            }))
+        };
         let _ = self.conn.set_timeout(Some(self.command_timeout));
         log::debug!("C: <message, {} bytes>", plan.size);
         let outcome = match result {
             Err(payload) => {
-                read_error = Some(
-                    payload
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .unwrap_or_else(|| "read error".into()),
-                );
+                if read_error.is_none() {
+                    read_error = Some(
+                        payload
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .unwrap_or_else(|| "read error".into()),
+                    );
+                }
                 None
             }
             Ok(r) => Some(r),

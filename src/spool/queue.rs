@@ -73,7 +73,17 @@ pub fn open(spool: &Spool, id: &str, lock: bool) -> io::Result<Option<Queued>> {
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
         }
     }
-    let owner = file.metadata()?.uid();
+    let md = file.metadata()?;
+    if lock && md.nlink() == 0 {
+        // Opened just before another runner finished the message, removed
+        // it and let go of the lock: it is done, not new (its state file is
+        // gone too, so delivering it would send it again).
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the message was removed by another runner",
+        ));
+    }
+    let owner = md.uid();
     let (env, start, len) =
         read_entry(&file).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if env.id != id {
