@@ -323,6 +323,12 @@ pub fn enter() -> Prepared {
     };
     let privileged = gids.effective != gids.real || uids.effective != uids.real;
     if privileged {
+        if std::env::var_os("POSTERN_CONFIG").is_some() {
+            // Like -C (run.rs), say so rather than ignore it silently.
+            eprintln!(
+                "postern: warning: POSTERN_CONFIG is ignored by the installed set-group-id binary"
+            );
+        }
         harden();
     }
     let (args, bad_utf8) = argv();

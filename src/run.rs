@@ -104,8 +104,8 @@ fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-fn may_deliver(p: &Prepared) -> bool {
-    !p.privileged || p.uid == 0
+fn may_deliver(p: &Prepared, cfg: &Config) -> bool {
+    daemon::may_run_queue(p.privileged, p.uid, &Spool::new(&cfg.spool_dir))
 }
 
 fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
@@ -120,7 +120,7 @@ fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
         log::info!("asked the daemon to deliver the whole queue now");
         return Ok(0);
     }
-    if !may_deliver(p) {
+    if !may_deliver(p, cfg) {
         return Err(Error::new(
             Kind::TempFail,
             "no postern daemon is running (start postern.service); only root can run the queue directly",
@@ -274,7 +274,7 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
         Command::Daemon => daemon::daemon(cfg, source),
         Command::QueueRun { auto: true } => daemon::run_auto(cfg).map(|_| 0),
         Command::QueueRun { auto: false } => {
-            if !may_deliver(&p) {
+            if !may_deliver(&p, &cfg) {
                 return Err(Error::new(
                     Kind::NoPerm,
                     "only root or the postern user can run the queue",

@@ -448,7 +448,7 @@ fn retry_schedule_follows_backoff_and_lifetime_bounces() {
             "attempt {attempt}: waited {wait}, expected ~{expected}"
         );
         // Just before it is due: nothing happens.
-        env.queue_run_at(st.next - 5.0);
+        env.queue_run_at(st.next - 20.0);
         assert_eq!(state_of(&env).tries, attempt, "not retried early");
         now = st.next + 1.0;
         env.queue_run_at(now);
@@ -910,4 +910,121 @@ fn submission_without_daemon_starts_a_detached_run() {
         env.log()
     );
     assert!(env.wait_log(10, |l| l.contains(": removed")));
+}
+
+#[test]
+fn delay_warning_after_the_configured_time() {
+    let t0 = now();
+    let server = SmtpServer::start(ServerConfig {
+        script: script(|e| match e {
+            Event::Mail { from, .. } if !from.is_empty() => {
+                Action::Reply(451, "4.3.0 try again later".into())
+            }
+            _ => Action::Default,
+        }),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    let cfg = env
+        .relay_config(server.port(), "")
+        .replace("[queue]\n", "[queue]\ndelay_warning = \"1h\"\n");
+    env.write_config(&cfg);
+    assert_eq!(
+        env.run_at(
+            t0,
+            "sendmail",
+            &["-f", "me@example.com", "slow@x.test"],
+            b"Subject: slow\n\nx\n"
+        )
+        .code,
+        0
+    );
+    assert_eq!(
+        env.run_at(
+            t0,
+            "sendmail",
+            &["-f", "me@example.com", "-N", "failure", "quiet@x.test"],
+            b"Subject: quiet\n\nx\n"
+        )
+        .code,
+        0
+    );
+    env.queue_run_at(t0);
+    assert!(server.messages().is_empty());
+    env.queue_run_at(t0 + 3700.0);
+    let got = server.wait_for(1, Duration::from_secs(10));
+    assert_eq!(
+        got.len(),
+        1,
+        "exactly one delay warning (NOTIFY=FAILURE asked for none): {}",
+        env.log()
+    );
+    assert_eq!(got[0].mail_from, "");
+    assert_eq!(got[0].rcpts, vec!["me@example.com"]);
+    let dsn = String::from_utf8_lossy(&got[0].data);
+    assert!(
+        dsn.contains("Action: delayed") && dsn.contains("rfc822;slow@x.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Will-Retry-Until:"), "{dsn}");
+    // Only once.
+    env.queue_run_at(t0 + 7300.0);
+    assert_eq!(server.messages().len(), 1);
+}
+
+#[test]
+fn a_failed_bounce_is_logged_and_dropped_never_bounced() {
+    let server = SmtpServer::start(ServerConfig {
+        script: script(|e| match e {
+            Event::Rcpt { .. } => Action::Reply(550, "5.1.1 gone".into()),
+            _ => Action::Default,
+        }),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(server.port(), ""));
+    assert_eq!(
+        env.sendmail(&["-f", "<>", "gone@x.test"], b"Subject: a bounce\n\nx\n")
+            .code,
+        0
+    );
+    env.queue_run();
+    assert!(
+        env.wait_log(10, |l| l.contains("a bounce is never bounced")),
+        "{}",
+        env.log()
+    );
+    assert!(server.messages().is_empty());
+    assert!(env.files("queue").is_empty(), "dropped, not kept");
+}
+
+#[test]
+fn client_certificate_is_presented_when_configured() {
+    // The relay config accepts client_cert/client_key; a bad pair is a clear
+    // local error that defers (never a panic), naming the file.
+    let server = SmtpServer::start(ServerConfig {
+        tls: TlsMode::StartTls,
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    let ca = env.root.join("ca.pem");
+    server.write_ca_file(&ca);
+    let bogus = env.root.join("client.pem");
+    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    env.write_config(&format!(
+        "{}[[relay]]\nhost = \"localhost\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+        base_config(&env.root),
+        server.port(),
+        ca.display(),
+        bogus.display(),
+        bogus.display()
+    ));
+    assert_eq!(env.sendmail(&["a@x.test"], b"Subject: x\n\nx\n").code, 0);
+    assert_eq!(env.queue_run().code, 0);
+    let log = env.log();
+    assert!(
+        log.contains("client certificate") && log.contains("status=deferred"),
+        "{log}"
+    );
+    assert_eq!(env.files("queue").len(), 1);
 }

@@ -75,6 +75,14 @@ pub fn become_spool_owner(spool: &Spool) -> Result<()> {
     })
 }
 
+/// May this caller run the queue itself (and so use the relay secret)?
+/// An unprivileged (development) process may; of the installed setgid
+/// binary's callers only root and the spool owner (user `postern`) may.
+pub fn may_run_queue(privileged: bool, uid: u32, spool: &Spool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    !privileged || uid == 0 || std::fs::metadata(spool.root()).is_ok_and(|m| m.uid() == uid)
+}
+
 fn open_lock(spool: &Spool) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()

@@ -1034,3 +1034,30 @@ pub fn acknowledge(ctx: &Ctx, id: &str) {
         crate::stats::record_removed(id, clock::unix_f64(clock::now()) - st.arrival);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_allows_a_burst_then_spaces_messages() {
+        let mut r = RateLimit {
+            per_minute: 6,
+            tokens: 6.0,
+            last: Instant::now(),
+        };
+        for _ in 0..6 {
+            assert_eq!(r.take(), Duration::ZERO);
+        }
+        let wait = r.take();
+        assert!(
+            wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        let wait2 = r.take();
+        assert!(
+            wait2 > Duration::from_secs(19) && wait2 <= Duration::from_secs(20),
+            "{wait2:?}"
+        );
+    }
+}

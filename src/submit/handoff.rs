@@ -42,7 +42,7 @@ pub struct Handoff<'a> {
 
 impl Handoff<'_> {
     fn may_deliver(&self) -> bool {
-        !self.privileged || self.uid == 0
+        daemon::may_run_queue(self.privileged, self.uid, &Spool::new(&self.cfg.spool_dir))
     }
 
     fn trigger(&mut self) -> Option<File> {

@@ -223,13 +223,7 @@ impl<'a> Submitter<'a> {
         use crate::config::FromRewrite;
         let identity = self.cfg.addresses.sender.as_ref()?;
         let (display, addr) = headers::from_mailbox(f)?;
-        let local = addr.is_empty()
-            || !addr.contains('@')
-            || address::route::is_local(self.cfg, &addr)
-            || addr.eq_ignore_ascii_case(&self.default_sender())
-            || address::route::split(&addr)
-                .1
-                .is_some_and(|d| d.eq_ignore_ascii_case(&self.cfg.domain));
+        let local = addr.is_empty() || address::rewrite::is_local_sender(self.cfg, &addr);
         let rewrite = match self.cfg.addresses.from_header {
             FromRewrite::Never => false,
             FromRewrite::Always => true,
