@@ -126,6 +126,10 @@ fn no_controls(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest `-F` full name: it becomes a display name in a generated From
+/// line, which must stay well under SMTP's 998-octet line limit.
+pub const MAX_FULLNAME: usize = 256;
+
 /// Letters that take a value.
 fn takes_value(c: char) -> bool {
     matches!(
@@ -246,6 +250,11 @@ fn apply_value(a: &mut SendmailArgs, c: char, v: &str) -> Result<()> {
         }
         'F' => {
             no_controls("the full name (-F)", v)?;
+            if v.len() > MAX_FULLNAME {
+                return Err(usage(format!(
+                    "the full name (-F) must be at most {MAX_FULLNAME} bytes"
+                )));
+            }
             a.fullname = Some(v.to_string());
         }
         'N' => a.notify = Some(parse_notify(v)?),
@@ -426,5 +435,16 @@ mod tests {
         assert_eq!(p(&["-f", "a@b\nBcc: x"]).unwrap_err().kind(), Kind::Usage);
         assert_eq!(p(&["-F", "x\r\ny"]).unwrap_err().kind(), Kind::Usage);
         assert_eq!(p(&["a@b\n"]).unwrap_err().kind(), Kind::Usage);
+    }
+
+    #[test]
+    fn long_full_name_rejected() {
+        let ok = "N".repeat(MAX_FULLNAME);
+        assert_eq!(
+            p(&["-F", &ok]).unwrap().fullname.as_deref(),
+            Some(ok.as_str())
+        );
+        let long = "N".repeat(MAX_FULLNAME + 1);
+        assert_eq!(p(&["-F", &long]).unwrap_err().kind(), Kind::Usage);
     }
 }

@@ -40,23 +40,19 @@ pub struct User {
 }
 
 impl User {
-    /// Look up `uid` in the passwd database.
+    /// Look up `uid`: `/etc/passwd` first (cheap: no NSS modules to load
+    /// on every submission), then the passwd database through NSS (LDAP,
+    /// sssd, systemd users).
     pub fn lookup(uid: u32) -> User {
+        if let Some(u) = User::from_etc_passwd(uid) {
+            return u;
+        }
         match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-            Ok(Some(u)) => {
-                let gecos = u
-                    .gecos
-                    .to_str()
-                    .ok()
-                    .and_then(|g| g.split(',').next())
-                    .map(|g| g.trim().to_string())
-                    .filter(|g| !g.is_empty() && !g.contains(['\r', '\n']));
-                User {
-                    uid,
-                    name: u.name,
-                    gecos,
-                }
-            }
+            Ok(Some(u)) => User {
+                uid,
+                name: u.name,
+                gecos: u.gecos.to_str().ok().and_then(gecos_name),
+            },
             _ => User {
                 uid,
                 name: format!("uid{uid}"),
@@ -64,6 +60,37 @@ impl User {
             },
         }
     }
+
+    fn from_etc_passwd(uid: u32) -> Option<User> {
+        let text = std::fs::read_to_string("/etc/passwd").ok()?;
+        for line in text.lines() {
+            let mut f = line.split(':');
+            let name = f.next()?;
+            let _pw = f.next();
+            let Some(Ok(u)) = f.next().map(str::parse::<u32>) else {
+                continue;
+            };
+            if u != uid || name.is_empty() || name.starts_with(['+', '-']) {
+                continue;
+            }
+            let _gid = f.next();
+            let gecos = f.next().and_then(gecos_name);
+            return Some(User {
+                uid,
+                name: name.to_string(),
+                gecos,
+            });
+        }
+        None
+    }
+}
+
+/// The full name from a GECOS field (its first comma-separated part).
+fn gecos_name(g: &str) -> Option<String> {
+    g.split(',')
+        .next()
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty() && !g.contains(['\r', '\n']))
 }
 
 /// Where new maildrop entries come from.
@@ -120,6 +147,14 @@ pub struct Submitter<'a> {
     dir: File,
 }
 
+/// At most the first 100 characters of `s` (for quoting input in a message).
+fn shorten(s: &str) -> String {
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 fn spool_error(what: &str, e: &std::io::Error) -> Error {
     let mut err = Error::io(spool_write_kind(e), what, e);
     if e.raw_os_error() == Some(libc::EACCES) && crate::privilege::setgid_bit_ignored() {
@@ -167,15 +202,23 @@ impl<'a> Submitter<'a> {
         if t.is_empty() || t == "<>" {
             return Ok(String::new());
         }
-        let a = address::parse::parse_single_address(t)
-            .map_err(|e| Error::new(Kind::DataErr, format!("bad sender address {t:?}: {e}")))?;
+        let a = address::parse::parse_single_address(t).map_err(|e| {
+            Error::new(
+                Kind::DataErr,
+                format!("bad sender address {:?}: {e}", shorten(t)),
+            )
+        })?;
         Ok(self.qualify(&a))
     }
 
     /// Validate a recipient given on the command line or in RCPT TO.
     pub fn parse_recipient(&self, raw: &str) -> Result<String> {
-        address::parse::parse_single_address(raw.trim())
-            .map_err(|e| Error::new(Kind::DataErr, format!("bad recipient address {raw:?}: {e}")))
+        address::parse::parse_single_address(raw.trim()).map_err(|e| {
+            Error::new(
+                Kind::DataErr,
+                format!("bad recipient address {:?}: {e}", shorten(raw)),
+            )
+        })
     }
 
     fn qualify(&self, addr: &str) -> String {
@@ -371,6 +414,16 @@ impl<'a> Submitter<'a> {
             for m in headers::extract_recipients(&fields)? {
                 push(m.addr);
             }
+        }
+        if recipients.len() > crate::spool::format::MAX_RCPTS {
+            return Err(Error::new(
+                Kind::DataErr,
+                format!(
+                    "too many recipients: {} (at most {} per message)",
+                    recipients.len(),
+                    crate::spool::format::MAX_RCPTS
+                ),
+            ));
         }
         for r in &recipients {
             self.check_local(r)?;
