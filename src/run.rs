@@ -1,7 +1,7 @@
 //! Dispatch of each personality and command to the library.
 
 use postern::cli::postern::{Command, PosternArgs};
-use postern::cli::sendmail::{Mode, SendmailArgs};
+use postern::cli::sendmail::{DeliveryMode, Mode, SendmailArgs};
 use postern::cli::{self, Invocation};
 use postern::config::{Config, ConfigSource};
 use postern::daemon::{self, Selection};
@@ -63,10 +63,17 @@ pub fn run(mut p: Prepared) -> Result<u8> {
     };
     match inv {
         Invocation::Sendmail(a) => sendmail(p, a),
+        Invocation::Mailq { help: true, .. } => {
+            println!(
+                "usage: mailq [--json] [-v]\n\nList the mail queue (Postfix style); --json prints one JSON object per message."
+            );
+            Ok(0)
+        }
         Invocation::Mailq {
             json,
             config,
             verbose,
+            ..
         } => {
             let (cfg, _) = load_config(&p, config, false, verbose)?;
             list_queue(&mut p, &cfg, json)
@@ -227,7 +234,7 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
             notify: a.notify.clone(),
             ret: a.ret.clone(),
             envid: a.envid.clone(),
-            interactive: a.delivery == postern::cli::sendmail::DeliveryMode::Interactive,
+            interactive: a.delivery == DeliveryMode::Interactive,
         };
         let term = if a.ignore_dots {
             Terminator::Eof
@@ -249,10 +256,10 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         config_path: explicit_config(&p, a.config.clone()),
         maildrop: maildrop_handle,
     };
-    let mode = if a.mode == Mode::Smtp {
-        postern::cli::sendmail::DeliveryMode::Background
-    } else {
-        a.delivery
+    let mode = match (&a.mode, a.delivery) {
+        // An SMTP session reports per message; -odi has no meaning there.
+        (Mode::Smtp, DeliveryMode::Interactive) => DeliveryMode::Background,
+        (_, d) => d,
     };
     handoff.run(&committed, mode)
 }

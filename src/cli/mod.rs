@@ -22,6 +22,8 @@ pub enum Invocation {
         config: Option<std::path::PathBuf>,
         /// `-v`.
         verbose: bool,
+        /// `--help`.
+        help: bool,
     },
     /// `newaliases`.
     Newaliases {
@@ -46,6 +48,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
             let mut json = false;
             let mut config = None;
             let mut verbose = false;
+            let mut help = false;
             let mut i = 0;
             while i < rest.len() {
                 match rest[i].as_str() {
@@ -55,9 +58,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
                         i += 1;
                         config = rest.get(i).map(std::path::PathBuf::from);
                     }
-                    "--help" => {
-                        return Err(Error::new(Kind::Usage, "usage: mailq [--json] [-v]"));
-                    }
+                    "--help" => help = true,
                     s if s.starts_with("-A") || s.starts_with("-q") => {}
                     other => {
                         return Err(Error::new(
@@ -72,6 +73,7 @@ pub fn parse(argv: &[String]) -> Result<Invocation> {
                 json,
                 config,
                 verbose,
+                help,
             })
         }
         "newaliases" => {

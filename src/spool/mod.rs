@@ -97,7 +97,12 @@ impl Spool {
             (self.public(), 0o710),
         ] {
             if !dir.is_dir() {
-                b.mode(mode).create(&dir)?;
+                b.mode(mode).create(&dir).map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("{}: {}", dir.display(), crate::error::describe_io(&e)),
+                    )
+                })?;
             }
         }
         let trigger = self.trigger();

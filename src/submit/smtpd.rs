@@ -122,9 +122,6 @@ impl<W: Write> Session<'_, '_, W> {
     }
 
     fn mail(&mut self, arg: &str) -> String {
-        if !self.helo {
-            return "503 5.5.1 Error: send HELO/EHLO first".into();
-        }
         if self.mail.is_some() {
             return "503 5.5.1 Error: nested MAIL command".into();
         }
