@@ -398,7 +398,9 @@ impl Config {
         let (path, spool_override) = match source {
             ConfigSource::System => (PathBuf::from(DEFAULT_CONFIG), false),
             ConfigSource::Unprivileged(Some(p)) => (p.clone(), true),
-            ConfigSource::Unprivileged(None) => (PathBuf::from(DEFAULT_CONFIG), true),
+            // The installed daemon (NoNewPrivileges: unprivileged) reads the
+            // system file; it must use the same spool as the setgid sendmail.
+            ConfigSource::Unprivileged(None) => (PathBuf::from(DEFAULT_CONFIG), false),
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),

@@ -6,7 +6,7 @@
 
 mod support;
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MessageParser;
 use std::time::Duration;
 use support::smtp_server::{ServerConfig, SmtpServer};
 use support::{TestEnv, base_config};

@@ -336,7 +336,10 @@ fn protocol_errors() {
         d.cmd("MAIL FROM:<a@x.example>").starts_with("250 "),
         "MAIL before EHLO"
     );
-    assert!(d.cmd("EHLO c").starts_with("250"), "EHLO resets the transaction");
+    assert!(
+        d.cmd("EHLO c").starts_with("250"),
+        "EHLO resets the transaction"
+    );
     assert!(d.cmd("RCPT TO:<b@y.example>").starts_with("503 "));
     assert!(d.cmd("DATA").starts_with("503 "));
     assert!(d.cmd("BOGUS").starts_with("500 "));

@@ -268,7 +268,7 @@ fn walk(
                 None => out.push(Expansion::Address(a)),
             },
             Target::Include(p) => {
-                match std::fs::read_to_string(&p) {
+                match read_include(&p) {
                     Ok(text) => {
                         for line in text.lines() {
                             let line = line.trim();
@@ -313,6 +313,29 @@ fn walk(
         }
     }
     path.pop();
+}
+
+/// Largest `:include:` file read.
+const MAX_INCLUDE: u64 = 1024 * 1024;
+
+/// Read an `:include:` file: a regular file only (a FIFO or device named
+/// there must not block or flood the runner), at most 1 MiB.
+fn read_include(p: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    f.take(MAX_INCLUDE).read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// `newaliases` / `sendmail -bi`: check the file and say what it holds.
@@ -441,6 +464,16 @@ mod tests {
                 Expansion::Address("r@x.org".into())
             ]
         );
+        // A FIFO named in :include: fails that target instead of blocking.
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let text = format!("list: :include:{}, ok@x.org\n", fifo.display());
+        let e = exp(&text, "list");
+        assert!(
+            matches!(&e[0], Expansion::Failed(_, m) if m.contains("not a regular file")),
+            "{e:?}"
+        );
+        assert_eq!(e[1], Expansion::Address("ok@x.org".into()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,7 +9,7 @@
 //! something: an entry in both maildrop/ and queue/ is an interrupted
 //! pickup (the maildrop copy is dropped); queue/<id> without state/<id> is
 //! a new message (its state is recreated); state/<id> without queue/<id>
-//! is an orphan (removed); anything in tmp/ is garbage.
+//! is an orphan (removed); anything in tmp/ older than an hour is garbage.
 
 use super::format::{self, Envelope};
 use super::maildrop::{self, Claim};
@@ -262,8 +262,17 @@ pub fn pickup(spool: &Spool, stale_after: Duration) -> io::Result<Vec<String>> {
 
 /// Start-up cleaning: purge tmp/, drop orphan state files.
 pub fn clean(spool: &Spool) {
+    // Only old leftovers: a one-shot runner may be writing a state file
+    // through tmp/ right now.
+    let old = |e: &std::fs::DirEntry| {
+        e.metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600))
+    };
     if let Ok(rd) = std::fs::read_dir(spool.tmp()) {
-        for e in rd.flatten() {
+        for e in rd.flatten().filter(old) {
             let _ = std::fs::remove_file(e.path());
         }
     }
