@@ -1028,3 +1028,39 @@ fn client_certificate_is_presented_when_configured() {
     );
     assert_eq!(env.files("queue").len(), 1);
 }
+
+#[test]
+fn flush_after_an_outage_delivers_now() {
+    // The relay is down while mail arrives; the daemon defers it (and
+    // remembers the relay as down). When it is back, `postern flush`
+    // (sendmail -q) must deliver at once, not at the next retry time.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(port, ""));
+    let _d = start_daemon(&env);
+    for i in 0..5 {
+        assert_eq!(
+            env.sendmail(&[&format!("r{i}@x.test")], b"Subject: outage\n\nx\n")
+                .code,
+            0
+        );
+    }
+    assert!(
+        env.wait_log(10, |l| l.matches("status=deferred").count() >= 5),
+        "{}",
+        env.log()
+    );
+    let server =
+        SmtpServer::start_on(ServerConfig::default(), &format!("127.0.0.1:{port}")).unwrap();
+    let o = env.run("sendmail", &["-q"], b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        server.wait_for(5, Duration::from_secs(15)).len(),
+        5,
+        "{}",
+        env.log()
+    );
+}

@@ -384,7 +384,10 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
         let mut i = 0;
         while i < carry.len() {
             match carry[i] {
-                b'F' => flush = true,
+                b'F' => {
+                    flush = true;
+                    pool.ctx().forget_relay_failures();
+                }
                 b'R' => last_scan = Instant::now() - RESCAN * 2,
                 b'A' => {
                     let end = i + 1 + crate::spool::ID_LEN;

@@ -105,6 +105,14 @@ impl Ctx {
         }
     }
 
+    /// Forget which relays failed recently (an explicit flush means "the
+    /// relay is back, try now").
+    pub fn forget_relay_failures(&self) {
+        if let Ok(mut d) = self.down.lock() {
+            d.clear();
+        }
+    }
+
     /// Messages this runner queued itself (bounces, delay warnings) since
     /// the last call.
     pub fn take_new_ids(&self) -> Vec<String> {
