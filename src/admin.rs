@@ -458,11 +458,9 @@ fn change_direct(cfg: &Config, p: &mut Prepared, spool: &Spool, op: Op, t: Targe
         crate::stats::init(spool.events(), cfg.stats.max_log_bytes);
     }
     // Take in what waits in maildrop, so ALL and a just-submitted id count.
-    if let Ok(ids) = queue::pickup(spool, cfg.queue.maildrop_stale_after) {
-        for id in ids {
-            if let Some(st) = queue::load_state(spool, &id) {
-                crate::stats::record_accepted(&id, st.size, st.rcpts.len());
-            }
+    if let Ok(picked) = queue::pickup(spool, cfg.queue.maildrop_stale_after, 0) {
+        for p in picked {
+            crate::stats::record_accepted(&p.id, p.size, p.nrcpt);
         }
     }
     let ctx = (op == Op::Bounce).then(|| runner::Ctx::new(cfg.clone(), 1));

@@ -87,12 +87,21 @@ fn append(line: &str) {
         let _ = std::fs::rename(&log.path, old);
     }
     use std::os::unix::fs::OpenOptionsExt;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(&log.path)
-    {
+    let f = match std::fs::OpenOptions::new().append(true).open(&log.path) {
+        Ok(f) => Ok(f),
+        Err(_) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&log.path)
+            .inspect(|f| {
+                // Explicit: the service runs with UMask=0077, and group
+                // postern (admins) reads this file with `postern stats`.
+                use std::os::unix::fs::PermissionsExt;
+                let _ = f.set_permissions(std::fs::Permissions::from_mode(0o640));
+            }),
+    };
+    if let Ok(mut f) = f {
         let _ = f.write_all(line.as_bytes());
     }
 }

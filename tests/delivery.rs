@@ -1064,3 +1064,29 @@ fn flush_after_an_outage_delivers_now() {
         env.log()
     );
 }
+
+#[test]
+fn files_keep_their_modes_under_a_strict_umask() {
+    // postern.service runs with UMask=0077; mailq (state/) and `postern
+    // stats` (events.log, group postern) must still be able to read.
+    use std::os::unix::fs::PermissionsExt;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(closed, ""));
+    assert_eq!(env.sendmail(&["a@x.test"], b"Subject: x\n\nx\n").code, 0);
+    let mut c = std::process::Command::new("/bin/sh");
+    c.env("POSTERN_CONFIG", &env.config).arg("-c").arg(format!(
+        "umask 077; exec {} queue run",
+        env.bindir.join("postern").display()
+    ));
+    let o = env.run_cmd(c, &[], b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let st = env.files("state");
+    assert_eq!(st.len(), 1);
+    assert_eq!(mode(&st[0]), 0o644, "state files are what mailq shows");
+    assert_eq!(mode(&env.spool.join("events.log")), 0o640);
+}

@@ -118,16 +118,17 @@ fn prepare(cfg: &Config) -> Result<Spool> {
     Ok(spool)
 }
 
-fn pickup(ctx: &Ctx) -> Vec<String> {
-    match queue::pickup(&ctx.spool, ctx.cfg.queue.maildrop_stale_after) {
-        Ok(ids) => {
-            for id in &ids {
-                if let Some(st) = queue::load_state(&ctx.spool, id) {
-                    crate::stats::record_accepted(id, st.size, st.rcpts.len());
-                }
-            }
-            ids
-        }
+/// Pick up new mail; `attempt_now`: how many new messages idle workers will
+/// attempt at once (their state file is then written only if needed).
+fn pickup(ctx: &Ctx, attempt_now: usize) -> Vec<String> {
+    match queue::pickup(&ctx.spool, ctx.cfg.queue.maildrop_stale_after, attempt_now) {
+        Ok(picked) => picked
+            .into_iter()
+            .map(|p| {
+                crate::stats::record_accepted(&p.id, p.size, p.nrcpt);
+                p.id
+            })
+            .collect(),
         Err(e) => {
             log::error!(
                 "cannot pick up new mail from {}: {e}",
@@ -153,7 +154,7 @@ fn run_once_as(cfg: Config, sel: Selection, caller_is_runner: bool) -> Result<Ve
     let parallel = cfg.queue.parallel;
     let mut ctx = Ctx::new(cfg, 1);
     ctx.caller_is_runner = caller_is_runner;
-    pickup(&ctx);
+    pickup(&ctx, 0);
     let ids = match &sel {
         Selection::Due => runner::due(&ctx, false),
         Selection::All => runner::due(&ctx, true),
@@ -312,7 +313,10 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
             }
         }
         let ctx = pool.ctx();
-        for id in pickup(&ctx).into_iter().chain(ctx.take_new_ids()) {
+        for id in pickup(&ctx, pool.idle_workers())
+            .into_iter()
+            .chain(ctx.take_new_ids())
+        {
             schedule.insert(id, 0.0);
         }
         if last_scan.elapsed() >= RESCAN {

@@ -404,24 +404,14 @@ impl Worker {
                     &Reply::local(r.reply.clone()),
                 );
             }
-            self.report_new(ctx, &q, &mut st, &newly, now);
-            if st.is_done() {
-                return self.finish(ctx, &q, st, now);
-            }
-            let _ = queue::save_state(spool, &st, true);
-            return Done::Deferred("bounce not yet queued".into());
+            return self.settle(ctx, &q, st, &newly, now);
         }
 
         let open: Vec<usize> = (0..st.rcpts.len())
             .filter(|&i| !st.rcpts[i].status.is_final())
             .collect();
         if open.is_empty() {
-            self.report_new(ctx, &q, &mut st, &newly, now);
-            if st.is_done() {
-                return self.finish(ctx, &q, st, now);
-            }
-            let _ = queue::save_state(spool, &st, true);
-            return Done::Deferred("bounce not yet queued".into());
+            return self.settle(ctx, &q, st, &newly, now);
         }
         let sender = crate::address::rewrite::envelope_sender(&ctx.cfg, &q.env);
         let tx_rcpts: Vec<TxRcpt> = open
@@ -607,6 +597,19 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Report what bounced in this attempt; then the message is finished,
+    /// or (when the bounce could not be queued) kept for another try.
+    fn settle(&mut self, ctx: &Ctx, q: &Queued, mut st: State, newly: &[usize], now: f64) -> Done {
+        self.report_new(ctx, q, &mut st, newly, now);
+        if st.is_done() {
+            return self.finish(ctx, q, st, now);
+        }
+        if let Err(e) = queue::save_state(&ctx.spool, &st, true) {
+            log::error!("{}: cannot save delivery state: {e}", q.env.id);
+        }
+        Done::Deferred("bounce not yet queued".into())
     }
 
     fn finish(&mut self, ctx: &Ctx, q: &Queued, mut st: State, now: f64) -> Done {
@@ -921,6 +924,20 @@ impl Pool {
             j.pending.push_back((id.to_string(), force));
             cv.notify_one();
         }
+    }
+
+    /// Workers with nothing to do right now.
+    pub fn idle_workers(&self) -> usize {
+        let (m, _) = &*self.shared;
+        m.lock()
+            .map(|j| {
+                if j.pending.is_empty() {
+                    self.handles.len().saturating_sub(j.in_flight)
+                } else {
+                    0
+                }
+            })
+            .unwrap_or(0)
     }
 
     /// True when `id` is queued or in delivery.

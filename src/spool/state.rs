@@ -129,11 +129,17 @@ pub fn enc(s: &str) -> String {
 
 /// Decode [`enc`].
 pub fn dec(s: &str) -> Option<String> {
+    unescape_hex(s, b'%')
+}
+
+/// Decode `<marker>HH` hex escapes (`%HH` here, `+HH` for SMTP xtext);
+/// None when an escape is malformed or the result is not UTF-8.
+pub fn unescape_hex(s: &str, marker: u8) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
+        if b[i] == marker {
             let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
             out.push(u8::from_str_radix(h, 16).ok()?);
             i += 3;

@@ -99,20 +99,7 @@ fn split_path(arg: &str) -> Option<(String, Vec<(String, String)>)> {
 
 /// Decode xtext (RFC 3461): `+XX` hex escapes.
 fn xtext_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'+' {
-            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::spool::state::unescape_hex(s, b'+')
 }
 
 impl<W: Write> Session<'_, '_, W> {
