@@ -1090,3 +1090,30 @@ fn files_keep_their_modes_under_a_strict_umask() {
     assert_eq!(mode(&st[0]), 0o644, "state files are what mailq shows");
     assert_eq!(mode(&env.spool.join("events.log")), 0o640);
 }
+
+#[test]
+fn a_session_closed_by_the_relay_is_reopened_not_deferred() {
+    let first = SmtpServer::start(ServerConfig::default());
+    let port = first.port();
+    let env = TestEnv::new();
+    env.write_config(
+        &env.relay_config(port, "")
+            .replace("[queue]\n", "[queue]\nparallel = 1\n"),
+    );
+    let _d = start_daemon(&env);
+    assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
+    assert_eq!(first.wait_for(1, Duration::from_secs(10)).len(), 1);
+    assert!(env.wait_log(10, |l| l.contains(": removed")), "{}", env.log());
+    // The relay goes away and comes back while the worker keeps its session.
+    first.stop();
+    let second =
+        SmtpServer::start_on(ServerConfig::default(), &format!("127.0.0.1:{port}")).unwrap();
+    assert_eq!(env.sendmail(&["two@x.test"], b"Subject: 2\n\n2\n").code, 0);
+    assert_eq!(
+        second.wait_for(1, Duration::from_secs(10)).len(),
+        1,
+        "{}",
+        env.log()
+    );
+    assert!(!env.log().contains("status=deferred"), "{}", env.log());
+}

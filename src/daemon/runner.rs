@@ -448,8 +448,25 @@ impl Worker {
                     start: q.start,
                     len: q.len,
                 };
-                let res = sess.send(&tx);
-                let label = sess.label.clone();
+                let mut res = sess.send(&tx);
+                let mut label = sess.label.clone();
+                if res.stale_session() {
+                    // The relay closed the idle connection: reconnect once.
+                    log::debug!("{id}: {label}: the reused session was closed; reconnecting");
+                    self.session.take();
+                    match self.session(ctx) {
+                        Ok(fresh) => {
+                            res = fresh.send(&tx);
+                            label = fresh.label.clone();
+                        }
+                        Err(e) => {
+                            res.verdicts = vec![
+                                (Verdict::Deferred, Reply::local(e.to_string()), "");
+                                tx_rcpts.len()
+                            ];
+                        }
+                    }
+                }
                 if !res.reusable
                     && let Some((_, s, _)) = self.session.take()
                 {

@@ -19,7 +19,7 @@ use super::{Reply, Verdict};
 use crate::config::{Config, Relay, TlsMode};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Identity, SmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Quit, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Quit};
 use lettre::transport::smtp::extension::ClientId;
 use std::fmt;
 use std::fs::File;
@@ -239,6 +239,14 @@ pub struct TxResult {
     pub verdicts: Vec<(Verdict, Reply, &'static str)>,
     /// The session can be reused.
     pub reusable: bool,
+}
+
+impl TxResult {
+    /// The reused session turned out dead before the transaction began
+    /// (RSET failed): nothing was sent, so a fresh session may try again.
+    pub fn stale_session(&self) -> bool {
+        !self.reusable && self.verdicts.iter().all(|v| v.2 == "RSET")
+    }
 }
 
 /// An open session.
@@ -463,7 +471,6 @@ impl Session {
         if self.dirty
             && let Err((_, e)) = self.cmd("RSET".into()).map(|_| ())
         {
-            let _ = Rset;
             return all(
                 Verdict::Deferred,
                 Reply::local(format!("lost connection with {} at RSET: {e}", self.label)),
