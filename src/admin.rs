@@ -18,16 +18,16 @@
 //! the caller cannot forge); it grants
 //! - `delete <ID>` when the message's owner (`st_uid` of `queue/<ID>`) is
 //!   that uid — a user may delete their own queued mail;
-//! - `delete|hold|release|retry` of anything to root, the spool owner and
-//!   members of group `postern`.
+//! - `delete|hold|release|retry|bounce` of anything to root, the spool
+//!   owner and members of group `postern`.
 //!
 //! Everything else is refused and logged. A non-root caller whose
 //! pre-opened entry ends up unused (the change was refused up front, or
 //! made directly) cannot unlink it: it commits
 //! `POSTERN-REQUEST 1\nvoid\nend\n`, which the runner drops at the next
-//! pickup. (`bounce` needs the
-//! configuration to build the DSN, which the pickup does not have, so it is
-//! direct only: root or the spool owner.)
+//! pickup. A `bounce` request is applied only by a queue runner (the daemon,
+//! or a `postern queue run`), which has the configuration the DSN needs;
+//! any other pickup leaves it in maildrop for one.
 //!
 //! Every change takes the per-message lock (`spool::queue::open(.., true)`,
 //! waiting up to 15 seconds while a delivery holds it), so it never races a
@@ -129,7 +129,8 @@ impl Op {
             "hold" => Op::Hold,
             "release" => Op::Release,
             "retry" => Op::Retry,
-            _ => return None, // bounce is never a request (see the module docs)
+            "bounce" => Op::Bounce,
+            _ => return None,
         })
     }
     fn allows(self, t: &Target) -> bool {
@@ -424,14 +425,10 @@ fn change_as(cfg: &Config, p: &mut Prepared, spool: &Spool, op: Op, t: Target) -
     }
     match authority(p, spool) {
         Authority::Direct => change_direct(cfg, p, spool, op, t),
-        Authority::GroupRequest if op != Op::Bounce => request(p, spool, op, t),
+        Authority::GroupRequest => request(p, spool, op, t),
         Authority::Owner if op == Op::Delete && matches!(t, Target::Id(_)) => {
             request(p, spool, op, t)
         }
-        Authority::GroupRequest => Err(Error::new(
-            Kind::NoPerm,
-            "queue bounce needs root or the postern user (sudo postern queue bounce ID)",
-        )),
         Authority::Owner => Err(Error::new(
             Kind::NoPerm,
             format!(
@@ -458,7 +455,7 @@ fn change_direct(cfg: &Config, p: &mut Prepared, spool: &Spool, op: Op, t: Targe
         crate::stats::init(spool.events(), cfg.stats.max_log_bytes);
     }
     // Take in what waits in maildrop, so ALL and a just-submitted id count.
-    if let Ok(picked) = queue::pickup(spool, cfg.queue.maildrop_stale_after, 0) {
+    if let Ok(picked) = queue::pickup(spool, None, cfg.queue.maildrop_stale_after, 0) {
         for p in picked {
             crate::stats::record_accepted(&p.id, p.size, p.nrcpt);
         }
@@ -783,17 +780,23 @@ fn read_request(file: &File) -> std::result::Result<Request, String> {
 
 /// Handle a request entry `name` written by user `uid` (the file's owner),
 /// from the queue runner's pickup. Never fails: every outcome is logged.
-pub fn handle_request(spool: &Spool, file: &File, uid: u32, name: &str) {
+pub fn handle_request(
+    spool: &Spool,
+    ctx: Option<&runner::Ctx>,
+    file: &File,
+    uid: u32,
+    name: &str,
+) -> bool {
     let mut void = [0u8; VOID_REQUEST.len() + 1];
     if matches!(file.read_at(&mut void, 0), Ok(n) if &void[..n] == VOID_REQUEST) {
         log::debug!("{name}: unused request entry of uid {uid} dropped");
-        return;
+        return true;
     }
     let req = match read_request(file) {
         Ok(r) => r,
         Err(why) => {
             log::warn!("{name}: malformed request from uid {uid} ignored: {why}");
-            return;
+            return true;
         }
     };
     let admin = uid == 0 || uid == nix::unistd::geteuid().as_raw() || uid_in_group(uid);
@@ -803,7 +806,11 @@ pub fn handle_request(spool: &Spool, file: &File, uid: u32, name: &str) {
         log::warn!(
             "{name}: request \"{what}\" from uid {uid} refused: only root and group postern may do that"
         );
-        return;
+        return true;
+    }
+    if req.op == Op::Bounce && ctx.is_none() {
+        // Only a queue runner has what a bounce needs: leave it for one.
+        return false;
     }
     let how = format!("request {name}");
     let mut changed = false;
@@ -834,7 +841,7 @@ pub fn handle_request(spool: &Spool, file: &File, uid: u32, name: &str) {
             );
             continue;
         }
-        match apply(spool, None, req.op, &q, uid, &how) {
+        match apply(spool, ctx, req.op, &q, uid, &how) {
             Ok(Outcome::Done(_)) => changed = true,
             Ok(Outcome::Unchanged(why)) => {
                 log::info!("{name}: request \"{what}\" from uid {uid}: {id} unchanged: {why}")
@@ -849,6 +856,7 @@ pub fn handle_request(spool: &Spool, file: &File, uid: u32, name: &str) {
             daemon::poke(&f, b'R');
         }
     }
+    true
 }
 
 // ---- queue show --------------------------------------------------------------

@@ -1103,7 +1103,11 @@ fn a_session_closed_by_the_relay_is_reopened_not_deferred() {
     let _d = start_daemon(&env);
     assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
     assert_eq!(first.wait_for(1, Duration::from_secs(10)).len(), 1);
-    assert!(env.wait_log(10, |l| l.contains(": removed")), "{}", env.log());
+    assert!(
+        env.wait_log(10, |l| l.contains(": removed")),
+        "{}",
+        env.log()
+    );
     // The relay goes away and comes back while the worker keeps its session.
     first.stop();
     let second =

@@ -628,6 +628,29 @@ fn request_entries_are_checked_and_applied_by_the_runner() {
         env.log()
             .contains(&format!("{theirs}: held by uid 0 (request {r5})"))
     );
+
+    // An administrator may also return a message to its sender by request:
+    // the runner that takes the request builds and sends the bounce.
+    let r6 = write_request(
+        &env,
+        &format!("POSTERN-REQUEST 1\nbounce {theirs}\nend\n"),
+        0,
+    );
+    run_ok(&env);
+    assert!(
+        env.log().contains(&format!(
+            "{theirs}: returned to sender by uid 0 (request {r6})"
+        )),
+        "{}",
+        env.log()
+    );
+    assert!(queued(&env).is_empty(), "{:?}", queued(&env));
+    let bounces: Vec<_> = server
+        .messages()
+        .into_iter()
+        .filter(|m| m.mail_from.is_empty())
+        .collect();
+    assert_eq!(bounces.len(), 1, "the DSN was delivered: {}", env.log());
 }
 
 /// `postern queue delete` by a user who does not own the spool: a request

@@ -121,7 +121,12 @@ fn prepare(cfg: &Config) -> Result<Spool> {
 /// Pick up new mail; `attempt_now`: how many new messages idle workers will
 /// attempt at once (their state file is then written only if needed).
 fn pickup(ctx: &Ctx, attempt_now: usize) -> Vec<String> {
-    match queue::pickup(&ctx.spool, ctx.cfg.queue.maildrop_stale_after, attempt_now) {
+    match queue::pickup(
+        &ctx.spool,
+        Some(ctx),
+        ctx.cfg.queue.maildrop_stale_after,
+        attempt_now,
+    ) {
         Ok(picked) => picked
             .into_iter()
             .map(|p| {

@@ -209,7 +209,12 @@ pub struct Picked {
 /// about to be attempted by idle workers, which write it if they do not
 /// finish them — saving two file-system operations per message in the
 /// common case, which the submitters' fsyncs would otherwise pay for.
-pub fn pickup(spool: &Spool, stale_after: Duration, attempt_now: usize) -> io::Result<Vec<Picked>> {
+pub fn pickup(
+    spool: &Spool,
+    runner: Option<&crate::daemon::runner::Ctx>,
+    stale_after: Duration,
+    attempt_now: usize,
+) -> io::Result<Vec<Picked>> {
     let dir_path = spool.maildrop();
     let dir = maildrop::open_dir(&dir_path)?;
     let mut picked = Vec::new();
@@ -224,8 +229,9 @@ pub fn pickup(spool: &Spool, stale_after: Duration, attempt_now: usize) -> io::R
                 {
                     // An admin request from a user (e.g. delete my message):
                     // the owner of the file is who asks.
-                    crate::admin::handle_request(spool, &file, uid, &name);
-                    let _ = std::fs::remove_file(dir_path.join(&name));
+                    if crate::admin::handle_request(spool, runner, &file, uid, &name) {
+                        let _ = std::fs::remove_file(dir_path.join(&name));
+                    }
                     continue;
                 }
                 let (env, start, len) = match read_entry(&file) {
