@@ -1134,6 +1134,8 @@ mod tests {
         let ok = parse_request(b"POSTERN-REQUEST 1\ndelete 1K1D6V0JC6N9J9M\nend\n").unwrap();
         assert_eq!(ok.op, Op::Delete);
         assert_eq!(ok.target, Target::Id("1K1D6V0JC6N9J9M".into()));
+        let b = parse_request(b"POSTERN-REQUEST 1\nbounce 1K1D6V0JC6N9J9M\nend\n").unwrap();
+        assert_eq!(b.op, Op::Bounce);
         assert_eq!(
             parse_request(b"POSTERN-REQUEST 1\ndelete DEFERRED\nend\n")
                 .unwrap()
@@ -1144,7 +1146,8 @@ mod tests {
             &b"POSTERN-REQUEST 1\ndelete 1K1D6V0JC6N9J9M\nend"[..],
             b"POSTERN-REQUEST 2\ndelete 1K1D6V0JC6N9J9M\nend\n",
             b"POSTERN-REQUEST 1\ndelete ../../etc/passwd\nend\n",
-            b"POSTERN-REQUEST 1\nbounce 1K1D6V0JC6N9J9M\nend\n",
+            b"POSTERN-REQUEST 1\nbounce ALL\nend\n",
+            b"POSTERN-REQUEST 1\nfrobnicate 1K1D6V0JC6N9J9M\nend\n",
             b"POSTERN-REQUEST 1\nhold ALL\nend\n",
             b"POSTERN-REQUEST 1\ndelete 1K1D6V0JC6N9J9M\ndelete ALL\nend\n",
             b"POSTERN-REQUEST 1\ndelete  1K1D6V0JC6N9J9M\nend\n",
