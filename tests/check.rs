@@ -211,10 +211,7 @@ fn a_wrong_password_fails_auth_with_the_servers_reply() {
 
 #[test]
 fn a_closed_port_is_refused() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = support::closed_port();
     let env = TestEnv::new();
     env.write_config(&config(&env, &relay(&env, port, "starttls", None, None)));
     let o = check(&env);
@@ -284,10 +281,7 @@ fn one_unusable_relay_of_two_fails_the_check() {
         auth: auth(),
         ..Default::default()
     });
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = support::closed_port();
     let env = TestEnv::new();
     let relays = format!(
         "{}{}",

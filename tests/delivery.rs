@@ -194,8 +194,7 @@ fn connection_dropped_mid_data_defers_then_delivers_once() {
     assert!(env.log().contains("status=deferred"), "{}", env.log());
     let port = first.port();
     first.stop();
-    let second =
-        SmtpServer::start_on(ServerConfig::default(), &format!("127.0.0.1:{port}")).unwrap();
+    let second = support::start_on_port(ServerConfig::default(), port);
     env.queue_run_at(t0 + 3600.0);
     let got = second.wait_for(1, Duration::from_secs(10));
     assert_eq!(got.len(), 1);
@@ -404,10 +403,7 @@ fn starttls_is_required_and_credentials_never_go_in_clear() {
 fn unreachable_relay_fails_over_to_the_next() {
     let t0 = now();
     let good = SmtpServer::start(ServerConfig::default());
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = support::closed_port();
     let env = TestEnv::new();
     env.write_config(&format!(
         "{}[[relay]]\nhost = \"127.0.0.1\"\nport = {closed}\ntls = \"none\"\n[[relay]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
@@ -423,10 +419,7 @@ fn unreachable_relay_fails_over_to_the_next() {
 #[test]
 fn retry_schedule_follows_backoff_and_lifetime_bounces() {
     let t0 = now();
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = support::closed_port();
     let env = TestEnv::new();
     env.write_config(&env.relay_config(closed, ""));
     let o = env.run_at(
@@ -1034,10 +1027,8 @@ fn flush_after_an_outage_delivers_now() {
     // The relay is down while mail arrives; the daemon defers it (and
     // remembers the relay as down). When it is back, `postern flush`
     // (sendmail -q) must deliver at once, not at the next retry time.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let mut down = support::ClosedPort::new();
+    let port = down.port;
     let env = TestEnv::new();
     env.write_config(&env.relay_config(port, ""));
     let _d = start_daemon(&env);
@@ -1053,8 +1044,8 @@ fn flush_after_an_outage_delivers_now() {
         "{}",
         env.log()
     );
-    let server =
-        SmtpServer::start_on(ServerConfig::default(), &format!("127.0.0.1:{port}")).unwrap();
+    down.release();
+    let server = support::start_on_port(ServerConfig::default(), port);
     let o = env.run("sendmail", &["-q"], b"");
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(
@@ -1070,10 +1061,7 @@ fn files_keep_their_modes_under_a_strict_umask() {
     // postern.service runs with UMask=0077; mailq (state/) and `postern
     // stats` (events.log, group postern) must still be able to read.
     use std::os::unix::fs::PermissionsExt;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let closed = support::closed_port();
     let env = TestEnv::new();
     env.write_config(&env.relay_config(closed, ""));
     assert_eq!(env.sendmail(&["a@x.test"], b"Subject: x\n\nx\n").code, 0);
@@ -1110,8 +1098,7 @@ fn a_session_closed_by_the_relay_is_reopened_not_deferred() {
     );
     // The relay goes away and comes back while the worker keeps its session.
     first.stop();
-    let second =
-        SmtpServer::start_on(ServerConfig::default(), &format!("127.0.0.1:{port}")).unwrap();
+    let second = support::start_on_port(ServerConfig::default(), port);
     assert_eq!(env.sendmail(&["two@x.test"], b"Subject: 2\n\n2\n").code, 0);
     assert_eq!(
         second.wait_for(1, Duration::from_secs(10)).len(),

@@ -339,10 +339,7 @@ fn state_of(env: &TestEnv, id: &str) -> postern::spool::state::State {
 #[test]
 fn smart_host_down_for_a_simulated_week_retries_on_schedule_then_bounces() {
     // A port nobody listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    let closed = support::closed_port();
     let env = TestEnv::new();
     env.write_config(&env.relay_config(closed, ""));
     let t0 = 1_900_000_000.0_f64;

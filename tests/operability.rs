@@ -45,8 +45,7 @@ fn picky_server() -> SmtpServer {
 
 /// A port on 127.0.0.1 where nothing listens.
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    support::closed_port()
 }
 
 fn env_with_relay(port: u16, extra: &str) -> TestEnv {

@@ -408,8 +408,7 @@ fn new_entries(before: &[PathBuf], now: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    support::closed_port()
 }
 
 #[test]

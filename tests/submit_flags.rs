@@ -19,8 +19,7 @@ fn ok(o: &Out) {
 
 /// A port on 127.0.0.1 where nothing listens.
 fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    support::closed_port()
 }
 
 const MSG: &[u8] = b"Subject: test\n\nhello\n";

@@ -295,3 +295,70 @@ impl Entry {
         }
     }
 }
+
+/// A port on 127.0.0.1 where connections are refused, kept reserved: a
+/// socket bound to it but not listening, so no other test (or outgoing
+/// connection) can take the port while the guard lives. `release` frees it
+/// just before a test starts a server there.
+pub struct ClosedPort {
+    fd: Option<std::os::fd::OwnedFd>,
+    /// The port.
+    pub port: u16,
+}
+
+impl ClosedPort {
+    /// A new reserved, refusing port.
+    pub fn new() -> ClosedPort {
+        use nix::sys::socket::{
+            AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
+        };
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("socket");
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &SockaddrIn::new(127, 0, 0, 1, 0),
+        )
+        .expect("bind");
+        let addr: SockaddrIn =
+            getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).expect("getsockname");
+        ClosedPort {
+            fd: Some(fd),
+            port: addr.port(),
+        }
+    }
+
+    /// Free the port (to start a server on it).
+    pub fn release(&mut self) -> u16 {
+        self.fd = None;
+        self.port
+    }
+}
+
+/// A refusing port reserved for the rest of the test process.
+pub fn closed_port() -> u16 {
+    let p = ClosedPort::new();
+    let port = p.port;
+    std::mem::forget(p);
+    port
+}
+
+/// Start a server on `port` (a relay that comes back), retrying for a few
+/// seconds while the port is still taken.
+pub fn start_on_port(cfg: smtp_server::ServerConfig, port: u16) -> smtp_server::SmtpServer {
+    let start = Instant::now();
+    loop {
+        match smtp_server::SmtpServer::start_on(cfg.clone(), &format!("127.0.0.1:{port}")) {
+            Ok(s) => return s,
+            Err(e) if start.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot start a server on port {port}: {e}"),
+        }
+    }
+}
