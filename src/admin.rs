@@ -403,13 +403,6 @@ fn target_ids(spool: &Spool, t: &Target) -> Vec<String> {
     }
 }
 
-fn trigger(p: &mut Prepared, spool: &Spool) -> Option<File> {
-    match p.trigger.take() {
-        Some(r) => r.ok(),
-        None => crate::privilege::open_trigger_unprivileged(spool).ok(),
-    }
-}
-
 fn change(cfg: &Config, p: &mut Prepared, spool: &Spool, op: Op, t: Target) -> Result<u8> {
     let result = change_as(cfg, p, spool, op, t);
     discard_entry(p); // when it was not used for a request
@@ -544,7 +537,8 @@ fn change_direct(cfg: &Config, p: &mut Prepared, spool: &Spool, op: Op, t: Targe
     };
     let poked = !changed.is_empty()
         && daemon::daemon_running(spool)
-        && trigger(p, spool).is_some_and(|f| daemon::poke(&f, byte));
+        && p.take_trigger(spool)
+            .is_some_and(|f| daemon::poke(&f, byte));
     if poked {
         if !deliver.is_empty() {
             println!(
@@ -675,7 +669,9 @@ fn request(p: &mut Prepared, spool: &Spool, op: Op, t: Target) -> Result<u8> {
         op.verb(),
         target_word(&t)
     );
-    let poked = trigger(p, spool).is_some_and(|f| daemon::poke(&f, b'W'));
+    let poked = p
+        .take_trigger(spool)
+        .is_some_and(|f| daemon::poke(&f, b'W'));
     if !poked || !daemon::daemon_running(spool) {
         println!("request queued; the daemon will apply it when it runs");
         return Ok(0);
@@ -1029,7 +1025,7 @@ fn show_json(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
 
 fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option<&str>) -> String {
     let now = now();
-    let human = |s: f64| clock::human_duration(Duration::from_secs_f64(s.max(0.0)));
+    let human = |s: f64| clock::human_duration(clock::secs(s));
     let mut o = String::new();
     let _ = writeln!(o, "Queue ID:      {}", st.id);
     let state = if st.held {

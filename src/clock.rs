@@ -18,7 +18,7 @@ pub fn init(allow_override: bool) {
             .ok()
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(|secs| (UNIX_EPOCH + Duration::from_secs_f64(secs), Instant::now()))
+            .map(|s| (from_unix_f64(s), Instant::now()))
     } else {
         None
     };
@@ -54,13 +54,24 @@ pub fn unix_micros(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// A SystemTime from float seconds.
-pub fn from_unix_f64(s: f64) -> SystemTime {
+/// Largest number of seconds we turn into a Duration (about year 5138):
+/// `Duration::from_secs_f64` and `SystemTime + Duration` panic on overflow,
+/// and these numbers come from files.
+const MAX_SECS: f64 = 1e11;
+
+/// A Duration from float seconds, never panicking: NaN and negative give
+/// zero, huge values are capped.
+pub fn secs(s: f64) -> Duration {
     if s.is_finite() && s > 0.0 {
-        UNIX_EPOCH + Duration::from_secs_f64(s)
+        Duration::from_secs_f64(s.min(MAX_SECS))
     } else {
-        UNIX_EPOCH
+        Duration::ZERO
     }
+}
+
+/// A SystemTime from float seconds since the epoch (see [`secs`]).
+pub fn from_unix_f64(s: f64) -> SystemTime {
+    UNIX_EPOCH + secs(s)
 }
 
 /// (year, month 1-12, day 1-31) from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -172,5 +183,9 @@ mod tests {
         assert_eq!(mailq_date(t), "Sun Nov 29 12:33:01");
         assert_eq!(rfc5322(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
         assert_eq!(human_duration(Duration::from_secs(3 * 3600 + 720)), "3h12m");
+        // Numbers from files never panic.
+        assert_eq!(secs(f64::NAN), Duration::ZERO);
+        assert_eq!(secs(-5.0), Duration::ZERO);
+        assert!(from_unix_f64(1e300) > UNIX_EPOCH);
     }
 }

@@ -286,7 +286,9 @@ impl<'de> Deserialize<'de> for Dur {
             S(String),
         }
         match Either::deserialize(d)? {
-            Either::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Either::N(n) => parse_duration(&n.to_string())
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
             Either::S(s) => parse_duration(&s)
                 .map(Dur)
                 .map_err(serde::de::Error::custom),
@@ -351,6 +353,10 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         total = total
             .checked_add(n)
             .ok_or_else(|| format!("duration {s:?} is too large"))?;
+    }
+    // Times are added to dates: keep them far from any overflow.
+    if total > 100 * 365 * 86400 {
+        return Err(format!("duration {s:?} is longer than 100 years"));
     }
     Ok(Duration::from_secs(total))
 }
@@ -763,6 +769,8 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
+        assert!(parse_duration("18000000000000000000").is_err());
+        assert!(parse_duration("99999w").is_err());
     }
 
     #[test]

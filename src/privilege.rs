@@ -211,12 +211,6 @@ fn open_trigger(spool: &Spool) -> io::Result<File> {
         .open(spool.trigger())
 }
 
-/// Open the daemon's trigger FIFO for writing without blocking. ENXIO means
-/// no daemon is reading it.
-pub fn open_trigger_unprivileged(spool: &Spool) -> io::Result<File> {
-    open_trigger(spool)
-}
-
 fn spawn_opener(dir: &File) -> io::Result<Opener> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     use nix::unistd::{ForkResult, fork};
@@ -380,6 +374,24 @@ pub fn enter() -> Prepared {
         }
     }
     p
+}
+
+/// Open the daemon's trigger FIFO for writing without blocking, without
+/// privilege (the daemon's own side). ENXIO means no daemon reads it.
+pub fn open_trigger_unprivileged(spool: &Spool) -> io::Result<File> {
+    open_trigger(spool)
+}
+
+impl Prepared {
+    /// The daemon's trigger FIFO: the one opened before the drop, or (an
+    /// unprivileged process) opened now. None when no daemon reads it.
+    pub fn take_trigger(&mut self, spool: &Spool) -> Option<File> {
+        match self.trigger.take() {
+            Some(r) => r.ok(),
+            None if !self.privileged => open_trigger(spool).ok(),
+            None => None,
+        }
+    }
 }
 
 /// True when the binary file carries a set-gid bit but the process did not

@@ -117,11 +117,7 @@ fn may_deliver(p: &Prepared, cfg: &Config) -> bool {
 
 fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
     let spool = Spool::new(&cfg.spool_dir);
-    let trigger = match p.trigger.take() {
-        Some(r) => r.ok(),
-        None => postern::privilege::open_trigger_unprivileged(&spool).ok(),
-    };
-    if let Some(f) = trigger
+    if let Some(f) = p.take_trigger(&spool)
         && daemon::poke(&f, b'F')
     {
         log::info!("asked the daemon to deliver the whole queue now");
@@ -252,7 +248,7 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         cfg: &cfg,
         privileged: p.privileged,
         uid: p.uid,
-        trigger: p.trigger.take(),
+        trigger: p.take_trigger(&spool),
         config_path: explicit_config(&p, a.config.clone()),
         maildrop: maildrop_handle,
     };

@@ -706,14 +706,14 @@ pub fn json(s: &Summary) -> String {
 }
 
 fn ago(now: f64, t: f64) -> String {
-    crate::clock::human_duration(std::time::Duration::from_secs_f64((now - t).max(0.0)))
+    crate::clock::human_duration(crate::clock::secs(now - t))
 }
 
 fn secs(v: Option<f64>) -> String {
     match v {
         Some(v) if v < 10.0 => format!("{v:.2}s"),
         Some(v) if v < 120.0 => format!("{v:.1}s"),
-        Some(v) => crate::clock::human_duration(std::time::Duration::from_secs_f64(v)),
+        Some(v) => crate::clock::human_duration(crate::clock::secs(v)),
         None => "-".into(),
     }
 }

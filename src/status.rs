@@ -109,7 +109,7 @@ fn relay_health(key: String, r: Option<&RelayStats>) -> RelayHealth {
 }
 
 fn human(secs: f64) -> String {
-    crate::clock::human_duration(std::time::Duration::from_secs_f64(secs.max(0.0)))
+    crate::clock::human_duration(crate::clock::secs(secs))
 }
 
 /// Build the report.

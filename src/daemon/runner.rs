@@ -467,10 +467,8 @@ impl Worker {
                         }
                     }
                 }
-                if !res.reusable
-                    && let Some((_, s, _)) = self.session.take()
-                {
-                    drop(s);
+                if !res.reusable {
+                    self.session = None; // broken: dropped without QUIT
                 }
                 (label, res.verdicts)
             }

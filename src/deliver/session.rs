@@ -256,8 +256,6 @@ pub struct Session {
     pub relay_index: usize,
     /// `host[ip]:port`.
     pub label: String,
-    /// Host name, for DSN Remote-MTA.
-    pub host: String,
     /// What the server offers.
     pub features: Features,
     /// Messages sent over this session.
@@ -425,7 +423,6 @@ impl Session {
             conn,
             relay_index: idx,
             label,
-            host: relay.host.clone(),
             features,
             messages: 0,
             encrypted,

@@ -212,7 +212,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, FormatError> {
             "user" => e.user = v.to_string(),
             "arrival" if !have_arrival => {
                 let a: f64 = v.parse().map_err(|_| FormatError("bad arrival".into()))?;
-                if !a.is_finite() || a < 0.0 {
+                if !a.is_finite() || !(0.0..1e11).contains(&a) {
                     return err("bad arrival");
                 }
                 e.arrival = a;
@@ -332,5 +332,11 @@ mod tests {
         assert!(parse_header(b"From x\n").is_err());
         assert!(decode_envelope(b"id 0123\nend\n").is_err());
         assert!(decode_envelope(b"bogus\nend\n").is_err());
+        let huge =
+            "id 0123456789ABCDE\nsender <>\nrcpt <a@b>\nuid 1\narrival 1e300\nbody 7BIT\nend\n";
+        assert!(
+            decode_envelope(huge.as_bytes()).is_err(),
+            "an arrival past year 5000 is refused"
+        );
     }
 }

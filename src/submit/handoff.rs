@@ -32,8 +32,9 @@ pub struct Handoff<'a> {
     pub privileged: bool,
     /// Caller's uid.
     pub uid: u32,
-    /// The trigger FIFO opened before the drop (privileged), if any.
-    pub trigger: Option<std::io::Result<File>>,
+    /// The daemon's trigger FIFO, when a daemon reads it
+    /// (`Prepared::take_trigger`).
+    pub trigger: Option<File>,
     /// `-C` file to pass on to a spawned runner (unprivileged only).
     pub config_path: Option<PathBuf>,
     /// A handle on maildrop/ (privileged), to see whether an entry was picked up.
@@ -46,14 +47,7 @@ impl Handoff<'_> {
     }
 
     fn trigger(&mut self) -> Option<File> {
-        match self.trigger.take() {
-            Some(Ok(f)) => Some(f),
-            Some(Err(_)) => None,
-            None if !self.privileged => {
-                crate::privilege::open_trigger_unprivileged(&Spool::new(&self.cfg.spool_dir)).ok()
-            }
-            None => None,
-        }
+        self.trigger.take()
     }
 
     /// Act on `committed` according to `mode`; returns the exit code.
