@@ -2,12 +2,15 @@
 //!
 //! `sendmail`/`send-mail` (and any unknown name) → sendmail grammar;
 //! `mailq` → queue listing; `newaliases` → aliases check; `postern` → admin
-//! commands. Parsing is pure and runs before the privilege drop.
+//! commands. Parsing is pure and runs before the privilege drop, and the
+//! parsed command says what the privileged start-up must prepare for it
+//! ([`Invocation::intent`]: exhaustive, so a new command must say).
 
 pub mod postern;
 pub mod sendmail;
 
 use crate::error::{Error, Kind, Result};
+use crate::privilege::Intent;
 
 /// What the process was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,18 @@ pub enum Invocation {
     },
     /// The admin interface.
     Postern(postern::PosternArgs),
+}
+
+impl Invocation {
+    /// What the privileged start-up must prepare for this command.
+    pub fn intent(&self) -> Intent {
+        match self {
+            Invocation::Sendmail(a) => a.intent(),
+            Invocation::Mailq { .. } => Intent::ListQueue,
+            Invocation::Newaliases { .. } => Intent::Nothing,
+            Invocation::Postern(p) => p.command.intent(),
+        }
+    }
 }
 
 /// The program name used in messages (`sendmail`, `mailq`, …).
