@@ -1,6 +1,6 @@
 //! Who is asking: the caller's credentials and what the front end opened
 //! for it before the privilege drop ([`Caller`]), and what that caller may
-//! do to the queue ([`Authority`]): write it directly, or ask the daemon
+//! do to the queue (`Authority`): write it directly, or ask the daemon
 //! through a request entry.
 
 use crate::mailq;

@@ -1,14 +1,14 @@
 //! Request entries, both ends: how a caller who cannot write the queue asks
 //! the daemon for a change, and how the daemon authorises and applies it.
 //!
-//! Caller side ([`request`]). The installed set-group-id binary pre-opens a
+//! Caller side (`request`). The installed set-group-id binary pre-opens a
 //! maildrop entry for every queue change (the `Intent` of the command), and
 //! the command commits `POSTERN-REQUEST 1\n<verb> <target>\nend\n` into it
 //! exactly like a message (`maildrop::commit_request`; the format is
 //! `spool::request`), pokes the daemon and waits up to 10 seconds for it to
 //! be applied. A non-root caller whose pre-opened entry ends up unused (the
 //! change was refused up front, or made directly) cannot unlink it: it
-//! commits `POSTERN-REQUEST 1\nvoid\nend\n` ([`discard_entry`]), which the
+//! commits `POSTERN-REQUEST 1\nvoid\nend\n` (`discard_entry`), which the
 //! runner drops at the next pickup.
 //!
 //! Daemon side ([`handle`]). The daemon's pickup hands such entries here
