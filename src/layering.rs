@@ -325,7 +325,7 @@ fn every_file_names_only_its_own_layer_or_below() {
         files.len()
     );
     let mut problems = Vec::new();
-    let mut known_seen = Vec::new();
+    let mut known_seen: Vec<(String, String)> = Vec::new();
     for path in &files {
         let rel = path.strip_prefix(&src).expect("under src/");
         let shown = format!("src/{}", rel.display());
@@ -363,7 +363,13 @@ fn every_file_names_only_its_own_layer_or_below() {
             ));
         }
     }
-    for (file, _) in KNOWN {
+    for &(file, name) in KNOWN {
+        if !known_seen.iter().any(|(f, n)| f == file && n == name) {
+            // Not a failure (it is what the list is for), but say so.
+            eprintln!(
+                "note: {file} no longer names {name}: remove it from KNOWN in src/layering.rs"
+            );
+        }
         let top = file.trim_start_matches("src/").split(['/', '.']).next();
         assert!(
             top.and_then(layer).is_some_and(|l| l >= 2),

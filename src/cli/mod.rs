@@ -149,3 +149,41 @@ Exit status: 0 queued (or delivered), 64 usage, 65 bad data, 67 unknown local
 user, 69 refused (-odi), 73 cannot create the queue file, 75 temporary failure
 (nothing queued, try again), 78 configuration error. See sendmail(8).
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent_of(argv: &[&str]) -> Intent {
+        parse(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .intent()
+    }
+
+    #[test]
+    fn every_command_says_what_the_privileged_start_up_prepares() {
+        assert_eq!(intent_of(&["sendmail", "a@b"]), Intent::SubmitOne);
+        assert_eq!(intent_of(&["sendmail", "--help"]), Intent::Nothing);
+        assert_eq!(intent_of(&["sendmail", "-bs"]), Intent::SubmitMany);
+        assert_eq!(intent_of(&["sendmail", "-bp"]), Intent::ListQueue);
+        assert_eq!(intent_of(&["sendmail", "-q"]), Intent::Poke);
+        assert_eq!(intent_of(&["sendmail", "-bi"]), Intent::Nothing);
+        assert_eq!(intent_of(&["mailq"]), Intent::ListQueue);
+        assert_eq!(intent_of(&["newaliases"]), Intent::Nothing);
+        assert_eq!(
+            intent_of(&["postern", "sendmail", "-bs"]),
+            Intent::SubmitMany
+        );
+        assert_eq!(intent_of(&["postern", "status"]), Intent::ListQueue);
+        assert_eq!(intent_of(&["postern", "flush"]), Intent::Poke);
+        assert_eq!(intent_of(&["postern", "daemon"]), Intent::Nothing);
+        for change in [
+            &["postern", "queue", "delete", "1K1D6V0JC6N9J9M"][..],
+            &["postern", "queue", "hold", "1K1D6V0JC6N9J9M"],
+            &["postern", "queue", "retry", "ALL"],
+            &["postern", "queue", "bounce", "1K1D6V0JC6N9J9M"],
+        ] {
+            assert_eq!(intent_of(change), Intent::SubmitOne, "{change:?}");
+        }
+    }
+}

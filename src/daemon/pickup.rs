@@ -47,7 +47,12 @@ pub fn pickup(
     let lazy = names.len() <= attempt_now;
     for name in names {
         match maildrop::claim(&dir, &name, stale_after) {
-            Ok(Claim::Ready { file, uid, content }) => match content {
+            // The entry stays open and locked until it has been dealt with.
+            Ok(Claim::Ready {
+                file: _locked,
+                uid,
+                content,
+            }) => match content {
                 Content::Request(entry) => {
                     // An admin request from a user (e.g. delete my message):
                     // the owner of the file is who asks.
@@ -73,7 +78,6 @@ pub fn pickup(
                         size: len,
                         nrcpt: env.recipients.len(),
                     });
-                    drop(file);
                 }
             },
             Ok(Claim::Busy) | Ok(Claim::Vanished) => {}
