@@ -12,6 +12,15 @@
 //!   outcomes, state saved after each transaction; retry with backoff;
 //!   RFC 3464 bounce after max_lifetime; remove when every recipient is done
 //! ```
+//! Layers, lowest first; a module names only its own layer or below (the
+//! test in `layering.rs` keeps this):
+//! ```text
+//! base      config, clock, error, logging
+//! spool     spool (format, request entries, maildrop, queue store, state)
+//! mail      submit, address, deliver, bounce
+//! services  daemon (pickup, runner, schedule), admin, mailq, status, stats, check
+//! front     cli (argv grammar, Invocation::intent), privilege, run (one dispatcher)
+//! ```
 //! Invariants: a message is acknowledged only once it is durable; a crash at
 //! any instant leaves either nothing deliverable or a whole message; two
 //! runners never deliver one message at the same time; only `privilege.rs`
@@ -29,6 +38,8 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod error;
+#[cfg(test)]
+mod layering;
 pub mod logging;
 pub mod mailq;
 pub mod privilege;

@@ -8,9 +8,11 @@
 //! 1. makes sure fds 0-2 are open (so no spool file can become "stdout"),
 //! 2. when privileged: umask 077, no core dumps, not dumpable, an empty
 //!    environment (PATH reset),
-//! 3. parses argv with the pure parser in `cli` to learn the intent,
+//! 3. reads argv and hands it to the caller's pure parser (`main` passes
+//!    the command-line parser and its `Invocation::intent`), which says
+//!    what the command needs ([`Intent`]),
 //! 4. when privileged, opens what that intent needs with the compiled-in
-//!    spool path: a new maildrop entry (O_CREAT|O_EXCL|O_NOFOLLOW, locked),
+//!    spool path (`spool::DEFAULT_SPOOL`): a new maildrop entry (O_CREAT|O_EXCL|O_NOFOLLOW, locked),
 //!    the maildrop directory (for fsync and for mailq's list of entries not
 //!    yet picked up), the trigger FIFO (O_NONBLOCK: ENXIO means no daemon);
 //!    for `-bs`, which may submit any number of messages, it forks a tiny
@@ -22,21 +24,23 @@
 //! Everything after that runs with the caller's own credentials. An
 //! unprivileged process (not installed setgid: tests, development) skips 2,
 //! 4 and 5 and opens the spool from its config later.
+//!
+//! This module knows neither the command line grammar nor the
+//! configuration: it is told the intent, and it knows the spool.
 
 #![allow(unsafe_code)]
 
-use crate::cli::{self, Invocation};
-use crate::config::DEFAULT_SPOOL;
-use crate::spool::{Spool, maildrop};
+use crate::spool::{DEFAULT_SPOOL, Spool, maildrop};
 use nix::unistd::{Gid, Uid};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// What the privileged part must prepare.
+/// What the privileged part must prepare (the command-line parser says it:
+/// `Invocation::intent` names an intent for every command).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
-    /// One message from stdin.
+    /// One message from stdin (or one request entry for a queue change).
     SubmitOne,
     /// An SMTP session (`-bs`): any number of messages.
     SubmitMany,
@@ -46,40 +50,6 @@ pub enum Intent {
     Poke,
     /// Nothing.
     Nothing,
-}
-
-/// The intent of a parsed invocation.
-pub fn intent(inv: &Invocation) -> Intent {
-    use cli::postern::Command;
-    use cli::sendmail::Mode;
-    match inv {
-        Invocation::Sendmail(a) => match a.mode {
-            _ if a.help => Intent::Nothing,
-            Mode::Deliver => Intent::SubmitOne,
-            Mode::Smtp => Intent::SubmitMany,
-            Mode::List => Intent::ListQueue,
-            Mode::RunQueue(_) => Intent::Poke,
-            Mode::Aliases | Mode::Verify => Intent::Nothing,
-        },
-        Invocation::Mailq { .. } => Intent::ListQueue,
-        Invocation::Newaliases { .. } => Intent::Nothing,
-        Invocation::Postern(p) => match p.command {
-            Command::QueueList { .. }
-            | Command::QueueShow { .. }
-            | Command::Status { .. }
-            | Command::Stats { .. } => Intent::ListQueue,
-            Command::Flush => Intent::Poke,
-            // A queue change by a caller who cannot write the queue (a user
-            // deleting their own mail, a member of group postern) becomes a
-            // request entry in maildrop, applied by the daemon.
-            Command::QueueDelete(_)
-            | Command::QueueHold(_)
-            | Command::QueueRelease(_)
-            | Command::QueueRetry(_)
-            | Command::QueueBounce(_) => Intent::SubmitOne,
-            _ => Intent::Nothing,
-        },
-    }
 }
 
 /// Creates maildrop entries on request through a helper that kept the group.
@@ -143,10 +113,6 @@ pub struct Prepared {
     pub uid: u32,
     /// The caller's gid.
     pub gid: u32,
-    /// argv[0] (program name for messages).
-    pub argv0: String,
-    /// The parsed command line.
-    pub invocation: crate::error::Result<Invocation>,
     /// A maildrop entry (privileged SubmitOne).
     pub entry: Option<io::Result<(String, File)>>,
     /// The entry helper (privileged SubmitMany).
@@ -204,11 +170,7 @@ fn argv() -> (Vec<String>, bool) {
 }
 
 fn open_trigger(spool: &Spool) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(spool.trigger())
+    spool.open_trigger()
 }
 
 fn spawn_opener(dir: &File) -> io::Result<Opener> {
@@ -304,9 +266,12 @@ fn drop_privilege(ruid: Uid, rgid: Gid) -> Result<(), String> {
     Ok(())
 }
 
-/// Run the privileged start-up (see the module docs). Exits the process with
-/// EX_OSERR (71) if the privilege cannot be dropped.
-pub fn enter() -> Prepared {
+/// Run the privileged start-up (see the module docs). `learn` is handed the
+/// arguments (argv\[0\] first; not valid UTF-8 ones converted lossily, with
+/// the flag saying so) before anything is opened and returns what the caller
+/// keeps (its parsed command line) and the [`Intent`]. Exits the process
+/// with EX_OSERR (71) if the privilege cannot be dropped.
+pub fn enter<T>(learn: impl FnOnce(&[String], bool) -> (T, Intent)) -> (Prepared, T) {
     ensure_std_fds();
     let (uids, gids) = match (nix::unistd::getresuid(), nix::unistd::getresgid()) {
         (Ok(u), Ok(g)) => (u, g),
@@ -326,24 +291,11 @@ pub fn enter() -> Prepared {
         harden();
     }
     let (args, bad_utf8) = argv();
-    let argv0 = args
-        .first()
-        .map(|a| cli::program_name(a).to_string())
-        .unwrap_or_else(|| "sendmail".into());
-    let invocation = if bad_utf8 {
-        Err(crate::error::Error::new(
-            crate::error::Kind::Usage,
-            "an argument is not valid UTF-8",
-        ))
-    } else {
-        cli::parse(&args)
-    };
+    let (learned, want) = learn(&args, bad_utf8);
     let mut p = Prepared {
         privileged,
         uid: uids.real.as_raw(),
         gid: gids.real.as_raw(),
-        argv0,
-        invocation,
         entry: None,
         opener: None,
         maildrop_dir: None,
@@ -351,7 +303,6 @@ pub fn enter() -> Prepared {
     };
     if privileged {
         let spool = Spool::new(DEFAULT_SPOOL);
-        let want = p.invocation.as_ref().map(intent).unwrap_or(Intent::Nothing);
         if matches!(
             want,
             Intent::SubmitOne | Intent::SubmitMany | Intent::ListQueue
@@ -373,7 +324,7 @@ pub fn enter() -> Prepared {
             std::process::exit(71);
         }
     }
-    p
+    (p, learned)
 }
 
 /// Open the daemon's trigger FIFO for writing without blocking, without
@@ -401,19 +352,4 @@ pub fn setgid_bit_ignored() -> bool {
     std::fs::metadata("/proc/self/exe")
         .map(|m| m.permissions().mode() & 0o2000 != 0)
         .unwrap_or(false)
-}
-
-/// Become `uid`/`gid` for good (a runner started as root continuing as the
-/// spool owner). Supplementary groups are reduced to `gid`.
-pub fn become_user(uid: u32, gid: u32) -> Result<(), String> {
-    let g = Gid::from_raw(gid);
-    let u = Uid::from_raw(uid);
-    nix::unistd::setgroups(&[g]).map_err(|e| format!("setgroups: {e}"))?;
-    nix::unistd::setresgid(g, g, g).map_err(|e| format!("setresgid: {e}"))?;
-    nix::unistd::setresuid(u, u, u).map_err(|e| format!("setresuid: {e}"))?;
-    let r = nix::unistd::getresuid().map_err(|e| format!("getresuid: {e}"))?;
-    if r.real != u || r.effective != u || r.saved != u {
-        return Err("the user id did not change".into());
-    }
-    Ok(())
 }

@@ -1,5 +1,7 @@
-//! Dispatch of each personality and command to the library.
+//! The one dispatcher: each personality and command, routed to the service
+//! or library code that does it (admin exposes only its verbs).
 
+use postern::admin::{self, Op, Target};
 use postern::cli::postern::{Command, PosternArgs};
 use postern::cli::sendmail::{DeliveryMode, Mode, SendmailArgs};
 use postern::cli::{self, Invocation};
@@ -48,12 +50,9 @@ fn load_config(
     }
 }
 
-/// Run the parsed invocation; returns the exit code on success.
-pub fn run(mut p: Prepared) -> Result<u8> {
-    let inv = std::mem::replace(
-        &mut p.invocation,
-        Err(Error::new(Kind::Software, "invocation taken")),
-    );
+/// Run the parsed invocation (the one dispatcher: every command is routed
+/// here); returns the exit code on success.
+pub fn run(mut p: Prepared, inv: Result<Invocation>) -> Result<u8> {
     let inv = match inv {
         Ok(i) => i,
         Err(e) => {
@@ -86,12 +85,31 @@ pub fn run(mut p: Prepared) -> Result<u8> {
     }
 }
 
-fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
-    let spool = Spool::new(&cfg.spool_dir);
-    let incoming = match p.maildrop_dir.take() {
+/// The names waiting in maildrop (through the directory opened before the
+/// drop when there is one).
+fn incoming(p: &mut Prepared, spool: &Spool) -> Vec<String> {
+    match p.maildrop_dir.take() {
         Some(Ok(dir)) => postern::mailq::maildrop_names(dir),
         _ => postern::spool::queue::list_ids(&spool.maildrop()).unwrap_or_default(),
-    };
+    }
+}
+
+/// The caller of an admin verb: who asks, and what was opened for it
+/// before the drop.
+fn caller(p: &mut Prepared) -> admin::Caller {
+    admin::Caller {
+        privileged: p.privileged,
+        uid: p.uid,
+        gid: p.gid,
+        entry: p.entry.take(),
+        maildrop_dir: p.maildrop_dir.take(),
+        trigger: p.trigger.take(),
+    }
+}
+
+fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
+    let spool = Spool::new(&cfg.spool_dir);
+    let incoming = incoming(p, &spool);
     if !spool.state().is_dir() && !p.privileged {
         // A development spool that was never used.
         if json {
@@ -287,6 +305,35 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
         }
         Command::Flush => flush(&mut p, &cfg),
         Command::QueueList { json } => list_queue(&mut p, &cfg, json),
-        other => postern::admin::run(&cfg, &mut p, other),
+        Command::QueueShow { id, json, body } => {
+            let spool = Spool::new(&cfg.spool_dir);
+            admin::show::show(&mut caller(&mut p), &spool, &id, json, body)
+        }
+        Command::Stats { prometheus, json } => {
+            let spool = Spool::new(&cfg.spool_dir);
+            let incoming = incoming(&mut p, &spool);
+            postern::stats::command(&spool, incoming, prometheus, json)
+        }
+        Command::Status { json } => {
+            let spool = Spool::new(&cfg.spool_dir);
+            let incoming = incoming(&mut p, &spool);
+            postern::status::command(&cfg, &spool, incoming, json)
+        }
+        Command::Check => postern::check::command(&cfg),
+        Command::QueueDelete(t) => change(&cfg, &mut p, Op::Delete, t),
+        Command::QueueHold(id) => change(&cfg, &mut p, Op::Hold, Target::Id(id)),
+        Command::QueueRelease(id) => change(&cfg, &mut p, Op::Release, Target::Id(id)),
+        Command::QueueRetry(t) => change(&cfg, &mut p, Op::Retry, t),
+        Command::QueueBounce(id) => change(&cfg, &mut p, Op::Bounce, Target::Id(id)),
+        other @ (Command::Sendmail(_) | Command::Help | Command::Version) => Err(Error::new(
+            Kind::Software,
+            format!("{other:?} is not an admin command"),
+        )),
     }
+}
+
+/// A queue change (`postern queue delete|hold|release|retry|bounce`).
+fn change(cfg: &Config, p: &mut Prepared, op: Op, t: Target) -> Result<u8> {
+    let spool = Spool::new(&cfg.spool_dir);
+    admin::verbs::change(cfg, &mut caller(p), &spool, op, t)
 }

@@ -1111,12 +1111,7 @@ pub fn collect(spool: &Spool, incoming: Vec<String>) -> std::io::Result<Summary>
     let events = read_events(spool)?;
     let items = mailq::collect(spool, incoming);
     let now = now();
-    Ok(summarize(
-        &events,
-        &items,
-        now,
-        crate::daemon::daemon_running(spool),
-    ))
+    Ok(summarize(&events, &items, now, spool.daemon_running()))
 }
 
 /// `postern stats [--json|--prometheus]`.

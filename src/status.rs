@@ -385,13 +385,7 @@ pub fn command(cfg: &Config, spool: &Spool, incoming: Vec<String>, json_out: boo
         }
     };
     let now = crate::clock::unix_f64(crate::clock::now());
-    let s = assess(
-        cfg,
-        &items,
-        events.as_ref(),
-        crate::daemon::daemon_running(spool),
-        now,
-    );
+    let s = assess(cfg, &items, events.as_ref(), spool.daemon_running(), now);
     if json_out {
         println!("{}", json(&s));
     } else {

@@ -2,12 +2,15 @@
 //!
 //! `sendmail`/`send-mail` (and any unknown name) → sendmail grammar;
 //! `mailq` → queue listing; `newaliases` → aliases check; `postern` → admin
-//! commands. Parsing is pure and runs before the privilege drop.
+//! commands. Parsing is pure and runs before the privilege drop, and the
+//! parsed command says what the privileged start-up must prepare for it
+//! ([`Invocation::intent`]: exhaustive, so a new command must say).
 
 pub mod postern;
 pub mod sendmail;
 
 use crate::error::{Error, Kind, Result};
+use crate::privilege::Intent;
 
 /// What the process was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,18 @@ pub enum Invocation {
     },
     /// The admin interface.
     Postern(postern::PosternArgs),
+}
+
+impl Invocation {
+    /// What the privileged start-up must prepare for this command.
+    pub fn intent(&self) -> Intent {
+        match self {
+            Invocation::Sendmail(a) => a.intent(),
+            Invocation::Mailq { .. } => Intent::ListQueue,
+            Invocation::Newaliases { .. } => Intent::Nothing,
+            Invocation::Postern(p) => p.command.intent(),
+        }
+    }
 }
 
 /// The program name used in messages (`sendmail`, `mailq`, …).
@@ -134,3 +149,41 @@ Exit status: 0 queued (or delivered), 64 usage, 65 bad data, 67 unknown local
 user, 69 refused (-odi), 73 cannot create the queue file, 75 temporary failure
 (nothing queued, try again), 78 configuration error. See sendmail(8).
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent_of(argv: &[&str]) -> Intent {
+        parse(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .intent()
+    }
+
+    #[test]
+    fn every_command_says_what_the_privileged_start_up_prepares() {
+        assert_eq!(intent_of(&["sendmail", "a@b"]), Intent::SubmitOne);
+        assert_eq!(intent_of(&["sendmail", "--help"]), Intent::Nothing);
+        assert_eq!(intent_of(&["sendmail", "-bs"]), Intent::SubmitMany);
+        assert_eq!(intent_of(&["sendmail", "-bp"]), Intent::ListQueue);
+        assert_eq!(intent_of(&["sendmail", "-q"]), Intent::Poke);
+        assert_eq!(intent_of(&["sendmail", "-bi"]), Intent::Nothing);
+        assert_eq!(intent_of(&["mailq"]), Intent::ListQueue);
+        assert_eq!(intent_of(&["newaliases"]), Intent::Nothing);
+        assert_eq!(
+            intent_of(&["postern", "sendmail", "-bs"]),
+            Intent::SubmitMany
+        );
+        assert_eq!(intent_of(&["postern", "status"]), Intent::ListQueue);
+        assert_eq!(intent_of(&["postern", "flush"]), Intent::Poke);
+        assert_eq!(intent_of(&["postern", "daemon"]), Intent::Nothing);
+        for change in [
+            &["postern", "queue", "delete", "1K1D6V0JC6N9J9M"][..],
+            &["postern", "queue", "hold", "1K1D6V0JC6N9J9M"],
+            &["postern", "queue", "retry", "ALL"],
+            &["postern", "queue", "bounce", "1K1D6V0JC6N9J9M"],
+        ] {
+            assert_eq!(intent_of(change), Intent::SubmitOne, "{change:?}");
+        }
+    }
+}

@@ -3,18 +3,12 @@
 //! Pure parsing, no I/O (it runs before the privilege drop).
 
 use crate::error::{Error, Kind, Result};
+use crate::privilege::Intent;
 use std::path::PathBuf;
 
-/// Which messages a queue command acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// One queue id.
-    Id(String),
-    /// Every message.
-    All,
-    /// Every message with a deferred recipient.
-    Deferred,
-}
+/// Which messages a queue command acts on (the spool's request-entry
+/// target: a command and the request it may become name the same thing).
+pub use crate::spool::request::Target;
 
 /// An admin command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +66,36 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+}
+
+impl Command {
+    /// What the privileged start-up must prepare for this command (no
+    /// wildcard: a new command must say).
+    pub fn intent(&self) -> Intent {
+        match self {
+            Command::QueueList { .. }
+            | Command::QueueShow { .. }
+            | Command::Status { .. }
+            | Command::Stats { .. } => Intent::ListQueue,
+            Command::Flush => Intent::Poke,
+            // A queue change by a caller who cannot write the queue (a user
+            // deleting their own mail, a member of group postern) becomes a
+            // request entry in maildrop, applied by the daemon.
+            Command::QueueDelete(_)
+            | Command::QueueHold(_)
+            | Command::QueueRelease(_)
+            | Command::QueueRetry(_)
+            | Command::QueueBounce(_) => Intent::SubmitOne,
+            // `cli::parse` turns `postern sendmail ARGS` into a sendmail
+            // invocation, which says its own intent.
+            Command::Sendmail(_) => Intent::Nothing,
+            Command::Daemon
+            | Command::QueueRun { .. }
+            | Command::Check
+            | Command::Help
+            | Command::Version => Intent::Nothing,
+        }
+    }
 }
 
 /// Parsed `postern` arguments.

@@ -11,6 +11,7 @@
 //! runs before the privilege drop, so it does no I/O at all.
 
 use crate::error::{Error, Kind, Result};
+use crate::privilege::Intent;
 use std::path::PathBuf;
 
 /// What sendmail was asked to do.
@@ -108,6 +109,22 @@ impl Default for SendmailArgs {
             recipients: Vec::new(),
             ignored: Vec::new(),
             help: false,
+        }
+    }
+}
+
+impl SendmailArgs {
+    /// What the privileged start-up must prepare for these arguments.
+    pub fn intent(&self) -> Intent {
+        if self.help {
+            return Intent::Nothing;
+        }
+        match self.mode {
+            Mode::Deliver => Intent::SubmitOne,
+            Mode::Smtp => Intent::SubmitMany,
+            Mode::List => Intent::ListQueue,
+            Mode::RunQueue(_) => Intent::Poke,
+            Mode::Aliases | Mode::Verify => Intent::Nothing,
         }
     }
 }

@@ -10,7 +10,12 @@
 //! worker pool. No busy polling: it sleeps in poll(2) until a poke, a signal,
 //! a worker finishing, or the next retry time. SIGTERM/SIGINT stop it after
 //! the transactions in flight end; SIGHUP reloads the configuration.
+//!
+//! Pickup from maildrop (messages into the queue, request entries to the
+//! admin service) is [`pickup`]; delivery is [`runner`]; backoff is
+//! [`schedule`].
 
+pub mod pickup;
 pub mod runner;
 pub mod schedule;
 
@@ -67,7 +72,7 @@ pub fn become_spool_owner(spool: &Spool) -> Result<()> {
     if md.uid() == 0 {
         return Ok(());
     }
-    crate::privilege::become_user(md.uid(), md.gid()).map_err(|e| {
+    become_user(md.uid(), md.gid()).map_err(|e| {
         Error::new(
             Kind::OsErr,
             format!("cannot switch to the spool owner: {e}"),
@@ -118,32 +123,6 @@ fn prepare(cfg: &Config) -> Result<Spool> {
     Ok(spool)
 }
 
-/// Pick up new mail; `attempt_now`: how many new messages idle workers will
-/// attempt at once (their state file is then written only if needed).
-fn pickup(ctx: &Ctx, attempt_now: usize) -> Vec<String> {
-    match queue::pickup(
-        &ctx.spool,
-        Some(ctx),
-        ctx.cfg.queue.maildrop_stale_after,
-        attempt_now,
-    ) {
-        Ok(picked) => picked
-            .into_iter()
-            .map(|p| {
-                crate::stats::record_accepted(&p.id, p.size, p.nrcpt);
-                p.id
-            })
-            .collect(),
-        Err(e) => {
-            log::error!(
-                "cannot pick up new mail from {}: {e}",
-                ctx.spool.maildrop().display()
-            );
-            Vec::new()
-        }
-    }
-}
-
 /// Deliver once in this process and return what happened to each message.
 pub fn run_once(cfg: Config, sel: Selection) -> Result<Vec<(String, Done)>> {
     run_once_as(cfg, sel, false)
@@ -159,7 +138,7 @@ fn run_once_as(cfg: Config, sel: Selection, caller_is_runner: bool) -> Result<Ve
     let parallel = cfg.queue.parallel;
     let mut ctx = Ctx::new(cfg, 1);
     ctx.caller_is_runner = caller_is_runner;
-    pickup(&ctx, 0);
+    pickup::take_in(&ctx, 0);
     let ids = match &sel {
         Selection::Due => runner::due(&ctx, false),
         Selection::All => runner::due(&ctx, true),
@@ -214,14 +193,6 @@ pub fn run_auto(cfg: Config) -> Result<()> {
         if !pending {
             return Ok(());
         }
-    }
-}
-
-/// Is a daemon running for this spool (holding the run lock)?
-pub fn daemon_running(spool: &Spool) -> bool {
-    match File::open(spool.run_lock()) {
-        Ok(f) => matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
-        Err(_) => false,
     }
 }
 
@@ -318,7 +289,7 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
             }
         }
         let ctx = pool.ctx();
-        for id in pickup(&ctx, pool.idle_workers())
+        for id in pickup::take_in(&ctx, pool.idle_workers())
             .into_iter()
             .chain(ctx.take_new_ids())
         {
@@ -428,12 +399,22 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
 }
 
 /// Poke a running daemon through the trigger FIFO (`byte`: W, F or R).
-/// Returns false when no daemon is reading it.
-pub fn poke(fifo: &File, byte: u8) -> bool {
-    use std::io::Write;
-    let mut f = fifo;
-    match f.write_all(&[byte]) {
-        Ok(()) => true,
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+/// Returns false when no daemon is reading it. (The trigger is part of the
+/// spool's layout; this is `spool::poke`.)
+pub use crate::spool::poke;
+
+/// Become `uid`/`gid` for good (a runner started as root continuing as the
+/// spool owner). Supplementary groups are reduced to `gid`.
+fn become_user(uid: u32, gid: u32) -> std::result::Result<(), String> {
+    use nix::unistd::{Gid, Uid};
+    let g = Gid::from_raw(gid);
+    let u = Uid::from_raw(uid);
+    nix::unistd::setgroups(&[g]).map_err(|e| format!("setgroups: {e}"))?;
+    nix::unistd::setresgid(g, g, g).map_err(|e| format!("setresgid: {e}"))?;
+    nix::unistd::setresuid(u, u, u).map_err(|e| format!("setresuid: {e}"))?;
+    let r = nix::unistd::getresuid().map_err(|e| format!("getresuid: {e}"))?;
+    if r.real != u || r.effective != u || r.saved != u {
+        return Err("the user id did not change".into());
     }
+    Ok(())
 }

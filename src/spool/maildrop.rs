@@ -12,14 +12,17 @@
 //! is emptied and left not-ready (it is also unlinked when the caller has
 //! the right to), so nothing deliverable remains.
 //!
-//! Reader side: see [`Claim`]. The runner trusts nothing in maildrop: it
-//! opens with `O_NOFOLLOW|O_NONBLOCK`, requires a regular file with one link
-//! and the ready bit, takes the uid from `st_uid`, decodes strictly and
-//! moves anything undecodable to `corrupt/`. A not-ready entry that nobody
-//! holds locked and that is older than the stale limit is an abandoned
-//! submission and is removed.
+//! Reader side: [`claim`] says what one name holds ([`Claim`], and for a
+//! committed entry its [`Content`]: a message, a request, or something
+//! undecodable); the daemon's pickup decides what to do with it. The runner
+//! trusts nothing in maildrop: it opens with `O_NOFOLLOW|O_NONBLOCK`,
+//! requires a regular file with one link and the ready bit, takes the uid
+//! from `st_uid` and decodes strictly (the pickup moves anything undecodable
+//! to `corrupt/`). A not-ready entry that nobody holds locked and that is
+//! older than the stale limit is an abandoned submission and is removed.
 
 use crate::spool::format::{self, Envelope};
+use crate::spool::request;
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fchmod};
 use std::fs::File;
@@ -167,7 +170,7 @@ impl Drop for MessageWriter {
 }
 
 /// Commit a request entry (an admin request such as `delete ID`, see
-/// `admin::handle_request`): the same protocol as a message — whole
+/// [`super::request`]): the same protocol as a message — whole
 /// content, ready bit, fsync file and directory, unlock — with `text` as
 /// the entire file. `file` is a fresh entry from [`create`] named `id` in
 /// `dir`. On failure the entry is emptied, left not-ready and unlinked
@@ -200,12 +203,15 @@ pub fn commit_request(id: &str, file: &File, dir: &File, text: &[u8]) -> io::Res
 /// What the runner found when it looked at one maildrop name.
 #[derive(Debug)]
 pub enum Claim {
-    /// A committed entry, opened read-only, with the owner's uid.
+    /// A committed entry, opened read-only and locked, with the owner's uid
+    /// and what it holds.
     Ready {
         /// The open file.
         file: File,
         /// Owner of the file (the submitting user).
         uid: u32,
+        /// What the file holds.
+        content: Content,
     },
     /// Still being written (locked, or not ready and recent).
     Busy,
@@ -254,10 +260,47 @@ pub fn claim(dir: &File, name: &str, stale_after: std::time::Duration) -> io::Re
         let _ = file.unlock();
         return Ok(stale_or_busy(dir, name, stale_after));
     }
+    let content = content(&file, name);
     Ok(Claim::Ready {
         file,
         uid: md.uid(),
+        content,
     })
+}
+
+/// What a committed maildrop entry holds.
+#[derive(Debug)]
+pub enum Content {
+    /// A message: its envelope (the id matches the file name) and the
+    /// length of the message.
+    Message {
+        /// The envelope.
+        env: Box<Envelope>,
+        /// Length of the message.
+        len: u64,
+    },
+    /// A request entry (see [`request`]): a change, void, or why it is
+    /// malformed.
+    Request(Result<request::Entry, String>),
+    /// Neither a request nor a decodable message: why.
+    Corrupt(String),
+}
+
+/// Decode the committed entry `file` named `name`.
+fn content(file: &File, name: &str) -> Content {
+    if request::is_request(file) {
+        return Content::Request(request::read(file));
+    }
+    match super::queue::read_entry(file) {
+        Ok((env, _, _)) if env.id != name => {
+            Content::Corrupt("queue id does not match the file name".into())
+        }
+        Ok((env, _, len)) => Content::Message {
+            env: Box::new(env),
+            len,
+        },
+        Err(why) => Content::Corrupt(why),
+    }
 }
 
 fn stale_or_busy(dir: &File, name: &str, stale_after: std::time::Duration) -> Claim {

@@ -11,6 +11,12 @@
 //! <spool>/run.lock    held by a running daemon
 //! <spool>/events.log  compact event log for `postern stats`
 //! ```
+//! The spool is the lowest layer but one: it names nothing above it (only
+//! `clock`, `config` and `error`), and its users — submission, the daemon,
+//! the admin commands, the reports — reach down to it. Request entries (how callers
+//! ask the daemon for a queue change) are part of its format
+//! ([`request`]); who may ask for what is the admin service's business.
+//!
 //! A queue id is 15 characters of Crockford base32: 11 for the arrival time in
 //! microseconds (so ids sort by time) and 4 mixing the process id and a retry
 //! counter. Entries are created with O_EXCL, so a clash simply retries.
@@ -19,9 +25,16 @@ pub mod durable;
 pub mod format;
 pub mod maildrop;
 pub mod queue;
+pub mod request;
 pub mod state;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
+
+/// The compiled-in spool directory (the only one the installed set-group-id
+/// binary uses). Defined in the base layer, where the configuration's
+/// default needs it too (`config` may not name the spool above it).
+pub use crate::config::DEFAULT_SPOOL;
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Length of a queue id.
@@ -79,6 +92,24 @@ impl Spool {
         self.root.join("events.log")
     }
 
+    /// Is a daemon running for this spool (holding the run lock)?
+    pub fn daemon_running(&self) -> bool {
+        match File::open(self.run_lock()) {
+            Ok(f) => matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock)),
+            Err(_) => false,
+        }
+    }
+
+    /// Open the daemon's trigger FIFO for writing without blocking
+    /// (O_NONBLOCK|O_NOFOLLOW). ENXIO means no daemon reads it.
+    pub fn open_trigger(&self) -> std::io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(self.trigger())
+    }
+
     /// Create any missing directory and the trigger FIFO with the modes an
     /// unprivileged (development) spool needs. The packages create the
     /// installed spool with its real owners; this never changes an existing
@@ -113,6 +144,17 @@ impl Spool {
             }
         }
         Ok(())
+    }
+}
+
+/// Poke a running daemon through the trigger FIFO `fifo` (`byte`: `W` new
+/// mail, `F` flush, `R` rescan). Returns false when no daemon is reading it.
+pub fn poke(fifo: &File, byte: u8) -> bool {
+    use std::io::Write;
+    let mut f = fifo;
+    match f.write_all(&[byte]) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
     }
 }
 

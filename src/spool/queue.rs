@@ -1,10 +1,12 @@
-//! The daemon's side of the spool: pickup from maildrop, opening queued
-//! messages, their state files, removal, quarantine and start-up cleaning.
+//! The daemon's side of the spool: admitting a maildrop entry into the
+//! queue, opening queued messages, their state files, removal, quarantine
+//! and start-up cleaning.
 //!
-//! Pickup moves a committed maildrop entry into `queue/` by rename (the
-//! daemon owns both directories; the bytes are never copied) after checking
-//! it (see `maildrop::claim`) and decoding it strictly; the uid recorded is
-//! the file's owner, never what the file says. `queue/<id>` is then
+//! [`admit`] moves a committed maildrop entry into `queue/` by rename (the
+//! daemon owns both directories; the bytes are never copied) after it has
+//! been checked and decoded strictly (see `maildrop::claim`; the pickup that
+//! drives this is the daemon's, `daemon::pickup`); the uid recorded is the
+//! file's owner, never what the file says. `queue/<id>` is then
 //! immutable; `state/<id>` carries what changes. Crash states all mean
 //! something: an entry in both maildrop/ and queue/ is an interrupted
 //! pickup (the maildrop copy is dropped); queue/<id> without state/<id> is
@@ -12,7 +14,6 @@
 //! is an orphan (removed); anything in tmp/ older than an hour is garbage.
 
 use super::format::{self, Envelope};
-use super::maildrop::{self, Claim};
 use super::state::{RcptState, RcptStatus, State};
 use super::{Spool, durable};
 use std::fs::File;
@@ -192,102 +193,50 @@ pub fn list_ids(dir: &Path) -> io::Result<Vec<String>> {
     Ok(v)
 }
 
-/// One message taken over from maildrop.
-#[derive(Debug, Clone)]
-pub struct Picked {
-    /// Queue id.
-    pub id: String,
-    /// Message size.
-    pub size: u64,
-    /// Envelope recipients.
-    pub nrcpt: usize,
+/// What [`admit`] did with a maildrop entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Moved into `queue/`.
+    Queued,
+    /// Already in `queue/` (an interrupted earlier pickup; the queue copy
+    /// wins): the maildrop copy was dropped.
+    AlreadyQueued,
+    /// Gone meanwhile (another runner took it).
+    Gone,
 }
 
-/// Move every committed maildrop entry into the queue. Returns what was
-/// picked up. The state file (what `mailq` shows) is written at once only
-/// for a batch larger than `attempt_now`: up to that many messages are
-/// about to be attempted by idle workers, which write it if they do not
-/// finish them — saving two file-system operations per message in the
-/// common case, which the submitters' fsyncs would otherwise pay for.
-pub fn pickup(
+/// Move the committed maildrop entry `name` (decoded: envelope `env`,
+/// message length `len`, owner `uid`) into `queue/` by rename. The state
+/// file is written at once only when `write_state` (else the first delivery
+/// attempt writes it if it does not finish the message).
+pub fn admit(
     spool: &Spool,
-    runner: Option<&crate::daemon::runner::Ctx>,
-    stale_after: Duration,
-    attempt_now: usize,
-) -> io::Result<Vec<Picked>> {
+    name: &str,
+    env: &Envelope,
+    len: u64,
+    uid: u32,
+    write_state: bool,
+) -> io::Result<Admitted> {
     let dir_path = spool.maildrop();
-    let dir = maildrop::open_dir(&dir_path)?;
-    let mut picked = Vec::new();
-    let names = list_ids(&dir_path)?;
-    let lazy = names.len() <= attempt_now;
-    for name in names {
-        match maildrop::claim(&dir, &name, stale_after) {
-            Ok(Claim::Ready { file, uid }) => {
-                let mut magic = [0u8; 16];
-                if file.read_exact_at(&mut magic, 0).is_ok()
-                    && &magic == crate::admin::REQUEST_MAGIC
-                {
-                    // An admin request from a user (e.g. delete my message):
-                    // the owner of the file is who asks.
-                    if crate::admin::handle_request(spool, runner, &file, uid, &name) {
-                        let _ = std::fs::remove_file(dir_path.join(&name));
-                    }
-                    continue;
-                }
-                let (env, start, len) = match read_entry(&file) {
-                    Ok(x) => x,
-                    Err(why) => {
-                        quarantine(spool, &dir_path, &name, &why);
-                        continue;
-                    }
-                };
-                if env.id != name {
-                    quarantine(
-                        spool,
-                        &dir_path,
-                        &name,
-                        "queue id does not match the file name",
-                    );
-                    continue;
-                }
-                let target = spool.queue().join(&name);
-                if target.exists() {
-                    // Interrupted earlier pickup: the queue copy wins.
-                    let _ = std::fs::remove_file(dir_path.join(&name));
-                    continue;
-                }
-                match std::fs::rename(dir_path.join(&name), &target) {
-                    Ok(()) => {}
-                    // Another runner picked it up first.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                }
-                // An -odi caller watches the state file: always write it.
-                if !lazy || env.interactive {
-                    let st = initial_state(&env, len, uid);
-                    if let Err(e) = save_state(spool, &st, false) {
-                        log::warn!("{name}: cannot write state: {e}");
-                    }
-                }
-                let _ = start;
-                log::info!(
-                    "{name}: from=<{}>, size={len}, nrcpt={} (queue active)",
-                    env.sender,
-                    env.recipients.len()
-                );
-                picked.push(Picked {
-                    id: name,
-                    size: len,
-                    nrcpt: env.recipients.len(),
-                });
-            }
-            Ok(Claim::Busy) | Ok(Claim::Vanished) => {}
-            Ok(Claim::Abandoned) => log::info!("{name}: removed an abandoned submission"),
-            Ok(Claim::Corrupt(why)) => quarantine(spool, &dir_path, &name, &why),
-            Err(e) => log::warn!("{name}: cannot examine maildrop entry: {e}"),
+    let target = spool.queue().join(name);
+    if target.exists() {
+        // Interrupted earlier pickup: the queue copy wins.
+        let _ = std::fs::remove_file(dir_path.join(name));
+        return Ok(Admitted::AlreadyQueued);
+    }
+    match std::fs::rename(dir_path.join(name), &target) {
+        Ok(()) => {}
+        // Another runner picked it up first.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Admitted::Gone),
+        Err(e) => return Err(e),
+    }
+    if write_state {
+        let st = initial_state(env, len, uid);
+        if let Err(e) = save_state(spool, &st, false) {
+            log::warn!("{name}: cannot write state: {e}");
         }
     }
-    Ok(picked)
+    Ok(Admitted::Queued)
 }
 
 /// Start-up cleaning: purge tmp/, drop orphan state files.

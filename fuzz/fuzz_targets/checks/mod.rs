@@ -43,7 +43,7 @@ pub mod argv {
             );
         }
         if let Ok(inv) = cli::parse(&argv) {
-            let _ = postern::privilege::intent(&inv);
+            let _ = inv.intent();
             if let Invocation::Sendmail(a) = &inv {
                 let clean = |s: &str| !s.contains(['\r', '\n', '\0']);
                 assert!(

@@ -1,0 +1,299 @@
+//! `postern queue show ID [--json] [--body]`: one message in detail.
+//!
+//! It reads `state/ID` (world-readable: the same facts `mailq` shows) and,
+//! where the caller may read it (root, the spool owner), `queue/ID` for the
+//! envelope details and the header section; `--body` is for root (and the
+//! owner of an unprivileged development spool). JSON, one object:
+//! ```text
+//! {"queue_id": str, "queue_name": "active"|"deferred"|"hold"|"incoming",
+//!  "arrival_time": int, "arrival": str (RFC 3339 UTC), "message_size": int,
+//!  "sender": str, "uid": int, "user": str|null, "tries": int,
+//!  "next_attempt": int|null (null: due now), "held": bool, "last_attempt": int|null,
+//!  "relay": str|null, "message_id": str|null, "is_bounce": bool|null,
+//!  "dsn": {"notify": str|null, "ret": str|null, "envid": str|null}|null,
+//!  "recipients": [{"address": str, "orig_address": str,
+//!     "status": "pending"|"deferred"|"sent"|"bounced",
+//!     "last_reply": str|null, "changed": int}],
+//!  "headers": str|null, "body": str|null}
+//! ```
+//! `user`, `message_id`, `is_bounce`, `dsn` and `headers` are null when the
+//! caller may not read `queue/ID`; `body` is null without `--body`; message
+//! bytes that are not UTF-8 are shown as U+FFFD. An id still in maildrop
+//! (not yet picked up) shows only `queue_id`, `queue_name: "incoming"` and
+//! `arrival_time`, the rest null or empty.
+
+use super::apply::{io_kind, no_such, now};
+use super::caller::{Caller, may_read_body};
+use crate::clock;
+use crate::error::{Error, Kind, Result};
+use crate::mailq::{self, json_str};
+use crate::spool::Spool;
+use crate::spool::queue::{self, Queued};
+use crate::spool::state::{RcptStatus, State};
+use std::fmt::Write as _;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+
+/// The header section of a queued message (up to 1 MiB).
+fn header_section(q: &Queued) -> io::Result<String> {
+    let max = q.len.min(crate::submit::MAX_HEADER_BYTES as u64 + 4);
+    let mut buf = vec![0u8; max as usize];
+    q.file.read_exact_at(&mut buf, q.start)?;
+    let end = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i + 1)
+        .or_else(|| buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2))
+        .unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+fn body_of(q: &Queued) -> io::Result<String> {
+    let mut buf = Vec::new();
+    let mut f = &q.file;
+    use std::io::Seek;
+    f.seek(io::SeekFrom::Start(q.start))?;
+    f.take(q.len).read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn status_word(s: RcptStatus) -> &'static str {
+    match s {
+        RcptStatus::Pending => "pending",
+        RcptStatus::Deferred => "deferred",
+        RcptStatus::Sent => "sent",
+        RcptStatus::Bounced => "bounced",
+    }
+}
+
+fn opt_json(v: Option<&str>) -> String {
+    v.map_or("null".to_string(), json_str)
+}
+
+pub fn show(p: &mut Caller, spool: &Spool, id: &str, json: bool, body: bool) -> Result<u8> {
+    if body && !may_read_body(p, spool) {
+        return Err(Error::new(Kind::NoPerm, "--body is for root only"));
+    }
+    let opened = queue::open(spool, id, false);
+    let q = match opened {
+        Ok(Some(q)) => Some(q),
+        Ok(None) => None,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            if body {
+                return Err(Error::io(Kind::NoPerm, format!("{id}: cannot read"), &e));
+            }
+            None
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(io_kind(&e), format!("{id}: cannot read"), &e)),
+    };
+    let st = match (queue::load_state(spool, id), &q) {
+        (Some(st), _) => st,
+        (None, Some(q)) => queue::initial_state(&q.env, q.len, q.owner),
+        (None, None) => {
+            let incoming = p.incoming(spool);
+            if incoming.iter().any(|n| n == id) {
+                return show_incoming(id, json);
+            }
+            return Err(no_such(id));
+        }
+    };
+    let headers = match &q {
+        Some(q) => {
+            Some(header_section(q).map_err(|e| Error::io(Kind::IoErr, format!("{id}: read"), &e))?)
+        }
+        None => None,
+    };
+    let body_text = match (&q, body) {
+        (Some(q), true) => {
+            Some(body_of(q).map_err(|e| Error::io(Kind::IoErr, format!("{id}: read"), &e))?)
+        }
+        _ => None,
+    };
+    if json {
+        println!(
+            "{}",
+            show_json(&st, q.as_ref(), headers.as_deref(), body_text.as_deref())
+        );
+    } else {
+        print!(
+            "{}",
+            show_text(&st, q.as_ref(), headers.as_deref(), body_text.as_deref())
+        );
+    }
+    Ok(0)
+}
+
+fn show_incoming(id: &str, json: bool) -> Result<u8> {
+    let t = crate::spool::id_micros(id)
+        .map(|m| m / 1_000_000)
+        .unwrap_or(0);
+    if json {
+        println!(
+            "{{\"queue_id\":{},\"queue_name\":\"incoming\",\"arrival_time\":{t},\"arrival\":{},\"message_size\":null,\"sender\":null,\"uid\":null,\"user\":null,\"tries\":0,\"next_attempt\":null,\"held\":false,\"last_attempt\":null,\"relay\":null,\"message_id\":null,\"is_bounce\":null,\"dsn\":null,\"recipients\":[],\"headers\":null,\"body\":null}}",
+            json_str(id),
+            json_str(&clock::iso8601(clock::from_unix_f64(t as f64)))
+        );
+    } else {
+        println!("{id}: waiting for pickup (not yet in the queue)");
+    }
+    Ok(0)
+}
+
+fn show_json(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option<&str>) -> String {
+    let env = q.map(|q| &q.env);
+    let user = match env {
+        Some(e) => Some(e.user.clone()),
+        None => Some(crate::submit::User::lookup(st.uid).name),
+    };
+    let rcpts: Vec<String> = st
+        .rcpts
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"address\":{},\"orig_address\":{},\"status\":\"{}\",\"last_reply\":{},\"changed\":{}}}",
+                json_str(&r.address),
+                json_str(&r.original),
+                status_word(r.status),
+                opt_json((!r.reply.is_empty()).then_some(r.reply.as_str())),
+                r.changed as u64
+            )
+        })
+        .collect();
+    let dsn = match env {
+        Some(e) => format!(
+            "{{\"notify\":{},\"ret\":{},\"envid\":{}}}",
+            opt_json(e.dsn_notify.as_deref()),
+            opt_json(e.dsn_ret.as_deref()),
+            opt_json(e.envid.as_deref())
+        ),
+        None => "null".into(),
+    };
+    format!(
+        "{{\"queue_id\":{},\"queue_name\":\"{}\",\"arrival_time\":{},\"arrival\":{},\"message_size\":{},\"sender\":{},\"uid\":{},\"user\":{},\"tries\":{},\"next_attempt\":{},\"held\":{},\"last_attempt\":{},\"relay\":{},\"message_id\":{},\"is_bounce\":{},\"dsn\":{dsn},\"recipients\":[{}],\"headers\":{},\"body\":{}}}",
+        json_str(&st.id),
+        mailq::queue_name(st),
+        st.arrival as u64,
+        json_str(&clock::iso8601(clock::from_unix_f64(st.arrival))),
+        st.size,
+        json_str(&st.sender),
+        st.uid,
+        opt_json(user.as_deref()),
+        st.tries,
+        if st.next <= 0.0 {
+            "null".to_string() // due now
+        } else {
+            (st.next as u64).to_string()
+        },
+        st.held,
+        if st.last_attempt > 0.0 {
+            (st.last_attempt as u64).to_string()
+        } else {
+            "null".into()
+        },
+        opt_json((!st.relay.is_empty()).then_some(st.relay.as_str())),
+        opt_json(env.and_then(|e| e.message_id.as_deref())),
+        env.map_or("null".to_string(), |e| e.is_bounce.to_string()),
+        rcpts.join(","),
+        opt_json(headers),
+        opt_json(body)
+    )
+}
+
+fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option<&str>) -> String {
+    let now = now();
+    let human = |s: f64| clock::human_duration(clock::secs(s));
+    let mut o = String::new();
+    let _ = writeln!(o, "Queue ID:      {}", st.id);
+    let state = if st.held {
+        "on hold (postern queue release ID to deliver it)".to_string()
+    } else if st.tries == 0 && st.next == 0.0 {
+        "active (not tried yet)".to_string()
+    } else if st.next <= now {
+        format!("deferred, {} attempt(s), next attempt due now", st.tries)
+    } else {
+        format!(
+            "deferred, {} attempt(s), next attempt {} (in {})",
+            st.tries,
+            clock::rfc5322(clock::from_unix_f64(st.next)),
+            human(st.next - now)
+        )
+    };
+    let _ = writeln!(o, "Status:        {state}");
+    let _ = writeln!(o, "Sender:        <{}>", st.sender);
+    let user = q
+        .map(|q| q.env.user.clone())
+        .unwrap_or_else(|| crate::submit::User::lookup(st.uid).name);
+    let _ = writeln!(o, "Submitted by:  {user} (uid {})", st.uid);
+    let _ = writeln!(
+        o,
+        "Arrival:       {} ({} ago)",
+        clock::rfc5322(clock::from_unix_f64(st.arrival)),
+        human(now - st.arrival)
+    );
+    let _ = writeln!(o, "Size:          {} bytes", st.size);
+    if let Some(q) = q {
+        if let Some(m) = &q.env.message_id {
+            let _ = writeln!(o, "Message-ID:    {m}");
+        }
+        if q.env.dsn_notify.is_some() || q.env.dsn_ret.is_some() || q.env.envid.is_some() {
+            let _ = writeln!(
+                o,
+                "DSN:           notify={} ret={} envid={}",
+                q.env.dsn_notify.as_deref().unwrap_or("-"),
+                q.env.dsn_ret.as_deref().unwrap_or("-"),
+                q.env.envid.as_deref().unwrap_or("-")
+            );
+        }
+        if q.env.is_bounce {
+            let _ = writeln!(o, "Kind:          delivery status notification (bounce)");
+        }
+    }
+    if st.last_attempt > 0.0 {
+        let _ = writeln!(
+            o,
+            "Last attempt:  {} ({} ago){}",
+            clock::rfc5322(clock::from_unix_f64(st.last_attempt)),
+            human(now - st.last_attempt),
+            if st.relay.is_empty() {
+                String::new()
+            } else {
+                format!(" via {}", st.relay)
+            }
+        );
+    }
+    let _ = writeln!(o, "Recipients:");
+    for r in &st.rcpts {
+        let orig = if r.original != r.address {
+            format!(" (for {})", r.original)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(o, "  {:<9}{}{orig}", status_word(r.status), r.address);
+        if !r.reply.is_empty() {
+            let _ = writeln!(o, "           {}", r.reply);
+        }
+    }
+    match headers {
+        Some(h) => {
+            let _ = writeln!(o, "Headers:");
+            for l in h.lines() {
+                let _ = writeln!(o, "  {}", l.trim_end_matches('\r'));
+            }
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "Headers:       (readable by root and the postern user only)"
+            );
+        }
+    }
+    if let Some(b) = body {
+        let _ = writeln!(o, "Message:");
+        o.push_str(b);
+        if !b.ends_with('\n') {
+            o.push('\n');
+        }
+    }
+    o
+}
