@@ -52,6 +52,17 @@ pub enum SenderScope {
     Local,
 }
 
+/// What happens to a local name that is neither an alias nor an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownLocal {
+    /// Deliver it like any local name: `local_recipient`, else
+    /// `name@domain` (Postfix as a null client, nullmailer).
+    Qualify,
+    /// Refuse it (exit 67, `550` in `-bs`), as sendmail does.
+    Reject,
+}
+
 /// One smart host.
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -93,8 +104,10 @@ impl Relay {
 pub struct Addresses {
     /// Path of the aliases file.
     pub aliases_file: PathBuf,
-    /// Where mail for a local user with no alias goes (`%u` = user name).
+    /// Where mail for a local name with no alias goes (`%u` = the name).
     pub local_recipient: Option<String>,
+    /// A local name that is neither an alias nor an account: qualify or reject.
+    pub unknown_local: UnknownLocal,
     /// Extra domains that count as this host.
     pub local_domains: Vec<String>,
     /// Envelope sender to impose.
@@ -235,6 +248,7 @@ struct RawRelay {
 struct RawAddresses {
     aliases_file: Option<PathBuf>,
     local_recipient: Option<String>,
+    unknown_local: Option<UnknownLocal>,
     #[serde(default)]
     local_domains: Vec<String>,
     sender: Option<String>,
@@ -580,6 +594,7 @@ impl Config {
                 .aliases_file
                 .unwrap_or_else(|| PathBuf::from("/etc/aliases")),
             local_recipient: a.local_recipient,
+            unknown_local: a.unknown_local.unwrap_or(UnknownLocal::Qualify),
             local_domains: a.local_domains,
             sender: a.sender,
             sender_scope: a.sender_scope.unwrap_or(SenderScope::All),

@@ -1,0 +1,135 @@
+//! Compatibility, round 2 (issue 12): what real callers and the peers' own
+//! test cases caught. Each test goes through the real binary.
+
+mod support;
+
+use std::time::Duration;
+use support::smtp_server::{ServerConfig, SmtpServer};
+use support::{Out, TestEnv, base_config};
+
+const MSG: &[u8] = b"Subject: compat\n\nhello\n";
+
+fn ok(o: &Out) {
+    assert_eq!(o.code, 0, "expected exit 0: {o:?}");
+}
+
+/// A test installation relaying to `server`, with `addresses` in [addresses].
+fn relayed(server: &SmtpServer, addresses: &str) -> TestEnv {
+    let env = TestEnv::new();
+    env.write_config(&format!(
+        "{}[addresses]\naliases_file = \"{}\"\n{addresses}\n[[relay]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        base_config(&env.root),
+        env.root.join("aliases").display(),
+        server.port()
+    ));
+    env
+}
+
+fn sorted_rcpts(got: &[support::smtp_server::Received]) -> Vec<String> {
+    let mut r: Vec<String> = got.iter().flat_map(|m| m.rcpts.clone()).collect();
+    r.sort();
+    r
+}
+
+// ---- item 1: unqualified / local recipients ----------------------------------
+
+#[test]
+fn unknown_local_names_are_qualified_and_relayed_by_default() {
+    let server = SmtpServer::start(ServerConfig::default());
+    let env = relayed(&server, "");
+    // The issue's own command line: `sendmail -f alice bob carol@localhost`.
+    let o = env.sendmail(
+        &[
+            "-f",
+            "alice",
+            "bob",
+            "carol@localhost",
+            "dave@web1.example.com",
+        ],
+        MSG,
+    );
+    ok(&o);
+    assert_eq!(env.single_entry().sender(), "alice@example.com");
+    env.queue_run();
+    let got = server.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].mail_from, "alice@example.com");
+    assert_eq!(
+        sorted_rcpts(&got),
+        vec!["bob@example.com", "carol@example.com", "dave@example.com"]
+    );
+}
+
+#[test]
+fn local_recipient_catches_every_local_name_account_or_not() {
+    let server = SmtpServer::start(ServerConfig::default());
+    let env = relayed(&server, "local_recipient = \"ops+%u@example.net\"");
+    std::fs::write(env.root.join("aliases"), "team: lead@example.org\n").unwrap();
+    // webmaster: no account, no alias; root: always there; team: an alias.
+    let o = env.sendmail(&["webmaster", "root@localhost", "team"], MSG);
+    ok(&o);
+    env.queue_run();
+    let got = server.wait_for(1, Duration::from_secs(10));
+    assert_eq!(
+        sorted_rcpts(&got),
+        vec![
+            "lead@example.org",
+            "ops+root@example.net",
+            "ops+webmaster@example.net"
+        ]
+    );
+}
+
+#[test]
+fn bv_shows_the_local_rule_and_reject_is_an_option() {
+    let server = SmtpServer::start(ServerConfig::default());
+    let env = relayed(&server, "");
+    let o = env.sendmail(&["-bv", "webmaster", "ops@localhost"], b"");
+    ok(&o);
+    let port = server.port();
+    assert!(
+        o.stdout.contains(&format!(
+            "webmaster... deliverable: mailer esmtp, host 127.0.0.1:{port}, user webmaster@example.com"
+        )),
+        "{o:?}"
+    );
+    assert!(
+        o.stdout.contains("ops@localhost... deliverable:")
+            && o.stdout.contains("user ops@example.com"),
+        "{o:?}"
+    );
+    // unknown_local = "reject": sendmail's refusal, in -bv, argv and -bs.
+    let env = relayed(&server, "unknown_local = \"reject\"");
+    let o = env.sendmail(&["-bv", "webmaster-xyz", "root"], b"");
+    assert_eq!(o.code, 67, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("webmaster-xyz... undeliverable: unknown local user"),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("root... deliverable:"), "{o:?}");
+    let o = env.sendmail(&["webmaster-xyz"], MSG);
+    assert_eq!(o.code, 67, "{o:?}");
+    assert!(env.entries().is_empty());
+    let o = env.sendmail(
+        &["-bs"],
+        b"EHLO c.example\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<webmaster-xyz>\r\nQUIT\r\n",
+    );
+    assert!(o.stdout.contains("\r\n550 5.1.1 "), "{o:?}");
+}
+
+#[test]
+fn bs_accepts_unqualified_rcpt_by_default() {
+    let server = SmtpServer::start(ServerConfig::default());
+    let env = relayed(&server, "");
+    let o = env.sendmail(
+        &["-bs"],
+        b"EHLO c.example\r\nMAIL FROM:<www-data>\r\nRCPT TO:<webmaster>\r\nDATA\r\nSubject: x\r\n\r\nx\r\n.\r\nQUIT\r\n",
+    );
+    ok(&o);
+    assert!(o.stdout.contains("queued as"), "{o:?}");
+    env.queue_run();
+    let got = server.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got[0].mail_from, "www-data@example.com");
+    assert_eq!(got[0].rcpts, vec!["webmaster@example.com"]);
+}
