@@ -133,3 +133,37 @@ fn bs_accepts_unqualified_rcpt_by_default() {
     assert_eq!(got[0].mail_from, "www-data@example.com");
     assert_eq!(got[0].rcpts, vec!["webmaster@example.com"]);
 }
+
+// ---- item 4: obsolete header syntax goes out in the normal form ---------------
+
+#[test]
+fn obsolete_field_names_are_sent_in_the_normal_form() {
+    let server = SmtpServer::start(ServerConfig::default());
+    let env = relayed(&server, "");
+    let msg = b"Foo : bar\nSubject\t: obs subject\nX-Folded :first\n  second : part\nTo : rcpt@x.example\n\nbody : stays\n";
+    ok(&env.sendmail(&["-t", "-f", "s@x.example"], msg));
+    env.queue_run();
+    let got = server.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].rcpts, vec!["rcpt@x.example"]);
+    let data = String::from_utf8_lossy(&got[0].data).into_owned();
+    let (head, body) = data.split_once("\r\n\r\n").expect("header/body");
+    for line in [
+        "Foo: bar",
+        "Subject: obs subject",
+        "X-Folded:first\r\n  second : part",
+        "To: rcpt@x.example",
+    ] {
+        assert!(
+            head.contains(&format!("\r\n{line}\r\n")),
+            "{line:?} not in {head:?}"
+        );
+    }
+    for l in head.lines() {
+        if !l.starts_with([' ', '\t']) {
+            let name = l.split(':').next().unwrap();
+            assert!(!name.ends_with([' ', '\t']), "obsolete form sent: {l:?}");
+        }
+    }
+    assert_eq!(body, "body : stays\r\n");
+}

@@ -390,7 +390,10 @@ impl<'a> Submitter<'a> {
                 ));
             }
             match name {
-                Some(n) => fields.push(Field { name: n, raw: full }),
+                Some(n) => fields.push(Field {
+                    name: n,
+                    raw: headers::normal_form(full),
+                }),
                 None => {
                     if let Some(last) = fields.last_mut() {
                         last.raw.push(b'\n');
