@@ -167,3 +167,119 @@ fn obsolete_field_names_are_sent_in_the_normal_form() {
     }
     assert_eq!(body, "body : stays\r\n");
 }
+
+// ---- item 6: the host name from a commented hosts file -----------------------
+
+/// A cloud-init hosts file: comments and blank lines first.
+const CLOUD_HOSTS: &str = "\
+# Your system has configured 'manage_etc_hosts' as True.
+# As a result, if you wish for changes to this file to persist
+# then you will need to either
+# a.) make changes to the master file in /etc/cloud/templates/hosts.debian.tmpl
+# b.) change or remove the value of 'manage_etc_hosts' in
+#     /etc/cloud/cloud.cfg or cloud-config from user-data
+#
+
+127.0.1.1 web1.example.com web1
+127.0.0.1 localhost
+
+# The following lines are desirable for IPv6 capable hosts
+::1 localhost ip6-localhost ip6-loopback
+ff02::1 ip6-allnodes
+ff02::2 ip6-allrouters
+";
+
+/// An installation with no hostname/domain in its config, whose system
+/// name sources are test files: node name `web1`, no mail name file.
+fn unnamed(server: &SmtpServer, hosts: &str) -> (TestEnv, Vec<(String, String)>) {
+    let env = TestEnv::new();
+    let cfg = base_config(&env.root);
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("hostname") && !l.starts_with("domain"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    env.write_config(&format!(
+        "{cfg}\n[[relay]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        server.port()
+    ));
+    let hosts_file = env.root.join("hosts");
+    std::fs::write(&hosts_file, hosts).unwrap();
+    let vars = vec![
+        (
+            "POSTERN_HOSTS_FILE".to_string(),
+            hosts_file.display().to_string(),
+        ),
+        (
+            "POSTERN_MAILNAME_FILE".to_string(),
+            env.root.join("no-mailname").display().to_string(),
+        ),
+        ("POSTERN_NODENAME".to_string(), "web1".to_string()),
+    ];
+    (env, vars)
+}
+
+fn run_with(
+    env: &TestEnv,
+    vars: &[(String, String)],
+    argv0: &str,
+    args: &[&str],
+    stdin: &[u8],
+) -> Out {
+    let mut c = env.cmd(argv0);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    env.run_cmd(c, args, stdin)
+}
+
+#[test]
+fn short_host_name_is_qualified_by_a_commented_hosts_file() {
+    let server = SmtpServer::start(ServerConfig::default());
+    let (env, vars) = unnamed(&server, CLOUD_HOSTS);
+    let o = run_with(&env, &vars, "sendmail", &["-bv", "root"], b"");
+    ok(&o);
+    assert!(o.stdout.contains("user root@web1.example.com"), "{o:?}");
+    ok(&run_with(&env, &vars, "sendmail", &["ops@x.example"], MSG));
+    let e = env.single_entry();
+    assert!(
+        e.headers().contains("Received: by web1.example.com "),
+        "{}",
+        e.headers()
+    );
+    assert!(
+        e.headers().contains("@web1.example.com>"),
+        "Message-ID: {}",
+        e.headers()
+    );
+    run_with(&env, &vars, "postern", &["queue", "run"], b"");
+    let got = server.wait_for(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].mail_from.ends_with("@web1.example.com"),
+        "{}",
+        got[0].mail_from
+    );
+    let ehlo: Vec<Option<String>> = server.sessions().into_iter().map(|s| s.ehlo).collect();
+    assert!(
+        ehlo.iter()
+            .all(|h| h.as_deref() == Some("web1.example.com")),
+        "{ehlo:?}"
+    );
+}
+
+#[test]
+fn mail_name_file_wins_and_an_unlisted_short_name_stays_short() {
+    let server = SmtpServer::start(ServerConfig::default());
+    // Not in the hosts file: the short name as it is.
+    let (env, vars) = unnamed(&server, "# empty but for comments\n\n127.0.0.1 localhost\n");
+    let o = run_with(&env, &vars, "sendmail", &["-bv", "root"], b"");
+    assert!(o.stdout.contains("user root@web1\n"), "{o:?}");
+    // /etc/mailname (here a test file) comes first.
+    let (env, mut vars) = unnamed(&server, CLOUD_HOSTS);
+    let mailname = env.root.join("mailname");
+    std::fs::write(&mailname, "mail.example.org\n").unwrap();
+    vars[1].1 = mailname.display().to_string();
+    let o = run_with(&env, &vars, "sendmail", &["-bv", "root"], b"");
+    assert!(o.stdout.contains("user root@mail.example.org\n"), "{o:?}");
+}
