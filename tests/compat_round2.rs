@@ -283,3 +283,150 @@ fn mail_name_file_wins_and_an_unlisted_short_name_stays_short() {
     let o = run_with(&env, &vars, "sendmail", &["-bv", "root"], b"");
     assert!(o.stdout.contains("user root@mail.example.org\n"), "{o:?}");
 }
+
+// ---- item 3: the -bs grammar (RFC 5321 4.1), as dialogues --------------------
+
+/// Run a whole `-bs` dialogue; the replies, one string per reply (the
+/// last line of a multi-line reply), after the 220 greeting.
+fn dialogue(env: &TestEnv, commands: &[&str]) -> Vec<String> {
+    let mut input = String::new();
+    for c in commands {
+        input.push_str(c);
+        input.push_str("\r\n");
+    }
+    let o = env.sendmail(&["-bs"], input.as_bytes());
+    ok(&o);
+    let replies: Vec<String> = o
+        .stdout
+        .split("\r\n")
+        .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+        .map(str::to_string)
+        .collect();
+    assert!(replies[0].starts_with("220 "), "{o:?}");
+    replies[1..].to_vec()
+}
+
+fn expect(replies: &[String], commands: &[&str], codes: &[&str]) {
+    assert_eq!(replies.len(), codes.len(), "{replies:#?}");
+    for ((r, c), code) in replies.iter().zip(commands).zip(codes) {
+        assert!(
+            r.starts_with(&format!("{code} ")),
+            "{c:?} got {r:?}, want {code}"
+        );
+    }
+}
+
+#[test]
+fn bs_helo_and_ehlo_need_a_domain() {
+    let env = TestEnv::new();
+    let cmds = [
+        "HELO",
+        "EHLO",
+        "EHLO ",
+        "helo   ",
+        "MAIL FROM:<a@x.example>",
+        "EHLO client.example",
+        "HELO [192.0.2.1]",
+        "QUIT",
+    ];
+    let r = dialogue(&env, &cmds);
+    expect(
+        &r,
+        &cmds,
+        &["501", "501", "501", "501", "250", "250", "250", "221"],
+    );
+    assert_eq!(r[0], "501 5.5.4 Syntax: HELO hostname");
+    assert_eq!(r[1], "501 5.5.4 Syntax: EHLO hostname");
+}
+
+#[test]
+fn bs_mail_and_rcpt_argument_syntax() {
+    let env = TestEnv::new();
+    let long_local = "l".repeat(600);
+    let long_rcpt = format!("RCPT TO:<{long_local}@x.example>");
+    let cmds = [
+        "EHLO c.example",
+        "MAIL FROM:",                            // no path
+        "MAIL FROM:<a@x.example",                // unterminated
+        "MAIL FROM:<a@x.example>SIZE=10",        // glued parameter
+        "MAIL FROM:<a@x.example> SIZE=",         // empty value
+        "MAIL FROM:<a@x.example> -BAD=1",        // not an esmtp-keyword
+        "MAIL FROM:<a@x.example> SIZE=1 SIZE=2", // repeated
+        "MAIL FROM:<a@x.example> SMTPUTF8=yes",
+        "MAIL FROM:<a@x.example> X-UNKNOWN=1", // well-formed, unsupported
+        "MAIL FROM:<a@x.example> FOO",
+        "MAIL FROM <a@x.example>",                         // no colon
+        "MAIL FROM: <a@x.example> SIZE=100 BODY=8BITMIME", // blank after colon: tolerated
+        "RCPT TO:",
+        "RCPT TO:<>",
+        "RCPT TO:<b@y.example> NOTIFY=NEVER,SUCCESS",
+        "RCPT TO:<b@y.example> ORCPT=rfc822",
+        "RCPT TO:<b@y.example> ORCPT=rfc822;b@y.example NOTIFY=FAILURE,DELAY",
+        "RCPT TO:<@relay.example:c@y.example>", // source route dropped
+        "RCPT TO:<d@y.example> XYZ=1",
+        &long_rcpt, // within 512 + 500
+        "DATA now",
+        "DATA",
+        "Subject: grammar\r\n\r\nbody\r\n.",
+        "QUIT",
+    ];
+    let r = dialogue(&env, &cmds);
+    expect(
+        &r,
+        &cmds,
+        &[
+            "250", "501", "501", "501", "501", "501", "501", "501", "555", "555", "501", "250",
+            "501", "501", "501", "501", "250", "250", "555", "250", "501", "354", "250", "221",
+        ],
+    );
+    let e = env.single_entry();
+    assert_eq!(e.sender(), "a@x.example");
+    assert_eq!(
+        e.rcpts(),
+        vec![
+            "b@y.example".to_string(),
+            "c@y.example".to_string(),
+            format!("{long_local}@x.example")
+        ]
+    );
+}
+
+#[test]
+fn bs_command_line_length_and_argument_rules() {
+    let env = TestEnv::new();
+    // 512 octets with CRLF is the limit for a command without extensions.
+    let noop_ok = format!("NOOP {}", "x".repeat(510 - 5));
+    let noop_long = format!("NOOP {}", "x".repeat(511 - 5));
+    // MAIL may be longer by what SIZE, BODY, RET, ENVID and SMTPUTF8 add
+    // (674 with CRLF), RCPT by NOTIFY and ORCPT (1012).
+    let mail_ok = format!("MAIL FROM:<{}@x.example> SIZE=1", "m".repeat(600));
+    let mail_long = format!("MAIL FROM:<{}@x.example>", "m".repeat(700));
+    let rcpt_long = format!("RCPT TO:<{}@x.example>", "r".repeat(1000));
+    let cmds = [
+        "EHLO c.example",
+        &noop_ok,
+        &noop_long,
+        &mail_long,
+        &mail_ok,
+        &rcpt_long,
+        "VRFY",
+        "VRFY root",
+        "RSET now",
+        "QUIT now",
+        "HELP MAIL",
+        "RSET",
+        "QUIT",
+    ];
+    assert_eq!(noop_ok.len() + 2, 512);
+    let r = dialogue(&env, &cmds);
+    expect(
+        &r,
+        &cmds,
+        &[
+            "250", "250", "500", "500", "250", "500", "501", "252", "501", "501", "214", "250",
+            "221",
+        ],
+    );
+    assert_eq!(r[2], "500 5.5.2 Error: line too long");
+    assert!(env.entries().is_empty());
+}
