@@ -111,6 +111,15 @@ fn is_value(v: &str) -> bool {
             .all(|b| (33..=126).contains(&b) && b != b'=' || b >= 0x80)
 }
 
+/// `s` for quoting in a reply: at most 40 characters, control characters
+/// and non-ASCII as `?`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
 /// Split `<path> PARAMS` (what follows `FROM:` or `TO:`) into the path and
 /// the parameters (keywords upper-cased). A source route (`<@a,@b:u@d>`)
 /// is dropped, as RFC 5321 4.1.1.3 allows.
@@ -158,11 +167,11 @@ fn split_path(arg: &str) -> std::result::Result<(String, Vec<(String, String)>),
     for p in rest.split(' ').filter(|p| !p.is_empty()) {
         let (k, v) = match p.split_once('=') {
             Some((k, v)) if is_value(v) => (k, v),
-            Some(_) => return Err(PathError::Param(p.to_string())),
+            Some(_) => return Err(PathError::Param(printable(p))),
             None => (p, ""),
         };
         if !is_keyword(k) {
-            return Err(PathError::Param(p.to_string()));
+            return Err(PathError::Param(printable(p)));
         }
         let k = k.to_ascii_uppercase();
         if params.iter().any(|(x, _)| *x == k) {
@@ -469,6 +478,10 @@ mod tests {
             split_path("<a@b> K=a=b"),
             Err(PathError::Param(_))
         ));
+        assert_eq!(
+            split_path("<a@b> K=\rx"),
+            Err(PathError::Param("K=?x".into()))
+        );
         assert!(matches!(
             split_path("<a@b> SIZE=1 size=2"),
             Err(PathError::Param(_))
