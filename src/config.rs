@@ -52,6 +52,17 @@ pub enum SenderScope {
     Local,
 }
 
+/// What happens to a local name that is neither an alias nor an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownLocal {
+    /// Deliver it like any local name: `local_recipient`, else
+    /// `name@domain` (Postfix as a null client, nullmailer).
+    Qualify,
+    /// Refuse it (exit 67, `550` in `-bs`), as sendmail does.
+    Reject,
+}
+
 /// One smart host.
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -93,8 +104,10 @@ impl Relay {
 pub struct Addresses {
     /// Path of the aliases file.
     pub aliases_file: PathBuf,
-    /// Where mail for a local user with no alias goes (`%u` = user name).
+    /// Where mail for a local name with no alias goes (`%u` = the name).
     pub local_recipient: Option<String>,
+    /// A local name that is neither an alias nor an account: qualify or reject.
+    pub unknown_local: UnknownLocal,
     /// Extra domains that count as this host.
     pub local_domains: Vec<String>,
     /// Envelope sender to impose.
@@ -157,10 +170,15 @@ pub struct Stats {
 pub struct Config {
     /// Where the file came from (None: built-in defaults, no file).
     pub path: Option<PathBuf>,
-    /// Fully qualified host name (`None` in the file: computed lazily).
+    /// Fully qualified host name (unset in the file: from the system, see
+    /// [`system_hostname`]).
     pub hostname: String,
+    /// Where `hostname` came from (for `postern check`).
+    pub hostname_origin: NameOrigin,
     /// Domain for local senders.
     pub domain: String,
+    /// Where `domain` came from (for `postern check`).
+    pub domain_origin: NameOrigin,
     /// Spool directory.
     pub spool_dir: PathBuf,
     /// Largest accepted message in bytes.
@@ -177,6 +195,80 @@ pub struct Config {
     pub stats: Stats,
     /// Where logs go: "syslog" (default, stderr when there is no syslog) or "stderr".
     pub log: String,
+}
+
+/// Where the host name or the domain in use came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameOrigin {
+    /// Set in the configuration file (`hostname` / `domain`).
+    Config,
+    /// The mail name file (`/etc/mailname`, Debian).
+    Mailname(PathBuf),
+    /// The kernel's short host name, qualified by the hosts file.
+    HostsFile(PathBuf),
+    /// The kernel's host name (gethostname), as it is.
+    Gethostname,
+    /// No usable name anywhere: `localhost`.
+    Fallback,
+    /// The domain only: the same as the host name (which has its own origin).
+    Hostname,
+}
+
+impl std::fmt::Display for NameOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameOrigin::Config => f.write_str("configuration file"),
+            NameOrigin::Mailname(p) => write!(f, "{}", p.display()),
+            NameOrigin::HostsFile(p) => {
+                write!(f, "host name (gethostname) qualified by {}", p.display())
+            }
+            NameOrigin::Gethostname => f.write_str("host name (gethostname)"),
+            NameOrigin::Fallback => f.write_str("fallback (no usable host name)"),
+            NameOrigin::Hostname => f.write_str("same as hostname"),
+        }
+    }
+}
+
+/// Where the system's own name is looked up when `hostname` is not set:
+/// the real files and the kernel, or — for unprivileged runs only (tests,
+/// development) — files and a name given in the environment
+/// (`POSTERN_MAILNAME_FILE`, `POSTERN_HOSTS_FILE`, `POSTERN_NODENAME`).
+/// The installed set-group-id binary always uses [`SystemNames::system`].
+#[derive(Debug, Clone)]
+pub struct SystemNames {
+    /// The mail name file.
+    pub mailname: PathBuf,
+    /// The hosts file.
+    pub hosts: PathBuf,
+    /// The kernel's host name (None: ask gethostname).
+    pub nodename: Option<String>,
+}
+
+impl SystemNames {
+    /// `/etc/mailname`, `/etc/hosts` and gethostname.
+    pub fn system() -> SystemNames {
+        SystemNames {
+            mailname: PathBuf::from("/etc/mailname"),
+            hosts: PathBuf::from("/etc/hosts"),
+            nodename: None,
+        }
+    }
+
+    /// The system sources, with the test overrides from the environment.
+    /// Only for an unprivileged process.
+    pub fn from_env() -> SystemNames {
+        let mut n = SystemNames::system();
+        if let Some(p) = std::env::var_os("POSTERN_MAILNAME_FILE") {
+            n.mailname = PathBuf::from(p);
+        }
+        if let Some(p) = std::env::var_os("POSTERN_HOSTS_FILE") {
+            n.hosts = PathBuf::from(p);
+        }
+        if let Ok(h) = std::env::var("POSTERN_NODENAME") {
+            n.nodename = Some(h);
+        }
+        n
+    }
 }
 
 /// Where to read the configuration from.
@@ -235,6 +327,7 @@ struct RawRelay {
 struct RawAddresses {
     aliases_file: Option<PathBuf>,
     local_recipient: Option<String>,
+    unknown_local: Option<UnknownLocal>,
     #[serde(default)]
     local_domains: Vec<String>,
     sender: Option<String>,
@@ -427,10 +520,12 @@ impl Config {
                 ));
             }
         };
-        let mut cfg = match &text {
-            Some(t) => Config::parse(t, &path)?,
-            None => Config::parse("", &path)?,
+        // The environment's test overrides: never for the installed binary.
+        let names = match source {
+            ConfigSource::System => SystemNames::system(),
+            ConfigSource::Unprivileged(_) => SystemNames::from_env(),
         };
+        let mut cfg = Config::parse_with(text.as_deref().unwrap_or(""), &path, &names)?;
         cfg.path = text.as_ref().map(|_| path.clone());
         if !spool_override {
             cfg.spool_dir = PathBuf::from(DEFAULT_SPOOL);
@@ -440,6 +535,12 @@ impl Config {
 
     /// Parse and validate configuration text; `path` is used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        Config::parse_with(text, path, &SystemNames::system())
+    }
+
+    /// [`Config::parse`], taking the system's own name from `names` when
+    /// the file does not set `hostname`.
+    pub fn parse_with(text: &str, path: &Path, names: &SystemNames) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().replace('\n', " ");
             let line = e
@@ -461,19 +562,19 @@ impl Config {
             Error::new(Kind::Config, format!("{}: {key}: {why}", path.display()))
         };
 
-        let hostname = match raw.hostname {
+        let (hostname, hostname_origin) = match raw.hostname {
             Some(h) => {
                 check_domain(&h).map_err(|w| bad("hostname", w))?;
-                h
+                (h, NameOrigin::Config)
             }
-            None => system_hostname(),
+            None => system_hostname(names),
         };
-        let domain = match raw.domain {
+        let (domain, domain_origin) = match raw.domain {
             Some(d) => {
                 check_domain(&d).map_err(|w| bad("domain", w))?;
-                d
+                (d, NameOrigin::Config)
             }
-            None => hostname.clone(),
+            None => (hostname.clone(), NameOrigin::Hostname),
         };
 
         let mut relays = Vec::new();
@@ -580,6 +681,7 @@ impl Config {
                 .aliases_file
                 .unwrap_or_else(|| PathBuf::from("/etc/aliases")),
             local_recipient: a.local_recipient,
+            unknown_local: a.unknown_local.unwrap_or(UnknownLocal::Qualify),
             local_domains: a.local_domains,
             sender: a.sender,
             sender_scope: a.sender_scope.unwrap_or(SenderScope::All),
@@ -641,7 +743,9 @@ impl Config {
         Ok(Config {
             path: Some(path.to_path_buf()),
             hostname,
+            hostname_origin,
             domain,
+            domain_origin,
             spool_dir: raw
                 .spool_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL)),
@@ -715,36 +819,48 @@ fn check_domain(d: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The host's name: `/etc/mailname` if present (Debian), else the kernel's
-/// host name, made fully qualified through the resolver when it has no dot.
-pub fn system_hostname() -> String {
-    if let Ok(s) = std::fs::read_to_string("/etc/mailname") {
+/// The host's name and where it came from: the mail name file if it
+/// holds a valid name (Debian's `/etc/mailname`), else the kernel's host
+/// name, qualified through the hosts file when it has no dot.
+pub fn system_hostname(names: &SystemNames) -> (String, NameOrigin) {
+    if let Ok(s) = std::fs::read_to_string(&names.mailname) {
         let s = s.trim();
         if check_domain(s).is_ok() {
-            return s.to_string();
+            return (s.to_string(), NameOrigin::Mailname(names.mailname.clone()));
         }
     }
-    let short = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| check_domain(h).is_ok())
-        .unwrap_or_else(|| "localhost".to_string());
+    let node = match &names.nodename {
+        Some(n) => Some(n.clone()),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok()),
+    };
+    let Some(short) = node.filter(|h| check_domain(h).is_ok()) else {
+        return ("localhost".to_string(), NameOrigin::Fallback);
+    };
     if short.contains('.') {
-        return short;
+        return (short, NameOrigin::Gethostname);
     }
-    canonical_name(&short).unwrap_or(short)
+    let hosts = std::fs::read_to_string(&names.hosts).unwrap_or_default();
+    match canonical_name(&hosts, &short) {
+        Some(fqdn) => (fqdn, NameOrigin::HostsFile(names.hosts.clone())),
+        None => (short, NameOrigin::Gethostname),
+    }
 }
 
-/// The canonical name of `host` from the resolver (files first, as
-/// nsswitch.conf says), or None.
-fn canonical_name(host: &str) -> Option<String> {
+/// The canonical name of `host` in hosts-file text: the first name with a
+/// dot on a line that lists `host`, or None. Blank lines, comment lines
+/// and trailing comments are skipped (cloud-init and container hosts files
+/// start with comments).
+fn canonical_name(hosts: &str, host: &str) -> Option<String> {
     // std has no AI_CANONNAME; /etc/hosts is where a short name is usually
     // qualified, so read it directly rather than asking DNS on every submit.
-    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
     for line in hosts.lines() {
         let line = line.split('#').next().unwrap_or("");
         let mut fields = line.split_whitespace();
-        let _addr = fields.next()?;
+        if fields.next().is_none() {
+            continue;
+        }
         let names: Vec<&str> = fields.collect();
         if names.iter().any(|n| n.eq_ignore_ascii_case(host))
             && let Some(fqdn) = names.iter().find(|n| n.contains('.'))
@@ -771,6 +887,73 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("18000000000000000000").is_err());
         assert!(parse_duration("99999w").is_err());
+    }
+
+    #[test]
+    fn canonical_name_reads_past_comments_and_blank_lines() {
+        let hosts = "# Your system has configured 'manage_etc_hosts' as True.\n\
+            # As a result, if you wish for changes to this file to persist\n\
+            # then you will need to either\n\
+            #     a.) make changes to the master file in /etc/cloud/templates/hosts.debian.tmpl\n\
+            \n\
+            127.0.1.1 web1.example.com web1\n\
+            127.0.0.1 localhost\n\
+            \n\
+            # The following lines are desirable for IPv6 capable hosts\n\
+            ::1 localhost ip6-localhost ip6-loopback\n";
+        assert_eq!(
+            canonical_name(hosts, "web1").as_deref(),
+            Some("web1.example.com")
+        );
+        assert_eq!(
+            canonical_name(hosts, "WEB1").as_deref(),
+            Some("web1.example.com")
+        );
+        assert_eq!(canonical_name(hosts, "db1"), None);
+        assert_eq!(canonical_name("", "web1"), None);
+    }
+
+    #[test]
+    fn name_origins_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "# comment\n\n127.0.1.1 web1.example.com web1\n").unwrap();
+        let mut names = SystemNames {
+            mailname: dir.path().join("mailname"),
+            hosts: hosts.clone(),
+            nodename: Some("web1".into()),
+        };
+        let c = Config::parse_with("", Path::new("t.toml"), &names).unwrap();
+        assert_eq!(c.hostname, "web1.example.com");
+        assert_eq!(c.hostname_origin, NameOrigin::HostsFile(hosts.clone()));
+        assert_eq!(c.domain, "web1.example.com");
+        assert_eq!(c.domain_origin, NameOrigin::Hostname);
+        let c =
+            Config::parse_with("domain = \"example.com\"\n", Path::new("t.toml"), &names).unwrap();
+        assert_eq!(c.domain_origin, NameOrigin::Config);
+        std::fs::write(&names.mailname, "mail.example.org\n").unwrap();
+        let c = Config::parse_with("", Path::new("t.toml"), &names).unwrap();
+        assert_eq!(c.hostname, "mail.example.org");
+        assert_eq!(
+            c.hostname_origin,
+            NameOrigin::Mailname(names.mailname.clone())
+        );
+        let c =
+            Config::parse_with("hostname = \"h.example\"\n", Path::new("t.toml"), &names).unwrap();
+        assert_eq!(c.hostname_origin, NameOrigin::Config);
+        names.mailname = dir.path().join("none");
+        names.nodename = Some("db1.example.net".into());
+        let c = Config::parse_with("", Path::new("t.toml"), &names).unwrap();
+        assert_eq!(
+            (c.hostname.as_str(), c.hostname_origin),
+            ("db1.example.net", NameOrigin::Gethostname)
+        );
+        names.nodename = Some("bad name!".into());
+        let c = Config::parse_with("", Path::new("t.toml"), &names).unwrap();
+        assert_eq!(
+            (c.hostname.as_str(), c.hostname_origin),
+            ("localhost", NameOrigin::Fallback)
+        );
     }
 
     #[test]

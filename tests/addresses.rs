@@ -122,7 +122,11 @@ fn root_postmaster_and_mailer_daemon_work_without_an_aliases_file() {
 #[test]
 fn bv_shows_routing_without_delivering() {
     let server = SmtpServer::start(ServerConfig::default());
-    let env = env_with(&server, "", "local_recipient = \"%u@ops.example.net\"");
+    let env = env_with(
+        &server,
+        "",
+        "local_recipient = \"%u@ops.example.net\"\nunknown_local = \"reject\"",
+    );
     aliases(
         &env,
         "root: admin@example.org, ops\nops: oncall@example.org\nweb: \"|/bin/cat\"\n",

@@ -278,8 +278,13 @@ fn one_exit_code_per_error_class() {
     // 65 data
     assert_eq!(env.sendmail(&["a@@x"], MSG).code, 65);
     assert_eq!(env.sendmail(&["a@x.example"], b"Subject: \0\n\n").code, 65);
-    // 67 no such user
-    assert_eq!(env.sendmail(&["nosuchuser-xyz"], MSG).code, 67);
+    // 67 no such user (with the sendmail-style refusal)
+    let reject = TestEnv::new();
+    reject.write_config(&format!(
+        "{}[addresses]\nunknown_local = \"reject\"\n",
+        base_config(&reject.root)
+    ));
+    assert_eq!(reject.sendmail(&["nosuchuser-xyz"], MSG).code, 67);
     // 73/75 cannot create the queue file
     let broken = TestEnv::new();
     std::fs::write(&broken.spool, "file").unwrap();

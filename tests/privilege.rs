@@ -297,7 +297,7 @@ impl Install {
         chmod(&aliases, 0o644);
         let cfg = format!(
             "hostname = \"priv.example.com\"\ndomain = \"example.com\"\nlog = \"stderr\"\n\
-             [addresses]\naliases_file = \"{}\"\n[queue]\nrun_on_submit = false\n\
+             [addresses]\naliases_file = \"{}\"\nunknown_local = \"reject\"\n[queue]\nrun_on_submit = false\n\
              [smtp]\nconnect_timeout = \"5s\"\n\
              [[relay]]\nhost = \"127.0.0.1\"\nport = {relay_port}\ntls = \"none\"\n\
              username = \"apikey\"\npassword_file = \"{}\"\n",

@@ -276,6 +276,16 @@ fn option_without_value_is_64() {
 
 // ---- unknown local users (67) ------------------------------------------------
 
+/// The sendmail-style refusal of unknown local names is an explicit option.
+fn rejecting_env() -> TestEnv {
+    let env = TestEnv::new();
+    env.write_config(&format!(
+        "{}[addresses]\nunknown_local = \"reject\"\n",
+        base_config(&env.root)
+    ));
+    env
+}
+
 #[test]
 fn local_recipient_that_resolves_nowhere_is_67() {
     for rcpt in [
@@ -283,12 +293,12 @@ fn local_recipient_that_resolves_nowhere_is_67() {
         "nosuchuser-xyz@localhost",
         "nosuchuser-xyz@web1.example.com",
     ] {
-        let env = TestEnv::new();
+        let env = rejecting_env();
         let o = env.sendmail(&[rcpt], MSG);
         fails(&env, &o, 67, &["nosuchuser-xyz", "resolves nowhere"]);
     }
     // also when it comes from the header with -t, next to a good one
-    let env = TestEnv::new();
+    let env = rejecting_env();
     let o = env.sendmail(&["-t"], b"To: ok@x.example, nosuchuser-xyz\n\nb\n");
     fails(&env, &o, 67, &["nosuchuser-xyz"]);
     // root, postmaster and MAILER-DAEMON work without an aliases file

@@ -416,6 +416,10 @@ fn bv_shows_routing_and_delivers_nothing() {
         lines[1].starts_with("root... deliverable:") && lines[1].ends_with("user root@example.com"),
         "{o:?}"
     );
+    env.write_config(&format!(
+        "{}[addresses]\nunknown_local = \"reject\"\n",
+        base_config(&env.root)
+    ));
     let o = env.sendmail(&["-bv", "nosuchuser-xyz", "a@x.example"], b"");
     assert_eq!(o.code, 67, "{o:?}");
     assert!(

@@ -375,6 +375,10 @@ fn protocol_errors() {
 #[test]
 fn unknown_local_recipient_is_refused_at_rcpt() {
     let env = TestEnv::new();
+    env.write_config(&format!(
+        "{}[addresses]\nunknown_local = \"reject\"\n",
+        base_config(&env.root)
+    ));
     let mut d = Dialogue::start(&env);
     d.reply();
     d.cmd("EHLO c");

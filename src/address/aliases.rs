@@ -347,7 +347,7 @@ pub fn newaliases(cfg: &Config) -> Result<u8> {
             println!(
                 "postern: {} does not exist; root, postmaster and MAILER-DAEMON go to {}",
                 path.display(),
-                crate::address::route::local_target(cfg, "root")
+                super::local::local_target(cfg, "root")
             );
             return Ok(0);
         }

@@ -52,6 +52,26 @@ pub fn field_name(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(name).ok()
 }
 
+/// The normal form of a field's first line: `Name: value`. The only
+/// obsolete field-name form [`field_name`] accepts is white space between
+/// the name and the colon (RFC 5322 4.5.3, `obs-optional`); a generator
+/// must not emit it, so it is removed (Postfix's cleanup does the same).
+/// Anything else is returned unchanged.
+pub fn normal_form(mut raw: Vec<u8>) -> Vec<u8> {
+    let Some(colon) = raw.iter().position(|&b| b == b':') else {
+        return raw;
+    };
+    let name_end = raw[..colon]
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    if name_end > 0 && name_end < colon {
+        raw.drain(name_end..colon);
+    }
+    raw
+}
+
 /// True if `line` continues the previous field.
 pub fn is_continuation(line: &[u8]) -> bool {
     matches!(line.first(), Some(b' ') | Some(b'\t'))
@@ -214,6 +234,15 @@ mod tests {
             name: field_name(s.as_bytes()).unwrap().to_string(),
             raw: s.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn obsolete_blanks_before_the_colon_are_removed() {
+        assert_eq!(normal_form(b"Foo : bar".to_vec()), b"Foo: bar");
+        assert_eq!(normal_form(b"Foo\t \t:bar".to_vec()), b"Foo:bar");
+        assert_eq!(normal_form(b"Foo: a : b".to_vec()), b"Foo: a : b");
+        assert_eq!(normal_form(b"Foo :x\n y : z".to_vec()), b"Foo:x\n y : z");
+        assert_eq!(normal_form(b"Subject: ok".to_vec()), b"Subject: ok");
     }
 
     #[test]

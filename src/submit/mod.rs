@@ -289,118 +289,76 @@ impl<'a> Submitter<'a> {
         })
     }
 
-    /// Read one message from `reader` and commit it.
+    /// Read one message from `reader` and commit it: open the entry, read
+    /// the header section, settle the recipients, write the fixed-up header,
+    /// copy the body, commit.
     pub fn submit<R: BufRead>(
         &mut self,
         reader: &mut LineReader<R>,
         opts: &MessageOptions,
     ) -> Result<Committed> {
+        let (id, mut out) = self.open_entry()?;
+        let header = read_header_section(reader)?;
+        let recipients = self.recipients(&header.fields, opts)?;
+        let now = crate::clock::now();
+        let (fixed, message_id) = self.fixed_header(&id, &header, opts, now);
+        out.write(&fixed)?;
+        drop(fixed);
+        copy_body(reader, &header.after, &mut out)?;
+        let env = Envelope {
+            id: id.clone(),
+            sender: opts.sender.clone(),
+            recipients: recipients.clone(),
+            uid: self.user.uid,
+            user: self.user.name.clone(),
+            arrival: crate::clock::unix_f64(now),
+            fullname: opts.fullname.clone(),
+            dsn_notify: opts.notify.clone(),
+            dsn_ret: opts.ret.clone(),
+            envid: opts.envid.clone(),
+            eight_bit: out.eight_bit,
+            message_id: Some(message_id.clone()).filter(|m| crate::spool::format::is_safe_value(m)),
+            is_bounce: false,
+            interactive: opts.interactive,
+        };
+        let size = out.commit(&env)?;
+        log::info!(
+            "{id}: uid={} from=<{}> size={size} nrcpt={} message-id={message_id}",
+            self.user.uid,
+            opts.sender,
+            recipients.len()
+        );
+        Ok(Committed {
+            id,
+            size,
+            recipients,
+            sender: opts.sender.clone(),
+        })
+    }
+
+    /// Step 1: a new maildrop entry and a size-checked writer on it.
+    fn open_entry(&mut self) -> Result<(String, Output)> {
         let (id, file) = self.new_entry()?;
         let dir = self
             .dir
             .try_clone()
             .map_err(|e| spool_error("cannot use the spool directory", &e))?;
-        let mut w = MessageWriter::new(id.clone(), file, dir)
+        let w = MessageWriter::new(id.clone(), file, dir)
             .map_err(|e| spool_error("cannot write the queue file", &e))?;
-        let max = self.cfg.max_message_size;
-        let mut eight_bit = false;
-        let write = |w: &mut MessageWriter, bytes: &[u8], eight: &mut bool| -> Result<()> {
-            if !*eight && bytes.iter().any(|&b| b >= 0x80) {
-                *eight = true;
-            }
-            w.write(bytes)
-                .map_err(|e| spool_error("cannot write the queue file", &e))?;
-            if w.len() > max {
-                return Err(Error::new(
-                    Kind::DataErr,
-                    format!("message too big: more than {max} bytes (max_message_size)"),
-                ));
-            }
-            Ok(())
-        };
+        Ok((
+            id,
+            Output {
+                w,
+                max: self.cfg.max_message_size,
+                eight_bit: false,
+            },
+        ))
+    }
 
-        // ---- header section ----
-        let mut fields: Vec<Field> = Vec::new();
-        let mut header_bytes = 0usize;
-        let mut first_line = true;
-        // What ended the header section.
-        enum After {
-            Separator,
-            BodyLine { newline: bool, complete: bool },
-            End,
-        }
-        let after;
-        let read_err = |e: std::io::Error| Error::io(Kind::IoErr, "cannot read the message", &e);
-        loop {
-            let piece = reader.next_piece().map_err(read_err)?;
-            let (newline, complete) = match piece {
-                Piece::End => {
-                    after = After::End;
-                    break;
-                }
-                Piece::Data {
-                    newline, complete, ..
-                } => (newline, complete),
-            };
-            let line = &reader.buf;
-            if first_line && headers::is_mbox_from(line) && complete {
-                first_line = false;
-                continue;
-            }
-            first_line = false;
-            if line.is_empty() && complete {
-                after = After::Separator;
-                break;
-            }
-            let cont = headers::is_continuation(line) && !fields.is_empty();
-            let name = if cont {
-                None
-            } else {
-                headers::field_name(line).map(str::to_string)
-            };
-            if !cont && name.is_none() {
-                after = After::BodyLine { newline, complete };
-                break;
-            }
-            let mut full = line.clone();
-            let mut complete = complete;
-            while !complete {
-                match reader.next_piece().map_err(read_err)? {
-                    Piece::Data { complete: c, .. } => {
-                        full.extend_from_slice(&reader.buf);
-                        complete = c;
-                    }
-                    Piece::End => break,
-                }
-                if full.len() > MAX_HEADER_BYTES {
-                    break;
-                }
-            }
-            header_bytes += full.len() + 1;
-            if header_bytes > MAX_HEADER_BYTES {
-                return Err(Error::new(
-                    Kind::DataErr,
-                    "the header section is larger than 1 MiB",
-                ));
-            }
-            if full.contains(&0) {
-                return Err(Error::new(
-                    Kind::DataErr,
-                    "the header section contains a NUL byte; mail cannot carry it",
-                ));
-            }
-            match name {
-                Some(n) => fields.push(Field { name: n, raw: full }),
-                None => {
-                    if let Some(last) = fields.last_mut() {
-                        last.raw.push(b'\n');
-                        last.raw.extend_from_slice(&full);
-                    }
-                }
-            }
-        }
-
-        // ---- recipients ----
+    /// Step 3: the envelope recipients (arguments or RCPT, then with `-t`
+    /// the header's), without duplicates, each local one resolving
+    /// somewhere.
+    fn recipients(&self, fields: &[Field], opts: &MessageOptions) -> Result<Vec<String>> {
         let mut recipients: Vec<String> = Vec::new();
         let mut push = |r: String| {
             if !recipients.iter().any(|x| x == &r) {
@@ -411,7 +369,7 @@ impl<'a> Submitter<'a> {
             push(r.clone());
         }
         if opts.extract {
-            for m in headers::extract_recipients(&fields)? {
+            for m in headers::extract_recipients(fields)? {
                 push(m.addr);
             }
         }
@@ -438,11 +396,23 @@ impl<'a> Submitter<'a> {
                 },
             ));
         }
+        Ok(recipients)
+    }
 
-        // ---- header fix-ups ----
-        let now = crate::clock::now();
+    /// Step 4: the header section as it is stored: Received first, the
+    /// caller's fields (dropped ones removed, From rewritten, addresses
+    /// masqueraded), then the From, Date and Message-ID the message lacks.
+    /// Returns the bytes and the Message-ID.
+    fn fixed_header(
+        &self,
+        id: &str,
+        header: &HeaderSection,
+        opts: &MessageOptions,
+        now: std::time::SystemTime,
+    ) -> (Vec<u8>, String) {
+        let fields = &header.fields;
         let date = crate::clock::rfc5322(now);
-        let mut out = Vec::with_capacity(header_bytes + 512);
+        let mut out = Vec::with_capacity(header.bytes + 512);
         out.extend_from_slice(
             format!(
                 "Received: by {} (Postern, from userid {})\n\tid {}; {}\n",
@@ -477,46 +447,12 @@ impl<'a> Submitter<'a> {
             out.extend_from_slice(format!("Reply-To: {rt}\n").as_bytes());
         }
         if !fields.iter().any(|f| f.is("From")) {
-            let addr = if opts.sender.is_empty() {
-                self.default_sender()
-            } else {
-                opts.sender.clone()
-            };
-            let name = opts.fullname.clone().or_else(|| {
-                if addr == self.default_sender() {
-                    self.user.gecos.clone()
-                } else {
-                    None
-                }
-            });
-            let name = name.filter(|n| !n.trim().is_empty());
-            let line = match &name {
-                Some(n) => format!("From: {} <{}>", headers::encode_phrase(n), addr),
-                None => format!("From: {addr}"),
-            };
-            let generated = Field {
-                name: "From".into(),
-                raw: line.clone().into_bytes(),
-            };
-            let mut rt = None;
-            match self.rewrite_from(&generated, has_reply_to, &mut rt) {
-                Some(new) => {
-                    out.extend_from_slice(new.as_bytes());
-                    out.push(b'\n');
-                    if let Some(rt) = rt {
-                        out.extend_from_slice(format!("Reply-To: {rt}\n").as_bytes());
-                    }
-                }
-                None => {
-                    out.extend_from_slice(line.as_bytes());
-                    out.push(b'\n');
-                }
-            }
+            self.generated_from(opts, has_reply_to, &mut out);
         }
         if !fields.iter().any(|f| f.is("Date")) {
             out.extend_from_slice(format!("Date: {date}\n").as_bytes());
         }
-        let message_id = match headers::message_id(&fields) {
+        let message_id = match headers::message_id(fields) {
             Some(m) => m,
             None => {
                 let m = format!("<{}.{}@{}>", id, std::process::id(), self.cfg.hostname);
@@ -524,76 +460,239 @@ impl<'a> Submitter<'a> {
                 m
             }
         };
-        write(&mut w, &out, &mut eight_bit)?;
-        drop(out);
+        (out, message_id)
+    }
 
-        // ---- body ----
-        match after {
-            After::End => {}
-            After::Separator => write(&mut w, b"\n", &mut eight_bit)?,
-            After::BodyLine { newline, complete } => {
-                write(&mut w, b"\n", &mut eight_bit)?;
-                let line = std::mem::take(&mut reader.buf);
-                write(&mut w, &line, &mut eight_bit)?;
-                reader.buf = line;
-                if complete && newline {
-                    write(&mut w, b"\n", &mut eight_bit)?;
+    /// The From field of a message that has none: the envelope sender (or
+    /// the caller), with `-F` or the caller's full name; rewritten to the
+    /// sender identity like a given From.
+    fn generated_from(&self, opts: &MessageOptions, has_reply_to: bool, out: &mut Vec<u8>) {
+        let addr = if opts.sender.is_empty() {
+            self.default_sender()
+        } else {
+            opts.sender.clone()
+        };
+        let name = opts.fullname.clone().or_else(|| {
+            if addr == self.default_sender() {
+                self.user.gecos.clone()
+            } else {
+                None
+            }
+        });
+        let name = name.filter(|n| !n.trim().is_empty());
+        let line = match &name {
+            Some(n) => format!("From: {} <{}>", headers::encode_phrase(n), addr),
+            None => format!("From: {addr}"),
+        };
+        let generated = Field {
+            name: "From".into(),
+            raw: line.clone().into_bytes(),
+        };
+        let mut rt = None;
+        match self.rewrite_from(&generated, has_reply_to, &mut rt) {
+            Some(new) => {
+                out.extend_from_slice(new.as_bytes());
+                out.push(b'\n');
+                if let Some(rt) = rt {
+                    out.extend_from_slice(format!("Reply-To: {rt}\n").as_bytes());
+                }
+            }
+            None => {
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
+        }
+    }
+}
+
+/// The entry being written: every write is checked against
+/// `max_message_size` and notes 8-bit data.
+struct Output {
+    w: MessageWriter,
+    max: u64,
+    eight_bit: bool,
+}
+
+impl Output {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if !self.eight_bit && bytes.iter().any(|&b| b >= 0x80) {
+            self.eight_bit = true;
+        }
+        self.w
+            .write(bytes)
+            .map_err(|e| spool_error("cannot write the queue file", &e))?;
+        if self.w.len() > self.max {
+            return Err(Error::new(
+                Kind::DataErr,
+                format!(
+                    "message too big: more than {} bytes (max_message_size)",
+                    self.max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Step 6: commit the entry with `env`; returns its size.
+    fn commit(self, env: &Envelope) -> Result<u64> {
+        let size = self.w.len();
+        self.w
+            .commit(env)
+            .map_err(|e| spool_error("cannot commit the queue file", &e))?;
+        Ok(size)
+    }
+}
+
+/// What ended the header section.
+enum After {
+    /// The empty line.
+    Separator,
+    /// A line that is neither a field nor a continuation: the body's first.
+    BodyLine { newline: bool, complete: bool },
+    /// The end of the input.
+    End,
+}
+
+/// The header section as read.
+struct HeaderSection {
+    /// The fields, each in its normal form.
+    fields: Vec<Field>,
+    /// Bytes read (for sizing the fixed-up copy).
+    bytes: usize,
+    /// What ended it.
+    after: After,
+}
+
+fn read_err(e: std::io::Error) -> Error {
+    Error::io(Kind::IoErr, "cannot read the message", &e)
+}
+
+/// Step 2: read the header section (bounded: 1 MiB, no NUL), skipping an
+/// mbox `From ` line, joining continuation lines to their field.
+fn read_header_section<R: BufRead>(reader: &mut LineReader<R>) -> Result<HeaderSection> {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut header_bytes = 0usize;
+    let mut first_line = true;
+    let after;
+    loop {
+        let piece = reader.next_piece().map_err(read_err)?;
+        let (newline, complete) = match piece {
+            Piece::End => {
+                after = After::End;
+                break;
+            }
+            Piece::Data {
+                newline, complete, ..
+            } => (newline, complete),
+        };
+        let line = &reader.buf;
+        if first_line && headers::is_mbox_from(line) && complete {
+            first_line = false;
+            continue;
+        }
+        first_line = false;
+        if line.is_empty() && complete {
+            after = After::Separator;
+            break;
+        }
+        let cont = headers::is_continuation(line) && !fields.is_empty();
+        let name = if cont {
+            None
+        } else {
+            headers::field_name(line).map(str::to_string)
+        };
+        if !cont && name.is_none() {
+            after = After::BodyLine { newline, complete };
+            break;
+        }
+        let mut full = line.clone();
+        let mut complete = complete;
+        while !complete {
+            match reader.next_piece().map_err(read_err)? {
+                Piece::Data { complete: c, .. } => {
+                    full.extend_from_slice(&reader.buf);
+                    complete = c;
+                }
+                Piece::End => break,
+            }
+            if full.len() > MAX_HEADER_BYTES {
+                break;
+            }
+        }
+        header_bytes += full.len() + 1;
+        if header_bytes > MAX_HEADER_BYTES {
+            return Err(Error::new(
+                Kind::DataErr,
+                "the header section is larger than 1 MiB",
+            ));
+        }
+        if full.contains(&0) {
+            return Err(Error::new(
+                Kind::DataErr,
+                "the header section contains a NUL byte; mail cannot carry it",
+            ));
+        }
+        match name {
+            Some(n) => fields.push(Field {
+                name: n,
+                raw: headers::normal_form(full),
+            }),
+            None => {
+                if let Some(last) = fields.last_mut() {
+                    last.raw.push(b'\n');
+                    last.raw.extend_from_slice(&full);
                 }
             }
         }
-        if !matches!(after, After::End) {
-            loop {
-                match reader.next_piece().map_err(read_err)? {
-                    Piece::End => break,
-                    Piece::Data { newline, .. } => {
-                        let line = std::mem::take(&mut reader.buf);
-                        let r = write(&mut w, &line, &mut eight_bit);
-                        reader.buf = line;
-                        r?;
-                        if newline {
-                            write(&mut w, b"\n", &mut eight_bit)?;
-                        }
+    }
+    Ok(HeaderSection {
+        fields,
+        bytes: header_bytes,
+        after,
+    })
+}
+
+/// Step 5: the separator and the body, streamed in bounded pieces; an
+/// input that ended inside the message (SMTP DATA without its dot) fails.
+fn copy_body<R: BufRead>(
+    reader: &mut LineReader<R>,
+    after: &After,
+    out: &mut Output,
+) -> Result<()> {
+    match after {
+        After::End => {}
+        After::Separator => out.write(b"\n")?,
+        After::BodyLine { newline, complete } => {
+            out.write(b"\n")?;
+            let line = std::mem::take(&mut reader.buf);
+            out.write(&line)?;
+            reader.buf = line;
+            if *complete && *newline {
+                out.write(b"\n")?;
+            }
+        }
+    }
+    if !matches!(after, After::End) {
+        loop {
+            match reader.next_piece().map_err(read_err)? {
+                Piece::End => break,
+                Piece::Data { newline, .. } => {
+                    let line = std::mem::take(&mut reader.buf);
+                    let r = out.write(&line);
+                    reader.buf = line;
+                    r?;
+                    if newline {
+                        out.write(b"\n")?;
                     }
                 }
             }
         }
-        if reader.truncated {
-            return Err(Error::new(
-                Kind::DataErr,
-                "the input ended before the end of the message",
-            ));
-        }
-
-        let env = Envelope {
-            id: id.clone(),
-            sender: opts.sender.clone(),
-            recipients: recipients.clone(),
-            uid: self.user.uid,
-            user: self.user.name.clone(),
-            arrival: crate::clock::unix_f64(now),
-            fullname: opts.fullname.clone(),
-            dsn_notify: opts.notify.clone(),
-            dsn_ret: opts.ret.clone(),
-            envid: opts.envid.clone(),
-            eight_bit,
-            message_id: Some(message_id.clone()).filter(|m| crate::spool::format::is_safe_value(m)),
-            is_bounce: false,
-            interactive: opts.interactive,
-        };
-        let size = w.len();
-        w.commit(&env)
-            .map_err(|e| spool_error("cannot commit the queue file", &e))?;
-        log::info!(
-            "{id}: uid={} from=<{}> size={size} nrcpt={} message-id={message_id}",
-            self.user.uid,
-            opts.sender,
-            recipients.len()
-        );
-        Ok(Committed {
-            id,
-            size,
-            recipients,
-            sender: opts.sender.clone(),
-        })
     }
+    if reader.truncated {
+        return Err(Error::new(
+            Kind::DataErr,
+            "the input ended before the end of the message",
+        ));
+    }
+    Ok(())
 }

@@ -8,15 +8,38 @@
 //! Each accepted message is committed to its own maildrop entry before the
 //! `250 … queued as ID` reply. The session has the caller's identity: the
 //! envelope sender from MAIL FROM is used as given, as with `-f`.
+//!
+//! The grammar is RFC 5321 4.1, checked as Postfix's smtpd checks it:
+//! HELO/EHLO need a domain (501); MAIL/RCPT are `MAIL FROM:<path> [params]`
+//! and `RCPT TO:<path> [params]` (a blank after the colon and a missing `<>`
+//! are tolerated, as Postfix does; an empty or unterminated path, text
+//! glued to the `>`, a malformed or repeated `KEYWORD[=value]` parameter
+//! are 501; a well-formed parameter that is not supported is 555); DATA,
+//! RSET and QUIT take no argument and VRFY needs one (501); a command line
+//! is at most 512 octets with its CRLF (4.5.3.1.4), plus what the
+//! extensions advertised add to MAIL (SIZE 26, BODY 16, RET/ENVID 110,
+//! SMTPUTF8 10) and RCPT (NOTIFY/ORCPT 500); longer lines get 500.
 
 use super::input::{LineReader, Terminator};
 use super::{Committed, MessageOptions, Submitter};
 use crate::error::{Error, Kind, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 
-/// Longest command line accepted (RFC 5321 4.5.3.1.4: 512 with the CRLF;
-/// extensions may add more).
+/// Longest command line read; anything longer is discarded (and refused).
 const MAX_COMMAND: usize = 2048;
+
+/// The longest command line for `verb`, CRLF included: 512 (RFC 5321
+/// 4.5.3.1.4) plus what the advertised extensions add to it: SIZE 26
+/// (RFC 1870), BODY 16 (RFC 1652), RET and ENVID 110 (RFC 3461 4),
+/// SMTPUTF8 10 (RFC 6531 3.4) for MAIL; NOTIFY and ORCPT 500 (RFC 3461 4)
+/// for RCPT.
+fn line_limit(verb: &str) -> usize {
+    match verb {
+        "MAIL" => 512 + 26 + 16 + 110 + 10,
+        "RCPT" => 512 + 500,
+        _ => 512,
+    }
+}
 
 struct Session<'s, 'c, W: Write> {
     sub: &'s mut Submitter<'c>,
@@ -64,37 +87,99 @@ fn read_command<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Opt
     }
 }
 
-/// Split `FROM:<addr> PARAMS` into (path, params).
-fn split_path(arg: &str) -> Option<(String, Vec<(String, String)>)> {
-    let arg = arg.trim_start();
+/// Why a MAIL or RCPT argument does not parse.
+#[derive(Debug, PartialEq, Eq)]
+enum PathError {
+    /// No path at all, an unterminated `<`, or text glued to the `>`.
+    Path,
+    /// A parameter that is not `KEYWORD[=value]` (RFC 5321 4.1.2), or one
+    /// given twice (RFC 1869).
+    Param(String),
+}
+
+/// True for an esmtp-keyword: `(ALPHA / DIGIT) *(ALPHA / DIGIT / "-")`.
+fn is_keyword(k: &str) -> bool {
+    k.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// True for an esmtp-value: `1*(%d33-60 / %d62-126)`, or UTF-8 beyond
+/// ASCII (RFC 6531).
+fn is_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| (33..=126).contains(&b) && b != b'=' || b >= 0x80)
+}
+
+/// `s` for quoting in a reply: at most 40 characters, control characters
+/// and non-ASCII as `?`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+/// Split `<path> PARAMS` (what follows `FROM:` or `TO:`) into the path and
+/// the parameters (keywords upper-cased). A source route (`<@a,@b:u@d>`)
+/// is dropped, as RFC 5321 4.1.1.3 allows.
+fn split_path(arg: &str) -> std::result::Result<(String, Vec<(String, String)>), PathError> {
+    // A blank after the colon is not RFC 5321 but common; Postfix allows it.
+    let arg = arg.trim_start_matches([' ', '\t']);
     let (path, rest) = if let Some(stripped) = arg.strip_prefix('<') {
-        let mut depth_quote = false;
+        let mut in_quote = false;
+        let mut escaped = false;
         let mut end = None;
         for (i, c) in stripped.char_indices() {
             match c {
-                '"' => depth_quote = !depth_quote,
-                '>' if !depth_quote => {
+                _ if escaped => escaped = false,
+                '\\' if in_quote => escaped = true,
+                '"' => in_quote = !in_quote,
+                '>' if !in_quote => {
                     end = Some(i);
                     break;
                 }
                 _ => {}
             }
         }
-        let end = end?;
-        (stripped[..end].to_string(), &stripped[end + 1..])
+        let end = end.ok_or(PathError::Path)?;
+        let rest = &stripped[end + 1..];
+        if !rest.is_empty() && !rest.starts_with(' ') {
+            return Err(PathError::Path);
+        }
+        (stripped[..end].to_string(), rest)
     } else {
         // Tolerate a missing <> (some clients), up to the first space.
         let end = arg.find(' ').unwrap_or(arg.len());
+        if end == 0 {
+            return Err(PathError::Path);
+        }
         (arg[..end].to_string(), &arg[end..])
     };
-    let params = rest
-        .split_whitespace()
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_ascii_uppercase(), v.to_string()),
-            None => (p.to_ascii_uppercase(), String::new()),
-        })
-        .collect();
-    Some((path, params))
+    let path = match path.strip_prefix('@') {
+        Some(route) => match route.split_once(':') {
+            Some((_, mailbox)) => mailbox.to_string(),
+            None => return Err(PathError::Path),
+        },
+        None => path,
+    };
+    let mut params: Vec<(String, String)> = Vec::new();
+    for p in rest.split(' ').filter(|p| !p.is_empty()) {
+        let (k, v) = match p.split_once('=') {
+            Some((k, v)) if is_value(v) => (k, v),
+            Some(_) => return Err(PathError::Param(printable(p))),
+            None => (p, ""),
+        };
+        if !is_keyword(k) {
+            return Err(PathError::Param(printable(p)));
+        }
+        let k = k.to_ascii_uppercase();
+        if params.iter().any(|(x, _)| *x == k) {
+            return Err(PathError::Param(format!("{k} (given twice)")));
+        }
+        params.push((k, v.to_string()));
+    }
+    Ok((path, params))
 }
 
 /// Decode xtext (RFC 3461): `+XX` hex escapes.
@@ -112,8 +197,10 @@ impl<W: Write> Session<'_, '_, W> {
         if self.mail.is_some() {
             return "503 5.5.1 Error: nested MAIL command".into();
         }
-        let Some((path, params)) = split_path(arg) else {
-            return "501 5.5.4 Syntax: MAIL FROM:<address>".into();
+        let (path, params) = match split_path(arg) {
+            Ok(p) => p,
+            Err(PathError::Path) => return "501 5.5.4 Syntax: MAIL FROM:<address>".into(),
+            Err(PathError::Param(p)) => return format!("501 5.5.4 Bad parameter syntax: {p}"),
         };
         let mut opts = MessageOptions::default();
         for (k, v) in params {
@@ -130,7 +217,8 @@ impl<W: Write> Session<'_, '_, W> {
                         return "501 5.5.4 Bad BODY parameter".into();
                     }
                 }
-                "SMTPUTF8" => {}
+                "SMTPUTF8" if v.is_empty() => {}
+                "SMTPUTF8" => return "501 5.5.4 Bad SMTPUTF8 parameter".into(),
                 "RET" => {
                     let u = v.to_ascii_uppercase();
                     if u != "FULL" && u != "HDRS" {
@@ -169,8 +257,14 @@ impl<W: Write> Session<'_, '_, W> {
         if mail.recipients.len() >= crate::spool::format::MAX_RCPTS {
             return "452 4.5.3 Too many recipients".into();
         }
-        let Some((path, params)) = split_path(arg) else {
-            return "501 5.5.4 Syntax: RCPT TO:<address>".into();
+        let (path, params) = match split_path(arg) {
+            Ok((p, _)) if p.is_empty() => {
+                return "501 5.1.3 Syntax: RCPT TO:<address> (the null path is only a sender)"
+                    .into();
+            }
+            Ok(p) => p,
+            Err(PathError::Path) => return "501 5.5.4 Syntax: RCPT TO:<address>".into(),
+            Err(PathError::Param(p)) => return format!("501 5.5.4 Bad parameter syntax: {p}"),
         };
         let mut notify = None;
         for (k, v) in params {
@@ -186,7 +280,12 @@ impl<W: Write> Session<'_, '_, W> {
                     }
                     notify = Some(u);
                 }
-                "ORCPT" => {}
+                // ORCPT=addr-type;xtext (RFC 3461 4.2)
+                "ORCPT" => match v.split_once(';') {
+                    Some((t, x))
+                        if is_keyword(t) && xtext_decode(x).is_some_and(|a| !a.is_empty()) => {}
+                    _ => return "501 5.5.4 Bad ORCPT parameter".into(),
+                },
                 _ => return format!("555 5.5.4 Unsupported option: {k}"),
             }
         }
@@ -245,10 +344,12 @@ pub fn run<R: Read, W: Write>(
             None => (text.to_ascii_uppercase(), String::new()),
         };
         let mut quit = false;
-        let reply: String = if too_long {
+        let no_arg = arg.trim().is_empty();
+        let reply: String = if too_long || line.len() + 2 > line_limit(&verb) {
             "500 5.5.2 Error: line too long".into()
         } else {
             match verb.as_str() {
+                "EHLO" | "HELO" if no_arg => format!("501 5.5.4 Syntax: {verb} hostname"),
                 "EHLO" => {
                     s.helo = true;
                     s.mail = None;
@@ -261,6 +362,8 @@ pub fn run<R: Read, W: Write>(
                     s.mail = None;
                     format!("250 {hostname}")
                 }
+                "DATA" | "RSET" | "QUIT" if !no_arg => format!("501 5.5.4 Syntax: {verb}"),
+                "VRFY" if no_arg => "501 5.5.4 Syntax: VRFY address".into(),
                 "MAIL" => match arg.get(..5) {
                     Some(p) if p.eq_ignore_ascii_case("FROM:") => s.mail(&arg[5..]),
                     _ => "501 5.5.4 Syntax: MAIL FROM:<address>".into(),
@@ -359,7 +462,34 @@ mod tests {
         assert_eq!(params[0], ("SIZE".into(), "10".into()));
         assert_eq!(split_path("<>").unwrap().0, "");
         assert_eq!(split_path("<\"a>b\"@c>").unwrap().0, "\"a>b\"@c");
-        assert!(split_path("<a@b").is_none());
+        assert_eq!(split_path("<a@b"), Err(PathError::Path));
+        assert_eq!(split_path(""), Err(PathError::Path));
+        assert_eq!(split_path("<a@b>SIZE=1"), Err(PathError::Path));
+        assert_eq!(split_path(" <a@b>").unwrap().0, "a@b");
+        assert_eq!(split_path("a@b SIZE=1").unwrap().0, "a@b");
+        assert_eq!(split_path("<@r1,@r2:u@d>").unwrap().0, "u@d");
+        assert_eq!(split_path("<\"a\\\">\"@c>").unwrap().0, "\"a\\\">\"@c");
+        assert!(matches!(
+            split_path("<a@b> SIZE="),
+            Err(PathError::Param(_))
+        ));
+        assert!(matches!(split_path("<a@b> -X=1"), Err(PathError::Param(_))));
+        assert!(matches!(
+            split_path("<a@b> K=a=b"),
+            Err(PathError::Param(_))
+        ));
+        assert_eq!(
+            split_path("<a@b> K=\rx"),
+            Err(PathError::Param("K=?x".into()))
+        );
+        assert!(matches!(
+            split_path("<a@b> SIZE=1 size=2"),
+            Err(PathError::Param(_))
+        ));
+        assert_eq!(
+            split_path("<a@b>  SMTPUTF8").unwrap().1,
+            vec![("SMTPUTF8".to_string(), String::new())]
+        );
         assert_eq!(xtext_decode("a+2Bb").as_deref(), Some("a+b"));
         assert!(xtext_decode("a+2").is_none());
     }
