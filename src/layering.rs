@@ -14,10 +14,7 @@
 //! and `super::…::X` climbing out of its own top-level module — and fails
 //! with `file:line: names X (layer) above its layer` for each one that
 //! points up. A new top-level module must be given a layer in [`LAYERS`].
-//!
-//! [`KNOWN`] lists the upward references that existed when the rule was
-//! written, in files whose owners are still moving them; it may only
-//! shrink.
+//! There is no list of exceptions.
 
 use std::path::{Path, PathBuf};
 
@@ -47,17 +44,6 @@ const LAYERS: &[(&str, usize)] = &[
     ("main", 4),
     ("lib", 4),
     ("layering", 4),
-];
-
-/// Upward references still to be removed: (file, name it reaches up to).
-/// Only files outside the spool and the base layer may appear here.
-const KNOWN: &[(&str, &str)] = &[
-    // The submission path takes the entry helper and the delivery mode from
-    // the front end; handoff starts a queue run and lists maildrop.
-    ("src/submit/mod.rs", "privilege"),
-    ("src/submit/handoff.rs", "cli"),
-    ("src/submit/handoff.rs", "daemon"),
-    ("src/submit/handoff.rs", "mailq"),
 ];
 
 fn layer(top: &str) -> Option<usize> {
@@ -325,7 +311,6 @@ fn every_file_names_only_its_own_layer_or_below() {
         files.len()
     );
     let mut problems = Vec::new();
-    let mut known_seen: Vec<(String, String)> = Vec::new();
     for path in &files {
         let rel = path.strip_prefix(&src).expect("under src/");
         let shown = format!("src/{}", rel.display());
@@ -353,28 +338,11 @@ fn every_file_names_only_its_own_layer_or_below() {
             if theirs <= own {
                 continue;
             }
-            if KNOWN.contains(&(shown.as_str(), name.as_str())) {
-                known_seen.push((shown.clone(), name.clone()));
-                continue;
-            }
             problems.push(format!(
                 "{shown}:{line}: names `{name}` ({}) from the {} layer: an arrow may only point down",
                 LAYER_NAMES[theirs], LAYER_NAMES[own]
             ));
         }
-    }
-    for &(file, name) in KNOWN {
-        if !known_seen.iter().any(|(f, n)| f == file && n == name) {
-            // Not a failure (it is what the list is for), but say so.
-            eprintln!(
-                "note: {file} no longer names {name}: remove it from KNOWN in src/layering.rs"
-            );
-        }
-        let top = file.trim_start_matches("src/").split(['/', '.']).next();
-        assert!(
-            top.and_then(layer).is_some_and(|l| l >= 2),
-            "{file}: the spool and base layers take no exceptions"
-        );
     }
     assert!(
         problems.is_empty(),

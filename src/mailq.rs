@@ -15,9 +15,8 @@
 
 use crate::clock;
 use crate::spool::state::{RcptStatus, State};
-use crate::spool::{Spool, id_micros, is_valid_id, queue};
+use crate::spool::{Spool, id_micros, queue};
 use std::fmt::Write as _;
-use std::fs::File;
 
 /// One line of the listing.
 #[derive(Debug, Clone)]
@@ -35,21 +34,6 @@ impl Item {
             Item::Incoming(i) => i,
         }
     }
-}
-
-/// Names in maildrop, through an open directory handle.
-pub fn maildrop_names(dir: File) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(mut d) = nix::dir::Dir::from_fd(dir.into()) {
-        for e in d.iter().flatten() {
-            if let Ok(n) = e.file_name().to_str()
-                && is_valid_id(n)
-            {
-                out.push(n.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// Collect the queue: `incoming` names plus every state file.

@@ -58,9 +58,9 @@ pub struct Opener {
     sock: OwnedFd,
 }
 
-impl Opener {
+impl maildrop::OpenEntry for Opener {
     /// A new entry: (queue id, open locked file).
-    pub fn open(&self) -> io::Result<(String, File)> {
+    fn open_entry(&self) -> io::Result<(String, File)> {
         use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
         use std::io::IoSliceMut;
         nix::unistd::write(&self.sock, b"N").map_err(io::Error::from)?;
@@ -343,13 +343,4 @@ impl Prepared {
             None => None,
         }
     }
-}
-
-/// True when the binary file carries a set-gid bit but the process did not
-/// get it (NoNewPrivileges, a nosuid mount): used to explain a failure.
-pub fn setgid_bit_ignored() -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata("/proc/self/exe")
-        .map(|m| m.permissions().mode() & 0o2000 != 0)
-        .unwrap_or(false)
 }

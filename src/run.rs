@@ -6,12 +6,12 @@ use postern::cli::postern::{Command, PosternArgs};
 use postern::cli::sendmail::{DeliveryMode, Mode, SendmailArgs};
 use postern::cli::{self, Invocation};
 use postern::config::{Config, ConfigSource};
+use postern::daemon::handoff::Handoff;
 use postern::daemon::{self, Selection};
 use postern::error::{Error, Kind, Result, spool_write_kind};
 use postern::logging;
 use postern::privilege::Prepared;
 use postern::spool::{Spool, maildrop};
-use postern::submit::handoff::Handoff;
 use postern::submit::input::{LineReader, Terminator};
 use postern::submit::{EntrySource, MessageOptions, Submitter, User};
 use std::path::PathBuf;
@@ -89,7 +89,7 @@ pub fn run(mut p: Prepared, inv: Result<Invocation>) -> Result<u8> {
 /// drop when there is one).
 fn incoming(p: &mut Prepared, spool: &Spool) -> Vec<String> {
     match p.maildrop_dir.take() {
-        Some(Ok(dir)) => postern::mailq::maildrop_names(dir),
+        Some(Ok(dir)) => postern::spool::maildrop::names(dir),
         _ => postern::spool::queue::list_ids(&spool.maildrop()).unwrap_or_default(),
     }
 }
@@ -190,7 +190,7 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         };
         let source = match a.mode {
             Mode::Smtp => match p.opener.take() {
-                Some(Ok(o)) => EntrySource::Opener(o),
+                Some(Ok(o)) => EntrySource::Helper(Box::new(o)),
                 Some(Err(e)) => {
                     return Err(Error::io(
                         Kind::TempFail,

@@ -3,7 +3,6 @@
 //! do to the queue (`Authority`): write it directly, or ask the daemon
 //! through a request entry.
 
-use crate::mailq;
 use crate::spool::{Spool, queue};
 use std::fs::File;
 use std::io;
@@ -42,7 +41,7 @@ impl Caller {
     /// the drop when there is one).
     pub fn incoming(&mut self, spool: &Spool) -> Vec<String> {
         match self.maildrop_dir.take() {
-            Some(Ok(dir)) => mailq::maildrop_names(dir),
+            Some(Ok(dir)) => crate::spool::maildrop::names(dir),
             _ => queue::list_ids(&spool.maildrop()).unwrap_or_default(),
         }
     }

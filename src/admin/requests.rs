@@ -30,7 +30,6 @@ use super::apply::{Outcome, apply, lock, no_such, now, target_ids};
 use super::caller::{Caller, caller_in_group, uid_in_group};
 use crate::daemon::runner;
 use crate::error::{Error, Kind, Result, spool_write_kind};
-use crate::mailq;
 use crate::spool::request::{self, Entry, Op, Target, VOID_REQUEST};
 use crate::spool::{self, Spool, maildrop, queue};
 use std::io;
@@ -84,7 +83,10 @@ pub(crate) fn request(p: &mut Caller, spool: &Spool, op: Op, t: Target) -> Resul
                 // Perhaps not picked up yet: the daemon takes the message
                 // in before the (younger) request.
                 let waiting = match &p.maildrop_dir {
-                    Some(Ok(d)) => d.try_clone().map(mailq::maildrop_names).unwrap_or_default(),
+                    Some(Ok(d)) => d
+                        .try_clone()
+                        .map(crate::spool::maildrop::names)
+                        .unwrap_or_default(),
                     _ => queue::list_ids(&spool.maildrop()).unwrap_or_default(),
                 };
                 if !waiting.iter().any(|n| n == id) {

@@ -31,16 +31,7 @@ pub enum Mode {
     RunQueue(Option<String>),
 }
 
-/// When delivery happens (`-od…`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryMode {
-    /// Queue and let the background runner deliver (default).
-    Background,
-    /// Deliver before returning; the exit status reflects the result.
-    Interactive,
-    /// Only queue.
-    Queue,
-}
+pub use crate::daemon::handoff::DeliveryMode;
 
 /// How errors are reported (`-oe…`). Postern always reports on stderr and
 /// with the exit status; `Mail`/`Write`/`Quiet` are accepted for compatibility.

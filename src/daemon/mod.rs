@@ -15,6 +15,7 @@
 //! admin service) is [`pickup`]; delivery is [`runner`]; backoff is
 //! [`schedule`].
 
+pub mod handoff;
 pub mod pickup;
 pub mod runner;
 pub mod schedule;

@@ -321,3 +321,36 @@ fn stale_or_busy(dir: &File, name: &str, stale_after: std::time::Duration) -> Cl
     }
     Claim::Busy
 }
+
+/// A source of new maildrop entries other than this process's own access
+/// to the directory: the installed `sendmail -bs` asks a helper that kept
+/// the group (`privilege::Opener`).
+pub trait OpenEntry {
+    /// A new entry: (queue id, open locked file).
+    fn open_entry(&self) -> io::Result<(String, File)>;
+}
+
+/// True when the binary file carries a set-gid bit but the process did not
+/// get it (NoNewPrivileges, a nosuid mount): used to explain why maildrop
+/// refused an entry.
+pub fn setgid_bit_ignored() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata("/proc/self/exe")
+        .map(|m| m.permissions().mode() & 0o2000 != 0)
+        .unwrap_or(false)
+}
+
+/// Names in maildrop, through an open directory handle.
+pub fn names(dir: File) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(mut d) = nix::dir::Dir::from_fd(dir.into()) {
+        for e in d.iter().flatten() {
+            if let Ok(n) = e.file_name().to_str()
+                && super::is_valid_id(n)
+            {
+                out.push(n.to_string());
+            }
+        }
+    }
+    out
+}

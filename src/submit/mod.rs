@@ -10,7 +10,6 @@
 //! delivery side re-encodes the part as quoted-printable so it arrives
 //! intact.
 
-pub mod handoff;
 pub mod headers;
 pub mod input;
 pub mod smtpd;
@@ -98,7 +97,7 @@ pub enum EntrySource {
     /// One entry opened before the privilege drop (installed `sendmail`).
     Preopened(Option<std::io::Result<(String, File)>>),
     /// The helper that kept the group (installed `sendmail -bs`).
-    Opener(crate::privilege::Opener),
+    Helper(Box<dyn maildrop::OpenEntry>),
     /// Create entries directly (unprivileged spool).
     Direct,
 }
@@ -157,7 +156,7 @@ fn shorten(s: &str) -> String {
 
 fn spool_error(what: &str, e: &std::io::Error) -> Error {
     let mut err = Error::io(spool_write_kind(e), what, e);
-    if e.raw_os_error() == Some(libc::EACCES) && crate::privilege::setgid_bit_ignored() {
+    if e.raw_os_error() == Some(libc::EACCES) && maildrop::setgid_bit_ignored() {
         err = err.context("the set-group-id bit was ignored (NoNewPrivileges= or a nosuid mount?)");
     }
     err
@@ -185,7 +184,7 @@ impl<'a> Submitter<'a> {
                     ));
                 }
             },
-            EntrySource::Opener(o) => o.open(),
+            EntrySource::Helper(o) => o.open_entry(),
             EntrySource::Direct => maildrop::create(&self.dir),
         };
         r.map_err(|e| spool_error("cannot create the queue file", &e))

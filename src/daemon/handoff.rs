@@ -9,17 +9,27 @@
 //! watching the world-readable state file, and acknowledge a permanent
 //! failure so the daemon sends no bounce (the caller was told).
 
-use super::Committed;
-use crate::cli::sendmail::DeliveryMode;
 use crate::config::Config;
 use crate::daemon;
 use crate::daemon::runner::Done;
 use crate::error::{Kind, Result};
 use crate::spool::Spool;
 use crate::spool::state::RcptStatus;
+use crate::submit::Committed;
 use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// When delivery happens (`-od…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Queue and let the background runner deliver (default).
+    Background,
+    /// Deliver before returning; the exit status reflects the result.
+    Interactive,
+    /// Only queue.
+    Queue,
+}
 
 /// How long `-odi` waits for the daemon's first attempt.
 const ODI_WAIT: Duration = Duration::from_secs(120);
@@ -172,7 +182,7 @@ impl Handoff<'_> {
                     let waiting = match &self.maildrop {
                         Some(d) => d
                             .try_clone()
-                            .map(|d| crate::mailq::maildrop_names(d).iter().any(|n| n == id))
+                            .map(|d| crate::spool::maildrop::names(d).iter().any(|n| n == id))
                             .unwrap_or(false),
                         None => spool.maildrop().join(id).exists(),
                     };
