@@ -145,9 +145,10 @@ delivered in the background through the configured smart host.
   -C FILE         configuration file (ignored by the installed setgid binary)
   -B, -L, -h, -n, -m, -U, -X, -A, -o…, -O…  accepted and ignored
 
-Exit status: 0 queued (or delivered), 64 usage, 65 bad data, 67 unknown local
-user, 69 refused (-odi), 73 cannot create the queue file, 75 temporary failure
-(nothing queued, try again), 78 configuration error. See sendmail(8).
+Exit status: 0 queued (or delivered), 64 usage, 65 bad data, 67 a local name
+that resolves nowhere (unknown_local = \"reject\"), 69 refused (-odi), 73
+cannot create the queue file, 75 temporary failure (nothing queued, try
+again), 78 configuration error. See sendmail(8).
 ";
 
 #[cfg(test)]
