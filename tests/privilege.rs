@@ -485,7 +485,7 @@ fn setgid_install_as_an_unprivileged_caller() {
     let e = support::Entry::read(&new[0]).expect("committed entry decodes");
     let md = std::fs::metadata(&new[0]).expect("md");
     assert_eq!(md.uid(), NOBODY, "entry owner");
-    assert_eq!(e.mode, 0o744);
+    assert_eq!(e.mode, 0o704);
     assert_eq!(e.get("uid"), Some(n.clone()));
     assert_eq!(e.rcpts(), vec!["dest@example.org"]);
     // POSTERN_CONFIG ignored: the system config's hostname, not evil's;

@@ -506,7 +506,7 @@ fn committed_entry_shape() {
         .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     for (e, name) in entries.iter().zip(&names) {
-        assert_eq!(e.mode, 0o744, "{name}");
+        assert_eq!(e.mode, 0o704, "{name}");
         assert_eq!(name.len(), 15);
         assert!(postern::spool::is_valid_id(name), "{name}");
         assert_eq!(e.get("id").as_deref(), Some(name.as_str()));

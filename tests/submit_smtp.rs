@@ -156,7 +156,7 @@ fn lock_step_session_with_two_messages() {
     let id1 = queued_id(&d.reply());
     // the entry is committed before the 250
     let e1 = support::Entry::read(&env.spool.join("maildrop").join(&id1)).expect("committed");
-    assert_eq!(e1.mode, 0o744);
+    assert_eq!(e1.mode, 0o704);
     // second message after RSET, with the null sender
     assert!(d.cmd("RSET").starts_with("250 "));
     assert!(d.cmd("MAIL FROM:<>").starts_with("250 "));

@@ -32,8 +32,10 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 /// Mode of an entry being written: readable by the runner (others cannot
 /// traverse maildrop/) so it can see the writer's lock.
 pub const MODE_WRITING: u32 = 0o604;
-/// Mode of a committed ("ready") entry.
-pub const MODE_READY: u32 = 0o744;
+/// Mode of a committed ("ready") entry: the ready bit added to
+/// [`MODE_WRITING`]. No group bit: the group (postern-drop) only ever
+/// creates entries, it never needs to read one.
+pub const MODE_READY: u32 = 0o704;
 /// The ready bit.
 pub const READY_BIT: u32 = 0o100;
 

@@ -8,6 +8,10 @@
 //!   with `-i` only end-of-file does.
 //! - `-bs` DATA: a line holding just `.` ends the message, and one leading
 //!   dot of every other line is removed (SMTP transparency, RFC 5321 4.5.2).
+//!   Only `<CR><LF>.<CR><LF>` ends it: a bare LF is taken as a line end
+//!   inside the message, but a `.` line next to one is content (Postfix's
+//!   `smtpd_forbid_bare_newline = normalize`), so `A\n.\nMAIL FROM…` cannot
+//!   end DATA early and smuggle the rest in as commands.
 
 use std::io::{self, BufRead};
 
@@ -50,6 +54,8 @@ pub struct LineReader<R: BufRead> {
     /// The bytes of the current piece (valid after `next` returned Data).
     pub buf: Vec<u8>,
     at_line_start: bool,
+    /// The last complete line ended with CRLF (or none was read yet).
+    prev_crlf: bool,
     done: bool,
     /// Total bytes consumed from the input.
     pub consumed: u64,
@@ -65,6 +71,7 @@ impl<R: BufRead> LineReader<R> {
             term,
             buf: Vec::with_capacity(1024),
             at_line_start: true,
+            prev_crlf: true,
             done: false,
             consumed: 0,
             truncated: false,
@@ -134,11 +141,19 @@ impl<R: BufRead> LineReader<R> {
         // A CR that belonged to CRLF is not data (a CR at the end of a cut
         // piece was held back above, so a CRLF split across pieces is seen
         // here whole).
-        if newline && self.buf.last() == Some(&b'\r') {
+        let crlf = newline && self.buf.last() == Some(&b'\r');
+        if crlf {
             self.buf.pop();
         }
         let complete = newline || eof;
-        if start && complete && self.term != Terminator::Eof && self.buf == b"." {
+        let prev_crlf = std::mem::replace(&mut self.prev_crlf, crlf || !complete);
+        let ends = match self.term {
+            Terminator::Eof => false,
+            Terminator::DotOrEof => true,
+            // <CR><LF>.<CR><LF> only (or the input ends after the dot).
+            Terminator::SmtpData => prev_crlf && (crlf || eof),
+        };
+        if ends && start && complete && self.buf == b"." {
             self.done = true;
             return Ok(Piece::End);
         }
@@ -182,6 +197,30 @@ mod tests {
         assert_eq!(smtp, vec![(b".x".to_vec(), true), (b"y".to_vec(), true)]);
         // ". " is not the terminator
         assert_eq!(pieces(b". \nb\n", Terminator::DotOrEof).len(), 2);
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_smtp_data() {
+        // A dot line next to a bare LF is content (un-stuffed like any
+        // other line starting with a dot), and the data goes on.
+        let smtp = pieces(
+            b"A\n.\nMAIL FROM:<x@y>\r\n.\r\nQUIT\r\n",
+            Terminator::SmtpData,
+        );
+        assert_eq!(
+            smtp,
+            vec![
+                (b"A".to_vec(), true),
+                (b"".to_vec(), true),
+                (b"MAIL FROM:<x@y>".to_vec(), true)
+            ]
+        );
+        // CRLF before, bare LF after: not the end either.
+        assert_eq!(pieces(b"A\r\n.\nB\r\n.\r\n", Terminator::SmtpData).len(), 3);
+        // Bare LF lines inside the message are still line ends.
+        assert_eq!(pieces(b"A\nB\n\r\n.\r\n", Terminator::SmtpData).len(), 3);
+        // sendmail -bm keeps the classic rule: any lone dot line ends it.
+        assert_eq!(pieces(b"A\n.\nB\n", Terminator::DotOrEof).len(), 1);
     }
 
     #[test]
