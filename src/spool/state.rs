@@ -28,8 +28,10 @@
 
 use std::fmt::Write as _;
 
-/// Status of one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Status of one recipient (serialised as the lower-case word the state
+/// file uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RcptStatus {
     /// Not tried yet.
     Pending,
