@@ -48,6 +48,14 @@ pub fn text(s: &Summary) -> String {
         o,
         "(sent, deferred and bounced count recipients; accepted and removed count messages)"
     );
+    push_queue(&mut o, s);
+    push_relays(&mut o, s);
+    push_log(&mut o, s);
+    o
+}
+
+/// The queue and daemon lines.
+fn push_queue(o: &mut String, s: &Summary) {
     let q = &s.queue;
     let _ = writeln!(
         o,
@@ -72,6 +80,10 @@ pub fn text(s: &Summary) -> String {
             "not running"
         }
     );
+}
+
+/// One line per relay, with its last error.
+fn push_relays(o: &mut String, s: &Summary) {
     if s.relays.is_empty() {
         let _ = writeln!(o, "\nrelays: no deliveries logged yet");
     } else {
@@ -99,6 +111,10 @@ pub fn text(s: &Summary) -> String {
             }
         }
     }
+}
+
+/// How far back the event log goes, and what it could not read.
+fn push_log(o: &mut String, s: &Summary) {
     match s.since {
         Some(t) => {
             let _ = writeln!(
@@ -115,5 +131,4 @@ pub fn text(s: &Summary) -> String {
     if s.ignored_lines > 0 {
         let _ = writeln!(o, "{} malformed line(s) ignored", s.ignored_lines);
     }
-    o
 }
