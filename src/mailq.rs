@@ -12,6 +12,12 @@
 //!   "tries": int, "next_attempt": int|null,
 //!   "recipients": [{"address": str, "orig_address": str, "status":
 //!   "pending"|"deferred"|"sent"|"bounced", "delay_reason": str|null}]}`
+//!
+//! The JSON objects of the queue are serde structs written by serde_json:
+//! [`QueueHead`] (`queue_id`, `queue_name`, `arrival_time`) starts both a
+//! `mailq --json` line and the `postern queue show --json` object
+//! ([`QueueDetail`], schema in the admin module docs); [`to_json`] writes
+//! one object on one line for every `--json` report.
 
 use crate::clock;
 use crate::spool::state::{RcptStatus, State};

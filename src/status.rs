@@ -114,25 +114,17 @@ fn human(secs: f64) -> String {
     crate::clock::human_duration(crate::clock::secs(secs))
 }
 
-/// Build the report.
-pub fn assess(
-    cfg: &Config,
-    items: &[Item],
-    events: Option<&stats::Events>,
-    daemon_running: bool,
-    now: f64,
-) -> Status {
-    let empty = stats::Events::default();
-    let summary = stats::summarize(events.unwrap_or(&empty), items, now, daemon_running);
-    let relays = cfg
-        .relays
-        .iter()
-        .map(|r| {
-            let key = r.label();
-            let found = summary.relays.iter().find(|s| s.relay == key);
-            relay_health(key, found)
-        })
-        .collect();
+/// What one pass over the queue finds (messages on hold left out).
+struct QueueScan {
+    /// The oldest message with a deferred recipient.
+    oldest: Option<Deferred>,
+    /// Messages queued for more than half of `max_lifetime`.
+    problems: Vec<String>,
+    /// Arrival of the oldest waiting message, incoming included.
+    oldest_waiting: Option<f64>,
+}
+
+fn scan_queue(cfg: &Config, items: &[Item], now: f64) -> QueueScan {
     let mut oldest: Option<Deferred> = None;
     let mut problems = Vec::new();
     let mut oldest_waiting: Option<f64> = None;
@@ -171,6 +163,37 @@ pub fn assess(
             ));
         }
     }
+    QueueScan {
+        oldest,
+        problems,
+        oldest_waiting,
+    }
+}
+
+/// Build the report.
+pub fn assess(
+    cfg: &Config,
+    items: &[Item],
+    events: Option<&stats::Events>,
+    daemon_running: bool,
+    now: f64,
+) -> Status {
+    let empty = stats::Events::default();
+    let summary = stats::summarize(events.unwrap_or(&empty), items, now, daemon_running);
+    let relays = cfg
+        .relays
+        .iter()
+        .map(|r| {
+            let key = r.label();
+            let found = summary.relays.iter().find(|s| s.relay == key);
+            relay_health(key, found)
+        })
+        .collect();
+    let QueueScan {
+        oldest,
+        mut problems,
+        oldest_waiting,
+    } = scan_queue(cfg, items, now);
     if let Some(d) = &oldest {
         let age = now - d.state.arrival;
         if age > STUCK_DEFERRED_SECS {
@@ -325,6 +348,16 @@ pub fn text(s: &Status) -> String {
             .map(|a| format!("; oldest {} old", human(a)))
             .unwrap_or_default()
     );
+    push_oldest_deferred(&mut o, s);
+    push_relays(&mut o, s);
+    for p in &s.problems {
+        let _ = writeln!(o, "problem:         {p}");
+    }
+    o
+}
+
+/// The oldest deferred message and its latest reason.
+fn push_oldest_deferred(o: &mut String, s: &Status) {
     match &s.oldest_deferred {
         Some(d) => {
             let next = if d.state.next > s.now {
@@ -346,6 +379,10 @@ pub fn text(s: &Status) -> String {
             let _ = writeln!(o, "oldest deferred: none");
         }
     }
+}
+
+/// One line per configured relay.
+fn push_relays(o: &mut String, s: &Status) {
     if s.relays.is_empty() {
         let _ = writeln!(
             o,
@@ -368,10 +405,6 @@ pub fn text(s: &Status) -> String {
         };
         let _ = writeln!(o, "{head:<17}{}  {detail}", r.relay);
     }
-    for p in &s.problems {
-        let _ = writeln!(o, "problem:         {p}");
-    }
-    o
 }
 
 /// `postern status [--json]`: prints the report; 0 healthy, 1 stuck.
