@@ -38,7 +38,7 @@ use crate::error::Result;
 use crate::mailq::{self, Item};
 use crate::spool::Spool;
 use crate::spool::state::State;
-use crate::stats::json::{LastErrorJson, QueueJson, rounded};
+use crate::stats::json::{Fixed, LastErrorJson, QueueJson, Secs};
 use crate::stats::{self, QueueStats, RelayStats};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -249,7 +249,7 @@ struct StatusJson<'a> {
 struct DeferredJson<'a> {
     queue_id: &'a str,
     arrival_time: u64,
-    age_seconds: f64,
+    age_seconds: Secs,
     tries: u32,
     next_attempt: Option<u64>,
     recipient: &'a str,
@@ -278,7 +278,7 @@ pub fn json(s: &Status) -> String {
         oldest_deferred: s.oldest_deferred.as_ref().map(|d| DeferredJson {
             queue_id: &d.state.id,
             arrival_time: d.state.arrival as u64,
-            age_seconds: rounded((s.now - d.state.arrival).max(0.0), 3),
+            age_seconds: Fixed((s.now - d.state.arrival).max(0.0)),
             tries: d.state.tries,
             next_attempt: (d.state.tries != 0).then_some(d.state.next as u64),
             recipient: &d.recipient,

@@ -1,19 +1,32 @@
 //! `postern stats --json`: the summary as one JSON object (schema in the
 //! [`super`] docs). The structs are the schema; serde_json writes them.
-//! Floats keep the precision the schema always had: seconds to 3 decimals,
-//! ratios to 4.
+//! Floats keep the fixed-point text they always had: seconds with 3
+//! decimals, ratios with 4 ([`Fixed`]).
 
 use super::summary::{QueueStats, RelayStats, Summary, Window};
 use serde::Serialize;
 
-/// `v` rounded to `places` decimals, as the fixed-point text of old read.
-pub(crate) fn rounded(v: f64, places: usize) -> f64 {
-    format!("{v:.places$}").parse().unwrap_or(v)
+/// A float written with exactly `P` decimals (`0.200`, `100.000`), as a
+/// JSON number; a value that is not finite is `null`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fixed<const P: usize>(pub f64);
+
+impl<const P: usize> Serialize for Fixed<P> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !self.0.is_finite() {
+            return s.serialize_none();
+        }
+        let raw = serde_json::value::RawValue::from_string(format!("{:.P$}", self.0))
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
 }
 
 /// Seconds as reported: 3 decimals.
-fn secs3(v: Option<f64>) -> Option<f64> {
-    v.map(|v| rounded(v, 3))
+pub type Secs = Fixed<3>;
+
+fn secs3(v: Option<f64>) -> Option<Secs> {
+    v.map(Fixed)
 }
 
 /// The top-level object.
@@ -58,10 +71,10 @@ struct WindowJson {
 #[derive(Serialize)]
 struct DelayJson {
     count: u64,
-    sum: f64,
-    p50: Option<f64>,
-    p95: Option<f64>,
-    max: Option<f64>,
+    sum: Secs,
+    p50: Option<Secs>,
+    p95: Option<Secs>,
+    max: Option<Secs>,
 }
 
 impl From<&Window> for WindowJson {
@@ -75,7 +88,7 @@ impl From<&Window> for WindowJson {
             removed: w.removed,
             delay_seconds: DelayJson {
                 count: w.delay.count,
-                sum: rounded(w.delay.sum, 3),
+                sum: Fixed(w.delay.sum),
                 p50: secs3(w.delay.p50),
                 p95: secs3(w.delay.p95),
                 max: secs3(w.delay.max),
@@ -93,7 +106,7 @@ pub struct QueueJson {
     hold: u64,
     incoming: u64,
     bytes: u64,
-    oldest_age_seconds: Option<f64>,
+    oldest_age_seconds: Option<Secs>,
 }
 
 impl From<&QueueStats> for QueueJson {
@@ -135,7 +148,7 @@ struct RelayJson<'a> {
     deferred: u64,
     bounced: u64,
     connect_failures: u64,
-    success_ratio: Option<f64>,
+    success_ratio: Option<Fixed<4>>,
     last_success: Option<u64>,
     last_error: Option<LastErrorJson<'a>>,
 }
@@ -148,7 +161,7 @@ impl<'a> From<&'a RelayStats> for RelayJson<'a> {
             deferred: r.deferred,
             bounced: r.bounced,
             connect_failures: r.connect_failures,
-            success_ratio: r.success_ratio().map(|v| rounded(v, 4)),
+            success_ratio: r.success_ratio().map(Fixed),
             last_success: r.last_success.map(|t| t as u64),
             last_error: LastErrorJson::from_pair(&r.last_error),
         }
@@ -173,8 +186,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rounding_keeps_the_old_precision() {
-        assert_eq!(rounded(0.1 + 0.2, 3), 0.3);
-        assert_eq!(rounded(2.0 / 3.0, 4), 0.6667);
+    fn fixed_point_text() {
+        use crate::mailq::to_json;
+        assert_eq!(to_json(&Fixed::<3>(0.1 + 0.2)), "0.300");
+        assert_eq!(to_json(&Fixed::<4>(2.0 / 3.0)), "0.6667");
+        assert_eq!(to_json(&Fixed::<3>(100.0)), "100.000");
+        assert_eq!(to_json(&Fixed::<3>(f64::NAN)), "null");
     }
 }
