@@ -9,8 +9,9 @@
 //!
 //! **Trusts**: nothing about the input; any byte sequence may arrive. The
 //! caller only promises that `raw` is the value of one header field (the
-//! part after `Name:`), possibly folded. Charset conversion of RFC 2047
-//! encoded words is delegated to mail-parser's charset tables.
+//! part after `Name:`), possibly folded. Decoding RFC 2047 encoded words
+//! is delegated: `B` to the base64 crate, `Q`'s hex pairs to mail-parser's
+//! decoder, charset conversion to mail-parser's charset tables.
 //!
 //! **Fails**: with a [`ParseError`] (message plus byte offset into the
 //! input) on anything ambiguous or broken: invalid UTF-8, control
