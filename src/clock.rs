@@ -119,18 +119,38 @@ fn parts(t: SystemTime) -> Parts {
     }
 }
 
-/// RFC 5322 date in UTC: `Sun, 29 Nov 2026 12:33:01 +0000`.
+/// RFC 5322 date in UTC: `Sun, 29 Nov 2026 12:33:01 +0000`, the day of the
+/// month always two digits (`Thu, 01 Jan 1970`): the fixed-width day field
+/// Postfix writes (its `%e` pads with a blank, `Thu,  1 Jan`; RFC 5322's
+/// `1*2DIGIT` allows the zero, which keeps one space between the words).
+/// The one date function: submission's `Date:` and every date of a DSN.
+/// Times before 1970 count back from the epoch; years stay within
+/// 0000-9999.
 pub fn rfc5322(t: SystemTime) -> String {
-    let p = parts(t);
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        // Whole seconds before the epoch, rounding down (-0.5 s is -1 s).
+        Err(e) => {
+            let d = e.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            if d.subsec_nanos() == 0 {
+                -whole
+            } else {
+                -whole - 1
+            }
+        }
+    };
+    let secs = secs.clamp(-62_167_219_200, 253_402_300_799);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
     format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[p.wday],
-        p.day,
-        MONTHS[(p.month - 1) as usize],
-        p.year,
-        p.hour,
-        p.min,
-        p.sec
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} +0000",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
     )
 }
 
@@ -181,7 +201,24 @@ mod tests {
         assert_eq!(rfc5322(t), "Sun, 29 Nov 2026 12:33:01 +0000");
         assert_eq!(iso8601(t), "2026-11-29T12:33:01Z");
         assert_eq!(mailq_date(t), "Sun Nov 29 12:33:01");
-        assert_eq!(rfc5322(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
+        assert_eq!(rfc5322(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 +0000");
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(
+            rfc5322(at(1_709_647_389)),
+            "Tue, 05 Mar 2024 14:03:09 +0000"
+        );
+        assert_eq!(
+            rfc5322(at(951_782_400 + 3723)),
+            "Tue, 29 Feb 2000 01:02:03 +0000"
+        );
+        assert_eq!(
+            rfc5322(UNIX_EPOCH - Duration::from_secs(86_401)),
+            "Tue, 30 Dec 1969 23:59:59 +0000"
+        );
+        assert_eq!(
+            rfc5322(UNIX_EPOCH - Duration::from_millis(500)),
+            "Wed, 31 Dec 1969 23:59:59 +0000"
+        );
         assert_eq!(human_duration(Duration::from_secs(3 * 3600 + 720)), "3h12m");
         // Numbers from files never panic.
         assert_eq!(secs(f64::NAN), Duration::ZERO);

@@ -12,10 +12,17 @@
 //!   "tries": int, "next_attempt": int|null,
 //!   "recipients": [{"address": str, "orig_address": str, "status":
 //!   "pending"|"deferred"|"sent"|"bounced", "delay_reason": str|null}]}`
+//!
+//! The JSON objects of the queue are serde structs written by serde_json:
+//! [`QueueHead`] (`queue_id`, `queue_name`, `arrival_time`) starts both a
+//! `mailq --json` line and the `postern queue show --json` object
+//! ([`QueueDetail`], schema in the admin module docs); [`to_json`] writes
+//! one object on one line for every `--json` report.
 
 use crate::clock;
 use crate::spool::state::{RcptStatus, State};
 use crate::spool::{Spool, id_micros, queue};
+use serde::Serialize;
 use std::fmt::Write as _;
 
 /// One line of the listing.
@@ -134,71 +141,187 @@ pub fn text(items: &[Item]) -> String {
     out
 }
 
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
+/// The fields every JSON queue object starts with: `mailq --json` lines and
+/// `postern queue show --json` both flatten it first.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueHead<'a> {
+    /// Queue id.
+    pub queue_id: &'a str,
+    /// `incoming`, `active`, `deferred` or `hold`.
+    pub queue_name: &'static str,
+    /// Arrival, whole unix seconds.
+    pub arrival_time: u64,
+}
+
+impl<'a> QueueHead<'a> {
+    /// The head of a picked-up message.
+    pub fn queued(st: &'a State) -> QueueHead<'a> {
+        QueueHead {
+            queue_id: &st.id,
+            queue_name: queue_name(st),
+            arrival_time: st.arrival as u64,
         }
     }
-    o.push('"');
-    o
+
+    /// The head of a maildrop entry not yet picked up (arrival from its id).
+    pub fn incoming(id: &'a str) -> QueueHead<'a> {
+        QueueHead {
+            queue_id: id,
+            queue_name: "incoming",
+            arrival_time: id_micros(id).map(|m| m / 1_000_000).unwrap_or(0),
+        }
+    }
+}
+
+/// One `mailq --json` line.
+#[derive(Serialize)]
+struct ListJson<'a> {
+    #[serde(flatten)]
+    head: QueueHead<'a>,
+    message_size: Option<u64>,
+    sender: Option<&'a str>,
+    tries: u32,
+    /// None: never tried.
+    next_attempt: Option<u64>,
+    recipients: Vec<ListRcptJson<'a>>,
+}
+
+/// One recipient of a `mailq --json` line.
+#[derive(Serialize)]
+struct ListRcptJson<'a> {
+    address: &'a str,
+    orig_address: &'a str,
+    status: RcptStatus,
+    delay_reason: Option<&'a str>,
+}
+
+/// `postern queue show --json`: the head, then what `state/ID` and, where
+/// the caller may read it, `queue/ID` say (schema in the admin module docs).
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueDetail<'a> {
+    /// Id, queue and arrival time.
+    #[serde(flatten)]
+    pub head: QueueHead<'a>,
+    /// Arrival as RFC 3339 UTC.
+    pub arrival: String,
+    /// Size in bytes (None: not picked up yet).
+    pub message_size: Option<u64>,
+    /// Envelope sender.
+    pub sender: Option<&'a str>,
+    /// Submitting uid.
+    pub uid: Option<u32>,
+    /// Submitting user's name.
+    pub user: Option<&'a str>,
+    /// Delivery attempts so far.
+    pub tries: u32,
+    /// Next attempt (None: due now).
+    pub next_attempt: Option<u64>,
+    /// On hold.
+    pub held: bool,
+    /// Last attempt (None: never).
+    pub last_attempt: Option<u64>,
+    /// Relay of the last attempt.
+    pub relay: Option<&'a str>,
+    /// Message-ID (from `queue/ID`).
+    pub message_id: Option<&'a str>,
+    /// The message is a bounce (from `queue/ID`).
+    pub is_bounce: Option<bool>,
+    /// DSN parameters (from `queue/ID`).
+    pub dsn: Option<DsnJson<'a>>,
+    /// Recipients.
+    pub recipients: Vec<DetailRcptJson<'a>>,
+    /// The header section (from `queue/ID`).
+    pub headers: Option<&'a str>,
+    /// The body (`--body`).
+    pub body: Option<&'a str>,
+}
+
+impl<'a> QueueDetail<'a> {
+    /// Only the head (and the arrival it implies); the rest null or empty.
+    pub fn empty(head: QueueHead<'a>) -> QueueDetail<'a> {
+        QueueDetail {
+            arrival: clock::iso8601(clock::from_unix_f64(head.arrival_time as f64)),
+            head,
+            message_size: None,
+            sender: None,
+            uid: None,
+            user: None,
+            tries: 0,
+            next_attempt: None,
+            held: false,
+            last_attempt: None,
+            relay: None,
+            message_id: None,
+            is_bounce: None,
+            dsn: None,
+            recipients: Vec::new(),
+            headers: None,
+            body: None,
+        }
+    }
+}
+
+/// The DSN parameters of a queued message.
+#[derive(Debug, Clone, Serialize)]
+pub struct DsnJson<'a> {
+    /// NOTIFY.
+    pub notify: Option<&'a str>,
+    /// RET.
+    pub ret: Option<&'a str>,
+    /// ENVID.
+    pub envid: Option<&'a str>,
+}
+
+/// One recipient of [`QueueDetail`].
+#[derive(Debug, Clone, Serialize)]
+pub struct DetailRcptJson<'a> {
+    /// Final address.
+    pub address: &'a str,
+    /// Envelope recipient it came from.
+    pub orig_address: &'a str,
+    /// Status.
+    pub status: RcptStatus,
+    /// The relay's last reply or our reason.
+    pub last_reply: Option<&'a str>,
+    /// Time of the last change (unix seconds).
+    pub changed: u64,
 }
 
 /// One JSON object for an item.
 pub fn json(it: &Item) -> String {
-    match it {
-        Item::Incoming(id) => {
-            let t = id_micros(id).map(|m| m / 1_000_000).unwrap_or(0);
-            format!(
-                "{{\"queue_id\":{},\"queue_name\":\"incoming\",\"arrival_time\":{t},\"message_size\":null,\"sender\":null,\"tries\":0,\"next_attempt\":null,\"recipients\":[]}}",
-                json_str(id)
-            )
-        }
-        Item::Queued(st) => {
-            let rcpts: Vec<String> = st
+    let obj = match it {
+        Item::Incoming(id) => ListJson {
+            head: QueueHead::incoming(id),
+            message_size: None,
+            sender: None,
+            tries: 0,
+            next_attempt: None,
+            recipients: Vec::new(),
+        },
+        Item::Queued(st) => ListJson {
+            head: QueueHead::queued(st),
+            message_size: Some(st.size),
+            sender: Some(&st.sender),
+            tries: st.tries,
+            next_attempt: (st.tries != 0).then_some(st.next as u64),
+            recipients: st
                 .rcpts
                 .iter()
-                .map(|r| {
-                    let status = match r.status {
-                        RcptStatus::Pending => "pending",
-                        RcptStatus::Deferred => "deferred",
-                        RcptStatus::Sent => "sent",
-                        RcptStatus::Bounced => "bounced",
-                    };
-                    format!(
-                        "{{\"address\":{},\"orig_address\":{},\"status\":\"{status}\",\"delay_reason\":{}}}",
-                        json_str(&r.address),
-                        json_str(&r.original),
-                        if r.reply.is_empty() { "null".to_string() } else { json_str(&r.reply) }
-                    )
+                .map(|r| ListRcptJson {
+                    address: &r.address,
+                    orig_address: &r.original,
+                    status: r.status,
+                    delay_reason: (!r.reply.is_empty()).then_some(r.reply.as_str()),
                 })
-                .collect();
-            format!(
-                "{{\"queue_id\":{},\"queue_name\":\"{}\",\"arrival_time\":{},\"message_size\":{},\"sender\":{},\"tries\":{},\"next_attempt\":{},\"recipients\":[{}]}}",
-                json_str(&st.id),
-                queue_name(st),
-                st.arrival as u64,
-                st.size,
-                json_str(&st.sender),
-                st.tries,
-                if st.tries == 0 {
-                    "null".to_string()
-                } else {
-                    (st.next as u64).to_string()
-                },
-                rcpts.join(",")
-            )
-        }
-    }
+                .collect(),
+        },
+    };
+    to_json(&obj)
+}
+
+/// One JSON object on one line. serde_json fails only on maps whose keys
+/// are not strings, and the report structs have none; `null` stands in all
+/// the same rather than a panic.
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }

@@ -35,10 +35,12 @@
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::mailq::{self, Item, json_str};
+use crate::mailq::{self, Item};
 use crate::spool::Spool;
 use crate::spool::state::State;
+use crate::stats::json::{Fixed, LastErrorJson, QueueJson, Secs};
 use crate::stats::{self, QueueStats, RelayStats};
+use serde::Serialize;
 use std::fmt::Write as _;
 
 /// Age after which a message with a deferred recipient counts as stuck.
@@ -112,25 +114,17 @@ fn human(secs: f64) -> String {
     crate::clock::human_duration(crate::clock::secs(secs))
 }
 
-/// Build the report.
-pub fn assess(
-    cfg: &Config,
-    items: &[Item],
-    events: Option<&stats::Events>,
-    daemon_running: bool,
-    now: f64,
-) -> Status {
-    let empty = stats::Events::default();
-    let summary = stats::summarize(events.unwrap_or(&empty), items, now, daemon_running);
-    let relays = cfg
-        .relays
-        .iter()
-        .map(|r| {
-            let key = r.label();
-            let found = summary.relays.iter().find(|s| s.relay == key);
-            relay_health(key, found)
-        })
-        .collect();
+/// What one pass over the queue finds (messages on hold left out).
+struct QueueScan {
+    /// The oldest message with a deferred recipient.
+    oldest: Option<Deferred>,
+    /// Messages queued for more than half of `max_lifetime`.
+    problems: Vec<String>,
+    /// Arrival of the oldest waiting message, incoming included.
+    oldest_waiting: Option<f64>,
+}
+
+fn scan_queue(cfg: &Config, items: &[Item], now: f64) -> QueueScan {
     let mut oldest: Option<Deferred> = None;
     let mut problems = Vec::new();
     let mut oldest_waiting: Option<f64> = None;
@@ -169,6 +163,37 @@ pub fn assess(
             ));
         }
     }
+    QueueScan {
+        oldest,
+        problems,
+        oldest_waiting,
+    }
+}
+
+/// Build the report.
+pub fn assess(
+    cfg: &Config,
+    items: &[Item],
+    events: Option<&stats::Events>,
+    daemon_running: bool,
+    now: f64,
+) -> Status {
+    let empty = stats::Events::default();
+    let summary = stats::summarize(events.unwrap_or(&empty), items, now, daemon_running);
+    let relays = cfg
+        .relays
+        .iter()
+        .map(|r| {
+            let key = r.label();
+            let found = summary.relays.iter().find(|s| s.relay == key);
+            relay_health(key, found)
+        })
+        .collect();
+    let QueueScan {
+        oldest,
+        mut problems,
+        oldest_waiting,
+    } = scan_queue(cfg, items, now);
     if let Some(d) = &oldest {
         let age = now - d.state.arrival;
         if age > STUCK_DEFERRED_SECS {
@@ -205,73 +230,71 @@ pub fn assess(
     }
 }
 
-fn opt_i(v: Option<f64>) -> String {
-    v.map_or("null".to_string(), |v| (v as u64).to_string())
+/// The JSON object (schema in the module docs).
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    now: u64,
+    healthy: bool,
+    problems: &'a [String],
+    daemon_running: bool,
+    event_log_readable: bool,
+    last_delivery: Option<u64>,
+    queue: QueueJson,
+    oldest_deferred: Option<DeferredJson<'a>>,
+    relays: Vec<RelayHealthJson<'a>>,
+}
+
+/// `oldest_deferred`.
+#[derive(Serialize)]
+struct DeferredJson<'a> {
+    queue_id: &'a str,
+    arrival_time: u64,
+    age_seconds: Secs,
+    tries: u32,
+    next_attempt: Option<u64>,
+    recipient: &'a str,
+    reason: &'a str,
+}
+
+/// One configured relay.
+#[derive(Serialize)]
+struct RelayHealthJson<'a> {
+    relay: &'a str,
+    state: &'static str,
+    last_success: Option<u64>,
+    last_error: Option<LastErrorJson<'a>>,
 }
 
 /// The JSON object (schema in the module docs).
 pub fn json(s: &Status) -> String {
-    let q = &s.queue;
-    let mut o = format!(
-        "{{\"now\":{},\"healthy\":{},\"problems\":[{}],\"daemon_running\":{},\"event_log_readable\":{},\"last_delivery\":{},\"queue\":{{\"messages\":{},\"active\":{},\"deferred\":{},\"hold\":{},\"incoming\":{},\"bytes\":{},\"oldest_age_seconds\":{}}},\"oldest_deferred\":",
-        s.now as u64,
-        s.problems.is_empty(),
-        s.problems
+    mailq::to_json(&StatusJson {
+        now: s.now as u64,
+        healthy: s.problems.is_empty(),
+        problems: &s.problems,
+        daemon_running: s.daemon_running,
+        event_log_readable: s.event_log_readable,
+        last_delivery: s.last_delivery.map(|t| t as u64),
+        queue: QueueJson::from(&s.queue),
+        oldest_deferred: s.oldest_deferred.as_ref().map(|d| DeferredJson {
+            queue_id: &d.state.id,
+            arrival_time: d.state.arrival as u64,
+            age_seconds: Fixed((s.now - d.state.arrival).max(0.0)),
+            tries: d.state.tries,
+            next_attempt: (d.state.tries != 0).then_some(d.state.next as u64),
+            recipient: &d.recipient,
+            reason: &d.reason,
+        }),
+        relays: s
+            .relays
             .iter()
-            .map(|p| json_str(p))
-            .collect::<Vec<_>>()
-            .join(","),
-        s.daemon_running,
-        s.event_log_readable,
-        opt_i(s.last_delivery),
-        q.messages,
-        q.active,
-        q.deferred,
-        q.hold,
-        q.incoming,
-        q.bytes,
-        q.oldest_age
-            .map_or("null".to_string(), |a| format!("{a:.3}"))
-    );
-    match &s.oldest_deferred {
-        Some(d) => {
-            let _ = write!(
-                o,
-                "{{\"queue_id\":{},\"arrival_time\":{},\"age_seconds\":{:.3},\"tries\":{},\"next_attempt\":{},\"recipient\":{},\"reason\":{}}}",
-                json_str(&d.state.id),
-                d.state.arrival as u64,
-                (s.now - d.state.arrival).max(0.0),
-                d.state.tries,
-                if d.state.tries == 0 {
-                    "null".to_string()
-                } else {
-                    (d.state.next as u64).to_string()
-                },
-                json_str(&d.recipient),
-                json_str(&d.reason)
-            );
-        }
-        None => o.push_str("null"),
-    }
-    o.push_str(",\"relays\":[");
-    for (i, r) in s.relays.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        let _ = write!(
-            o,
-            "{{\"relay\":{},\"state\":\"{}\",\"last_success\":{},\"last_error\":{}}}",
-            json_str(&r.relay),
-            r.state,
-            opt_i(r.last_success),
-            match &r.last_error {
-                Some((t, e)) => format!("{{\"time\":{},\"error\":{}}}", *t as u64, json_str(e)),
-                None => "null".into(),
-            }
-        );
-    }
-    o.push_str("]}");
-    o
+            .map(|r| RelayHealthJson {
+                relay: &r.relay,
+                state: r.state,
+                last_success: r.last_success.map(|t| t as u64),
+                last_error: LastErrorJson::from_pair(&r.last_error),
+            })
+            .collect(),
+    })
 }
 
 fn when(now: f64, t: f64) -> String {
@@ -325,6 +348,16 @@ pub fn text(s: &Status) -> String {
             .map(|a| format!("; oldest {} old", human(a)))
             .unwrap_or_default()
     );
+    push_oldest_deferred(&mut o, s);
+    push_relays(&mut o, s);
+    for p in &s.problems {
+        let _ = writeln!(o, "problem:         {p}");
+    }
+    o
+}
+
+/// The oldest deferred message and its latest reason.
+fn push_oldest_deferred(o: &mut String, s: &Status) {
     match &s.oldest_deferred {
         Some(d) => {
             let next = if d.state.next > s.now {
@@ -346,6 +379,10 @@ pub fn text(s: &Status) -> String {
             let _ = writeln!(o, "oldest deferred: none");
         }
     }
+}
+
+/// One line per configured relay.
+fn push_relays(o: &mut String, s: &Status) {
     if s.relays.is_empty() {
         let _ = writeln!(
             o,
@@ -368,10 +405,6 @@ pub fn text(s: &Status) -> String {
         };
         let _ = writeln!(o, "{head:<17}{}  {detail}", r.relay);
     }
-    for p in &s.problems {
-        let _ = writeln!(o, "problem:         {p}");
-    }
-    o
 }
 
 /// `postern status [--json]`: prints the report; 0 healthy, 1 stuck.

@@ -9,8 +9,9 @@
 //!
 //! **Trusts**: nothing about the input; any byte sequence may arrive. The
 //! caller only promises that `raw` is the value of one header field (the
-//! part after `Name:`), possibly folded. Charset conversion of RFC 2047
-//! encoded words is delegated to mail-parser's charset tables.
+//! part after `Name:`), possibly folded. Decoding RFC 2047 encoded words
+//! is delegated: `B` to the base64 crate, `Q`'s hex pairs to mail-parser's
+//! decoder, charset conversion to mail-parser's charset tables.
 //!
 //! **Fails**: with a [`ParseError`] (message plus byte offset into the
 //! input) on anything ambiguous or broken: invalid UTF-8, control
@@ -46,6 +47,7 @@ use std::fmt;
 use std::ops::Range;
 
 use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode_char;
 
 /// Longest envelope address accepted (the RFC 5322 line-length limit).
 const MAX_ADDR_LEN: usize = 998;
@@ -975,47 +977,35 @@ fn decode_charset(charset: &str, bytes: &[u8]) -> Option<String> {
     }
 }
 
+/// The `B` encoding of RFC 2047, leniently: padding optional (any run of
+/// `=` at the end), bits left over after the last whole byte dropped; any
+/// other character, or data after a `=`, makes the word malformed. The
+/// `base64` crate decodes; this only trims what it would refuse.
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 3);
-    let mut acc: u32 = 0;
-    let mut bits: u32 = 0;
-    let mut padding = false;
-    for b in text.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding = true;
-                continue;
-            }
-            _ => return None,
-        };
-        if padding {
-            return None;
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-            acc &= (1 << bits) - 1;
-        }
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let data = text.trim_end_matches('=').as_bytes();
+    let is_b64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    if !data.iter().all(is_b64) {
+        return None;
     }
-    Some(out)
+    // A lone sixth of a group (4n+1 characters) carries no whole byte.
+    let whole = if data.len() % 4 == 1 {
+        &data[..data.len() - 1]
+    } else {
+        data
+    };
+    LENIENT.decode(whole).ok()
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
+/// The `Q` encoding of RFC 2047: `_` is a space, `=HH` a byte (either case,
+/// mail-parser's hex pair decoder); a malformed `=` stays as written.
 fn q_decode(text: &str) -> Vec<u8> {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -1027,10 +1017,9 @@ fn q_decode(text: &str) -> Vec<u8> {
                 i += 1;
             }
             b'=' => {
-                let hi = b.get(i + 1).copied().and_then(hex_value);
-                let lo = b.get(i + 2).copied().and_then(hex_value);
-                if let (Some(hi), Some(lo)) = (hi, lo) {
-                    out.push((hi << 4) | lo);
+                let pair = b.get(i + 1).zip(b.get(i + 2));
+                if let Some(v) = pair.and_then(|(&h, &l)| quoted_printable_decode_char(h, l)) {
+                    out.push(v);
                     i += 3;
                 } else {
                     out.push(b'=');

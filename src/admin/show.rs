@@ -26,7 +26,7 @@ use super::apply::{io_kind, no_such, now};
 use super::caller::{Caller, may_read_body};
 use crate::clock;
 use crate::error::{Error, Kind, Result};
-use crate::mailq::{self, json_str};
+use crate::mailq;
 use crate::spool::Spool;
 use crate::spool::queue::{self, Queued};
 use crate::spool::state::{RcptStatus, State};
@@ -64,10 +64,6 @@ fn status_word(s: RcptStatus) -> &'static str {
         RcptStatus::Sent => "sent",
         RcptStatus::Bounced => "bounced",
     }
-}
-
-fn opt_json(v: Option<&str>) -> String {
-    v.map_or("null".to_string(), json_str)
 }
 
 pub fn show(p: &mut Caller, spool: &Spool, id: &str, json: bool, body: bool) -> Result<u8> {
@@ -125,15 +121,9 @@ pub fn show(p: &mut Caller, spool: &Spool, id: &str, json: bool, body: bool) -> 
 }
 
 fn show_incoming(id: &str, json: bool) -> Result<u8> {
-    let t = crate::spool::id_micros(id)
-        .map(|m| m / 1_000_000)
-        .unwrap_or(0);
     if json {
-        println!(
-            "{{\"queue_id\":{},\"queue_name\":\"incoming\",\"arrival_time\":{t},\"arrival\":{},\"message_size\":null,\"sender\":null,\"uid\":null,\"user\":null,\"tries\":0,\"next_attempt\":null,\"held\":false,\"last_attempt\":null,\"relay\":null,\"message_id\":null,\"is_bounce\":null,\"dsn\":null,\"recipients\":[],\"headers\":null,\"body\":null}}",
-            json_str(id),
-            json_str(&clock::iso8601(clock::from_unix_f64(t as f64)))
-        );
+        let head = mailq::QueueHead::incoming(id);
+        println!("{}", mailq::to_json(&mailq::QueueDetail::empty(head)));
     } else {
         println!("{id}: waiting for pickup (not yet in the queue)");
     }
@@ -143,61 +133,44 @@ fn show_incoming(id: &str, json: bool) -> Result<u8> {
 fn show_json(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option<&str>) -> String {
     let env = q.map(|q| &q.env);
     let user = match env {
-        Some(e) => Some(e.user.clone()),
-        None => Some(crate::submit::User::lookup(st.uid).name),
+        Some(e) => e.user.clone(),
+        None => crate::submit::User::lookup(st.uid).name,
     };
-    let rcpts: Vec<String> = st
-        .rcpts
-        .iter()
-        .map(|r| {
-            format!(
-                "{{\"address\":{},\"orig_address\":{},\"status\":\"{}\",\"last_reply\":{},\"changed\":{}}}",
-                json_str(&r.address),
-                json_str(&r.original),
-                status_word(r.status),
-                opt_json((!r.reply.is_empty()).then_some(r.reply.as_str())),
-                r.changed as u64
-            )
-        })
-        .collect();
-    let dsn = match env {
-        Some(e) => format!(
-            "{{\"notify\":{},\"ret\":{},\"envid\":{}}}",
-            opt_json(e.dsn_notify.as_deref()),
-            opt_json(e.dsn_ret.as_deref()),
-            opt_json(e.envid.as_deref())
-        ),
-        None => "null".into(),
-    };
-    format!(
-        "{{\"queue_id\":{},\"queue_name\":\"{}\",\"arrival_time\":{},\"arrival\":{},\"message_size\":{},\"sender\":{},\"uid\":{},\"user\":{},\"tries\":{},\"next_attempt\":{},\"held\":{},\"last_attempt\":{},\"relay\":{},\"message_id\":{},\"is_bounce\":{},\"dsn\":{dsn},\"recipients\":[{}],\"headers\":{},\"body\":{}}}",
-        json_str(&st.id),
-        mailq::queue_name(st),
-        st.arrival as u64,
-        json_str(&clock::iso8601(clock::from_unix_f64(st.arrival))),
-        st.size,
-        json_str(&st.sender),
-        st.uid,
-        opt_json(user.as_deref()),
-        st.tries,
-        if st.next <= 0.0 {
-            "null".to_string() // due now
-        } else {
-            (st.next as u64).to_string()
-        },
-        st.held,
-        if st.last_attempt > 0.0 {
-            (st.last_attempt as u64).to_string()
-        } else {
-            "null".into()
-        },
-        opt_json((!st.relay.is_empty()).then_some(st.relay.as_str())),
-        opt_json(env.and_then(|e| e.message_id.as_deref())),
-        env.map_or("null".to_string(), |e| e.is_bounce.to_string()),
-        rcpts.join(","),
-        opt_json(headers),
-        opt_json(body)
-    )
+    fn opt(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
+    }
+    mailq::to_json(&mailq::QueueDetail {
+        message_size: Some(st.size),
+        sender: Some(&st.sender),
+        uid: Some(st.uid),
+        user: Some(&user),
+        tries: st.tries,
+        next_attempt: (st.next > 0.0).then_some(st.next as u64), // None: due now
+        held: st.held,
+        last_attempt: (st.last_attempt > 0.0).then_some(st.last_attempt as u64),
+        relay: opt(&st.relay),
+        message_id: env.and_then(|e| e.message_id.as_deref()),
+        is_bounce: env.map(|e| e.is_bounce),
+        dsn: env.map(|e| mailq::DsnJson {
+            notify: e.dsn_notify.as_deref(),
+            ret: e.dsn_ret.as_deref(),
+            envid: e.envid.as_deref(),
+        }),
+        recipients: st
+            .rcpts
+            .iter()
+            .map(|r| mailq::DetailRcptJson {
+                address: &r.address,
+                orig_address: &r.original,
+                status: r.status,
+                last_reply: opt(&r.reply),
+                changed: r.changed as u64,
+            })
+            .collect(),
+        headers,
+        body,
+        ..mailq::QueueDetail::empty(mailq::QueueHead::queued(st))
+    })
 }
 
 fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option<&str>) -> String {

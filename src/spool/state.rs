@@ -28,8 +28,10 @@
 
 use std::fmt::Write as _;
 
-/// Status of one recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Status of one recipient (serialised as the lower-case word the state
+/// file uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RcptStatus {
     /// Not tried yet.
     Pending,
@@ -113,38 +115,67 @@ pub struct State {
     pub rcpts: Vec<RcptState>,
 }
 
-/// Percent-encode space, `%`, controls and DEL (UTF-8 stays as is).
+/// Percent-encode space, `%`, controls and DEL (UTF-8 stays as is, which
+/// the `percent-encoding` crate's encoders never leave: they escape every
+/// non-ASCII byte, and old files must stay byte-identical).
 pub fn enc(s: &str) -> String {
-    let mut bytes = Vec::with_capacity(s.len());
-    for b in s.bytes() {
-        if b <= b' ' || b == b'%' || b == 0x7f {
-            bytes.extend_from_slice(format!("%{b:02X}").as_bytes());
-        } else {
-            bytes.push(b);
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match u8::try_from(c) {
+            Ok(b) if b <= b' ' || b == b'%' || b == 0x7f => {
+                out.push_str(percent_encoding::percent_encode_byte(b));
+            }
+            _ => out.push(c),
         }
     }
-    // Only ASCII bytes were replaced by ASCII, so this is still UTF-8.
-    String::from_utf8_lossy(&bytes).into_owned()
+    out
 }
 
-/// Decode [`enc`].
+/// Decode [`enc`] (any `%HH`, either case); None when an escape is
+/// malformed or the result is not UTF-8. The check is strict because the
+/// `percent-encoding` crate, which decodes, keeps a malformed `%` as is.
 pub fn dec(s: &str) -> Option<String> {
-    unescape_hex(s, b'%')
+    if !escapes_well_formed(s.as_bytes(), b'%') {
+        return None;
+    }
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|v| v.into_owned())
 }
 
-/// Decode `<marker>HH` hex escapes (`%HH` here, `+HH` for SMTP xtext);
-/// None when an escape is malformed or the result is not UTF-8.
+/// Every `marker` is followed by two hex digits.
+fn escapes_well_formed(b: &[u8], marker: u8) -> bool {
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == marker {
+            match b.get(i + 1..i + 3) {
+                Some(h) if h.iter().all(u8::is_ascii_hexdigit) => i += 3,
+                _ => return false,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// Decode `<marker>HH` hex escapes (`+HH` for SMTP xtext; `%HH` is
+/// [`dec`]); None when an escape is malformed or the result is not UTF-8.
 pub fn unescape_hex(s: &str, marker: u8) -> Option<String> {
+    if marker == b'%' {
+        return dec(s);
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == marker {
-            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
+    while let Some(&c) = b.get(i) {
+        if c == marker {
+            let (h, l) = (*b.get(i + 1)?, *b.get(i + 2)?);
+            out.push(mail_parser::decoders::quoted_printable::quoted_printable_decode_char(h, l)?);
             i += 3;
         } else {
-            out.push(b[i]);
+            out.push(c);
             i += 1;
         }
     }
@@ -285,5 +316,13 @@ mod tests {
             }
         }
         assert_eq!(dec(&enc("a b%c\td")).unwrap(), "a b%c\td");
+        // The on-disk form: ASCII escapes upper-case, UTF-8 as is.
+        assert_eq!(enc("ä b%\x7f\n"), "ä%20b%25%7F%0A");
+        assert_eq!(dec("%c3%a4%41").as_deref(), Some("äA"));
+        for bad in ["%", "%4", "%G0", "%\u{e4}0", "%ff"] {
+            assert_eq!(dec(bad), None, "{bad:?}");
+        }
+        assert_eq!(unescape_hex("a+2Bb+3d", b'+').as_deref(), Some("a+b="));
+        assert_eq!(unescape_hex("a+2", b'+'), None);
     }
 }

@@ -1,0 +1,110 @@
+//! Writing the event log: `events.log` in the spool, one compact line per
+//! event, appended by the queue runner (format in the [`super`] docs).
+//!
+//! Bounded: past `stats.max_log_size` the file is rotated to `events.log.1`
+//! (one generation kept). Writing never fails a delivery: errors are
+//! ignored. Nothing here runs until [`init`] (the daemon and queue runs call
+//! it; submission never does).
+
+use crate::spool::state::{RcptState, RcptStatus, enc};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+struct Log {
+    path: PathBuf,
+    max: u64,
+}
+
+static LOG: Mutex<Option<Log>> = Mutex::new(None);
+
+/// Start recording into `path`, rotating past `max` bytes.
+pub fn init(path: PathBuf, max: u64) {
+    if let Ok(mut l) = LOG.lock() {
+        *l = Some(Log { path, max });
+    }
+}
+
+fn append(line: &str) {
+    let Ok(guard) = LOG.lock() else { return };
+    let Some(log) = guard.as_ref() else { return };
+    if let Ok(md) = std::fs::metadata(&log.path)
+        && md.len() > log.max
+    {
+        let mut old = log.path.clone().into_os_string();
+        old.push(".1");
+        let _ = std::fs::rename(&log.path, old);
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new().append(true).open(&log.path) {
+        Ok(f) => Ok(f),
+        Err(_) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&log.path)
+            .inspect(|f| {
+                // Explicit: the service runs with UMask=0077, and group
+                // postern (admins) reads this file with `postern stats`.
+                use std::os::unix::fs::PermissionsExt;
+                let _ = f.set_permissions(std::fs::Permissions::from_mode(0o640));
+            }),
+    };
+    if let Ok(mut f) = f {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// Now, as unix seconds.
+pub(crate) fn now() -> f64 {
+    crate::clock::unix_f64(crate::clock::now())
+}
+
+/// A message entered the queue.
+pub fn record_accepted(id: &str, size: u64, nrcpt: usize) {
+    append(&format!(
+        "{:.3} accepted {id} size={size} nrcpt={nrcpt}\n",
+        now()
+    ));
+}
+
+/// One recipient's attempt ended.
+pub fn record_delivery(id: &str, r: &RcptState, relay: &str, delay: f64) {
+    let ev = match r.status {
+        RcptStatus::Sent => "sent",
+        RcptStatus::Deferred => "deferred",
+        RcptStatus::Bounced => "bounced",
+        RcptStatus::Pending => return,
+    };
+    append(&format!(
+        "{:.3} {ev} {id} to={} relay={} delay={:.3} reply={}\n",
+        now(),
+        enc(&r.address),
+        enc(if relay.is_empty() { "none" } else { relay }),
+        delay.max(0.0),
+        enc(&r.reply)
+    ));
+}
+
+/// A message left the queue.
+pub fn record_removed(id: &str, age: f64) {
+    append(&format!(
+        "{:.3} removed {id} age={:.3}\n",
+        now(),
+        age.max(0.0)
+    ));
+}
+
+/// A session with `relay` (`host:port`) was set up (`error` None) or could
+/// not be (`error` says why).
+pub fn record_relay(relay: &str, error: Option<&str>) {
+    match error {
+        None => append(&format!("{:.3} relay-ok - relay={}\n", now(), enc(relay))),
+        Some(e) => append(&format!(
+            "{:.3} relay-error - relay={} error={}\n",
+            now(),
+            enc(relay),
+            enc(e)
+        )),
+    }
+}
