@@ -8,7 +8,7 @@
 //! against the system roots plus `ca_file`, or the precise failure: unknown
 //! issuer, expired, not yet valid, wrong name); the second EHLO's SIZE and
 //! AUTH offer; QUIT. Then it opens a session through
-//! `deliver::session::Session::connect` — the production path, with TLS and
+//! `deliver::smtp::SmtpSession::connect` — the production path, with TLS and
 //! AUTH exactly as the queue runner does them — and closes it after AUTH.
 //! Nothing is ever sent: no MAIL command. The secret is never printed
 //! (the session code redacts it too).
@@ -21,7 +21,8 @@
 //! configuration error exits 78 as everywhere else.
 
 use crate::config::{Config, Relay, TlsMode};
-use crate::deliver::session::{self, ConnectError, Session};
+use crate::deliver::smtp::session::{self, SmtpSession};
+use crate::deliver::transport::ConnectError;
 use crate::error::Result;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -669,7 +670,7 @@ fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
             }
         },
     };
-    match Session::connect(cfg, idx, relay, params.as_ref()) {
+    match SmtpSession::connect(cfg, idx, relay, params.as_ref()) {
         Ok(s) => {
             match &relay.username {
                 Some(u) => r.step(
@@ -773,6 +774,7 @@ mod tests {
 
     fn relay(host: &str, user: &str) -> Relay {
         Relay {
+            kind: crate::config::RelayKind::Smtp,
             host: host.into(),
             port: 587,
             tls: TlsMode::Starttls,

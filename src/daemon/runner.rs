@@ -1,4 +1,4 @@
-//! The queue runner: a pool of delivery workers, each keeping one SMTP
+//! The queue runner: a pool of delivery workers, each keeping one relay
 //! session open across messages, and the per-message delivery procedure.
 //!
 //! One message, one worker, one lock: a worker opens `queue/<id>` and takes
@@ -13,46 +13,16 @@ use super::schedule;
 use crate::address::route;
 use crate::clock;
 use crate::config::Config;
-use crate::deliver::session::{ConnectError, Session, Transaction, TxRcpt};
+use crate::deliver::relays::{Relays, SessionCache};
+use crate::deliver::transport::{Transaction, TxRcpt};
 use crate::deliver::{Reply, Verdict};
 use crate::spool::queue::{self, Queued};
 use crate::spool::state::{RcptState, RcptStatus, State};
 use crate::spool::{Spool, format, maildrop};
-use lettre::transport::smtp::client::TlsParameters;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
-
-/// How long a relay that could not be reached is skipped.
-const RELAY_DOWN_FOR: Duration = Duration::from_secs(30);
-/// A worker closes an idle session after this long.
-const SESSION_IDLE: Duration = Duration::from_secs(5);
-
-/// A token bucket: `per_minute` messages, burst of the same size.
-struct RateLimit {
-    per_minute: u32,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn take(&mut self) -> Duration {
-        let now = Instant::now();
-        let rate = f64::from(self.per_minute) / 60.0;
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate)
-            .min(f64::from(self.per_minute));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Duration::ZERO
-        } else {
-            let wait = (1.0 - self.tokens) / rate;
-            self.tokens -= 1.0;
-            Duration::from_secs_f64(wait)
-        }
-    }
-}
+use std::time::Duration;
 
 /// Everything a worker needs, replaced as a whole on SIGHUP.
 pub struct Ctx {
@@ -65,9 +35,7 @@ pub struct Ctx {
     /// The process delivering is the `-odi` caller itself: it reports a
     /// permanent failure on stderr, so no bounce is needed.
     pub caller_is_runner: bool,
-    tls: Vec<Result<TlsParameters, ConnectError>>,
-    rate: Vec<Option<Mutex<RateLimit>>>,
-    down: Mutex<HashMap<usize, (Instant, ConnectError)>>,
+    relays: Relays,
     new_ids: Mutex<Vec<String>>,
 }
 
@@ -75,32 +43,13 @@ impl Ctx {
     /// Build the context for `cfg`.
     pub fn new(cfg: Config, generation: u64) -> Ctx {
         let spool = Spool::new(&cfg.spool_dir);
-        let tls = cfg
-            .relays
-            .iter()
-            .map(crate::deliver::session::tls_parameters)
-            .collect();
-        let rate = cfg
-            .relays
-            .iter()
-            .map(|r| {
-                (r.rate_limit > 0).then(|| {
-                    Mutex::new(RateLimit {
-                        per_minute: r.rate_limit,
-                        tokens: f64::from(r.rate_limit),
-                        last: Instant::now(),
-                    })
-                })
-            })
-            .collect();
+        let relays = Relays::new(&cfg, generation);
         Ctx {
             cfg,
             spool,
             generation,
             caller_is_runner: false,
-            tls,
-            rate,
-            down: Mutex::new(HashMap::new()),
+            relays,
             new_ids: Mutex::new(Vec::new()),
         }
     }
@@ -108,9 +57,7 @@ impl Ctx {
     /// Forget which relays failed recently (an explicit flush means "the
     /// relay is back, try now").
     pub fn forget_relay_failures(&self) {
-        if let Ok(mut d) = self.down.lock() {
-            d.clear();
-        }
+        self.relays.forget_failures();
     }
 
     /// Messages this runner queued itself (bounces, delay warnings) since
@@ -144,7 +91,7 @@ pub enum Done {
 }
 
 struct Worker {
-    session: Option<(u64, Session, Instant)>,
+    sessions: SessionCache,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,83 +143,8 @@ fn log_line(
 
 impl Worker {
     fn new() -> Worker {
-        Worker { session: None }
-    }
-
-    fn close(&mut self) {
-        if let Some((_, s, _)) = self.session.take() {
-            s.quit();
-        }
-    }
-
-    fn idle_check(&mut self) {
-        if let Some((_, _, last)) = &self.session
-            && last.elapsed() > SESSION_IDLE
-        {
-            self.close();
-        }
-    }
-
-    /// A session for `ctx`, reusing the open one when it is healthy.
-    fn session(&mut self, ctx: &Ctx) -> Result<&mut Session, ConnectError> {
-        let reuse = match &self.session {
-            Some((g, s, _)) => {
-                *g == ctx.generation
-                    && !s.is_broken()
-                    && s.messages < ctx.cfg.smtp.max_messages_per_session
-            }
-            None => false,
-        };
-        if !reuse {
-            self.close();
-            let mut last_err = ConnectError::Unreachable(
-                "no relay is configured ([[relay]] in postern.toml)".into(),
-            );
-            for (idx, relay) in ctx.cfg.relays.iter().enumerate() {
-                if let Ok(down) = ctx.down.lock()
-                    && let Some((t, e)) = down.get(&idx)
-                    && t.elapsed() < RELAY_DOWN_FOR
-                {
-                    last_err = e.clone();
-                    continue;
-                }
-                let tls = match &ctx.tls[idx] {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        last_err = e.clone();
-                        log::warn!("relay {}: {e}", relay.label());
-                        continue;
-                    }
-                };
-                match Session::connect(&ctx.cfg, idx, relay, tls) {
-                    Ok(s) => {
-                        if let Ok(mut down) = ctx.down.lock() {
-                            down.remove(&idx);
-                        }
-                        crate::stats::record_relay(&relay.label(), None);
-                        self.session = Some((ctx.generation, s, Instant::now()));
-                        break;
-                    }
-                    Err(e) => {
-                        log::warn!("relay {}: {e}", relay.label());
-                        crate::stats::record_relay(&relay.label(), Some(&e.to_string()));
-                        if let Ok(mut down) = ctx.down.lock() {
-                            down.insert(idx, (Instant::now(), e.clone()));
-                        }
-                        last_err = e;
-                    }
-                }
-            }
-            if self.session.is_none() {
-                return Err(last_err);
-            }
-        }
-        match self.session.as_mut() {
-            Some((_, s, t)) => {
-                *t = Instant::now();
-                Ok(s)
-            }
-            None => Err(ConnectError::Unreachable("no session".into())),
+        Worker {
+            sessions: SessionCache::new(),
         }
     }
 
@@ -422,57 +294,18 @@ impl Worker {
             })
             .collect();
 
-        let (label, verdicts) = match self.session(ctx) {
-            Err(e) => {
-                let reply = Reply::local(e.to_string());
-                (
-                    String::new(),
-                    vec![(Verdict::Deferred, reply, ""); tx_rcpts.len()],
-                )
-            }
-            Ok(sess) => {
-                if let Some(Some(rl)) = ctx.rate.get(sess.relay_index) {
-                    let wait = rl.lock().map(|mut r| r.take()).unwrap_or_default();
-                    if !wait.is_zero() {
-                        log::debug!("{id}: rate limit: waiting {:.1}s", wait.as_secs_f64());
-                        std::thread::sleep(wait);
-                    }
-                }
-                let tx = Transaction {
-                    sender: &sender,
-                    rcpts: &tx_rcpts,
-                    notify: q.env.dsn_notify.as_deref(),
-                    ret: q.env.dsn_ret.as_deref(),
-                    envid: q.env.envid.as_deref(),
-                    file: &q.file,
-                    start: q.start,
-                    len: q.len,
-                };
-                let mut res = sess.send(&tx);
-                let mut label = sess.label.clone();
-                if res.stale_session() {
-                    // The relay closed the idle connection: reconnect once.
-                    log::debug!("{id}: {label}: the reused session was closed; reconnecting");
-                    self.session.take();
-                    match self.session(ctx) {
-                        Ok(fresh) => {
-                            res = fresh.send(&tx);
-                            label = fresh.label.clone();
-                        }
-                        Err(e) => {
-                            res.verdicts = vec![
-                                (Verdict::Deferred, Reply::local(e.to_string()), "");
-                                tx_rcpts.len()
-                            ];
-                        }
-                    }
-                }
-                if !res.reusable {
-                    self.session = None; // broken: dropped without QUIT
-                }
-                (label, res.verdicts)
-            }
+        let tx = Transaction {
+            sender: &sender,
+            rcpts: &tx_rcpts,
+            notify: q.env.dsn_notify.as_deref(),
+            ret: q.env.dsn_ret.as_deref(),
+            envid: q.env.envid.as_deref(),
+            file: &q.file,
+            start: q.start,
+            len: q.len,
         };
+        let (label, res) = self.sessions.send(&ctx.relays, &ctx.cfg, id, &tx);
+        let verdicts = res.verdicts;
         st.tries += 1;
         st.last_attempt = now;
         st.relay = label.clone();
@@ -1006,7 +839,7 @@ fn worker_loop(shared: Arc<(Mutex<Jobs>, Condvar)>, ctx: Arc<RwLock<Arc<Ctx>>>) 
             loop {
                 if j.shutdown {
                     drop(j);
-                    w.close();
+                    w.sessions.close();
                     return;
                 }
                 if let Some(job) = j.pending.pop_front() {
@@ -1018,7 +851,7 @@ fn worker_loop(shared: Arc<(Mutex<Jobs>, Condvar)>, ctx: Arc<RwLock<Arc<Ctx>>>) 
                     Err(_) => return,
                 };
                 j = g;
-                w.idle_check();
+                w.sessions.idle_check();
             }
         };
         let c = match ctx.read() {
@@ -1072,32 +905,5 @@ pub fn acknowledge(ctx: &Ctx, id: &str) {
         log::info!("{id}: the submitting program was told of the failure (-odi); no bounce sent");
         log::info!("{id}: removed");
         crate::stats::record_removed(id, clock::unix_f64(clock::now()) - st.arrival);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limit_allows_a_burst_then_spaces_messages() {
-        let mut r = RateLimit {
-            per_minute: 6,
-            tokens: 6.0,
-            last: Instant::now(),
-        };
-        for _ in 0..6 {
-            assert_eq!(r.take(), Duration::ZERO);
-        }
-        let wait = r.take();
-        assert!(
-            wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
-            "{wait:?}"
-        );
-        let wait2 = r.take();
-        assert!(
-            wait2 > Duration::from_secs(19) && wait2 <= Duration::from_secs(20),
-            "{wait2:?}"
-        );
     }
 }

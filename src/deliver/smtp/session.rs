@@ -15,14 +15,14 @@
 //! partial message. Reused for several messages with RSET in between.
 
 use super::wire;
-use super::{Reply, Verdict};
 use crate::config::{Config, Relay, TlsMode};
+use crate::deliver::transport::{self, ConnectError, Transaction, TxRcpt, TxResult};
+use crate::deliver::{Reply, Verdict};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Identity, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Quit};
 use lettre::transport::smtp::extension::ClientId;
 use std::fmt;
-use std::fs::File;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -60,37 +60,6 @@ impl Features {
             }
         }
         f
-    }
-}
-
-/// Why a session could not be set up. Every variant means: try the next
-/// relay, and defer if none works.
-#[derive(Debug, Clone)]
-pub enum ConnectError {
-    /// Name resolution failed.
-    Dns(String),
-    /// TCP connect failed (refused, timeout, unreachable).
-    Unreachable(String),
-    /// The server refused the session (banner or EHLO 4xx/5xx) or broke it.
-    Refused(String),
-    /// STARTTLS missing, handshake or certificate failure.
-    Tls(String),
-    /// Authentication failed or impossible.
-    Auth(String),
-    /// Our side: bad ca_file, client cert, secret.
-    Local(String),
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectError::Dns(s)
-            | ConnectError::Unreachable(s)
-            | ConnectError::Refused(s)
-            | ConnectError::Tls(s)
-            | ConnectError::Auth(s)
-            | ConnectError::Local(s) => f.write_str(s),
-        }
     }
 }
 
@@ -203,54 +172,8 @@ pub fn resolve(relay: &Relay) -> Result<Vec<SocketAddr>, ConnectError> {
     Ok(addrs)
 }
 
-/// One recipient of a transaction.
-#[derive(Debug, Clone)]
-pub struct TxRcpt {
-    /// Address for RCPT TO.
-    pub address: String,
-    /// Original recipient for ORCPT (when DSN is offered).
-    pub original: String,
-}
-
-/// One transaction.
-pub struct Transaction<'a> {
-    /// Envelope sender ("" = null sender).
-    pub sender: &'a str,
-    /// Recipients.
-    pub rcpts: &'a [TxRcpt],
-    /// DSN NOTIFY.
-    pub notify: Option<&'a str>,
-    /// DSN RET.
-    pub ret: Option<&'a str>,
-    /// DSN ENVID.
-    pub envid: Option<&'a str>,
-    /// The spool file and the message's place in it.
-    pub file: &'a File,
-    /// Offset of the message in the file.
-    pub start: u64,
-    /// Length of the message.
-    pub len: u64,
-}
-
-/// Outcome of a transaction: one verdict per recipient, in order.
-#[derive(Debug, Clone)]
-pub struct TxResult {
-    /// Verdicts, index-aligned with `Transaction::rcpts`.
-    pub verdicts: Vec<(Verdict, Reply, &'static str)>,
-    /// The session can be reused.
-    pub reusable: bool,
-}
-
-impl TxResult {
-    /// The reused session turned out dead before the transaction began
-    /// (RSET failed): nothing was sent, so a fresh session may try again.
-    pub fn stale_session(&self) -> bool {
-        !self.reusable && self.verdicts.iter().all(|v| v.2 == "RSET")
-    }
-}
-
-/// An open session.
-pub struct Session {
+/// An open SMTP session.
+pub struct SmtpSession {
     conn: SmtpConnection,
     /// Index of the relay in the config.
     pub relay_index: usize,
@@ -279,7 +202,7 @@ fn xtext(s: &str) -> String {
     out
 }
 
-impl Session {
+impl SmtpSession {
     /// Open a session to `relay` (index `idx`), with TLS and AUTH as
     /// configured.
     pub fn connect(
@@ -287,7 +210,7 @@ impl Session {
         idx: usize,
         relay: &Relay,
         tls: Option<&TlsParameters>,
-    ) -> Result<Session, ConnectError> {
+    ) -> Result<SmtpSession, ConnectError> {
         let addrs = resolve(relay)?;
         let hello = ClientId::Domain(cfg.helo_name().to_string());
         let mut last = None;
@@ -303,7 +226,7 @@ impl Session {
                 None,
             ) {
                 Ok(conn) => {
-                    return Session::setup(cfg, idx, relay, tls, conn, label, &hello);
+                    return SmtpSession::setup(cfg, idx, relay, tls, conn, label, &hello);
                 }
                 Err(e) => {
                     let msg = describe(&e);
@@ -332,7 +255,7 @@ impl Session {
         mut conn: SmtpConnection,
         label: String,
         hello: &ClientId,
-    ) -> Result<Session, ConnectError> {
+    ) -> Result<SmtpSession, ConnectError> {
         let _ = conn.set_timeout(Some(cfg.smtp.command_timeout));
         if relay.tls == TlsMode::Starttls {
             if !conn.can_starttls() {
@@ -374,7 +297,7 @@ impl Session {
                     "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\")"
                 )));
             }
-            let secret = super::credentials::secret(relay)
+            let secret = crate::deliver::credentials::secret(relay)
                 .map_err(|e| ConnectError::Local(e.message().to_string()))?
                 .unwrap_or_default();
             let mechs: Vec<Mechanism> = relay
@@ -419,7 +342,7 @@ impl Session {
                 }
             }
         }
-        Ok(Session {
+        Ok(SmtpSession {
             conn,
             relay_index: idx,
             label,
@@ -787,6 +710,28 @@ impl Session {
     /// True when the connection is still usable.
     pub fn is_broken(&self) -> bool {
         self.conn.has_broken()
+    }
+}
+
+impl transport::Session for SmtpSession {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn send(&mut self, tx: &Transaction<'_>) -> TxResult {
+        SmtpSession::send(self, tx)
+    }
+
+    fn messages(&self) -> usize {
+        self.messages
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.is_broken()
+    }
+
+    fn quit(self: Box<Self>) {
+        SmtpSession::quit(*self)
     }
 }
 
