@@ -1,9 +1,11 @@
 //! The SMTP transport: submission to a smart host on lettre's low-level
 //! `SmtpConnection`. `session` drives one connection (TLS, AUTH, MAIL /
-//! RCPT / DATA with per-recipient replies); `wire` turns the spooled bytes
+//! RCPT / DATA with per-recipient replies); `reply` reads replies and EHLO
+//! offers (shared with `postern check`); `wire` turns the spooled bytes
 //! into what `DATA` may carry. [`SmtpTransport`] is what `relays` builds for
 //! a `[[relay]]` of `kind = "smtp"`.
 
+pub mod reply;
 pub mod session;
 pub mod wire;
 

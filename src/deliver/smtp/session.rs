@@ -14,6 +14,7 @@
 //! connection is dropped without the final dot so the server discards the
 //! partial message. Reused for several messages with RSET in between.
 
+use super::reply::Features;
 use super::wire;
 use crate::config::{Config, Relay, TlsMode};
 use crate::deliver::transport::{self, ConnectError, Transaction, TxRcpt, TxResult};
@@ -25,43 +26,6 @@ use lettre::transport::smtp::extension::ClientId;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
-
-/// What the server offers (from the raw EHLO reply).
-#[derive(Debug, Clone, Default)]
-pub struct Features {
-    /// SIZE and its limit (0 = none given).
-    pub size: Option<u64>,
-    /// DSN (RFC 3461).
-    pub dsn: bool,
-    /// 8BITMIME.
-    pub eight_bit: bool,
-    /// SMTPUTF8.
-    pub smtputf8: bool,
-    /// PIPELINING.
-    pub pipelining: bool,
-    /// AUTH mechanisms offered.
-    pub auth: Vec<String>,
-}
-
-impl Features {
-    fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Features {
-        let mut f = Features::default();
-        for line in lines.skip(1) {
-            let mut words = line.split_whitespace();
-            let kw = words.next().unwrap_or("").to_ascii_uppercase();
-            match kw.as_str() {
-                "SIZE" => f.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
-                "DSN" => f.dsn = true,
-                "8BITMIME" => f.eight_bit = true,
-                "SMTPUTF8" => f.smtputf8 = true,
-                "PIPELINING" => f.pipelining = true,
-                "AUTH" => f.auth = words.map(|w| w.to_ascii_uppercase()).collect(),
-                _ => {}
-            }
-        }
-        f
-    }
-}
 
 /// A raw SMTP command line (lettre's `command` takes any Display).
 struct Line(String);
