@@ -17,12 +17,13 @@
 use super::reply::Features;
 use super::wire;
 use crate::config::{Config, Relay, TlsMode};
-use crate::deliver::transport::{self, ConnectError, Transaction, TxRcpt, TxResult};
+use crate::deliver::transport::{self, ConnectError, RcptVerdict, Transaction, TxRcpt, TxResult};
 use crate::deliver::{Reply, Verdict};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Identity, SmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Quit};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -347,101 +348,100 @@ impl SmtpSession {
     /// Run one transaction. Never fails as a whole: every recipient gets a
     /// verdict.
     pub fn send(&mut self, tx: &Transaction<'_>) -> TxResult {
-        let n = tx.rcpts.len();
-        let all = |v: Verdict, r: Reply, stage: &'static str, reusable: bool| TxResult {
-            verdicts: vec![(v, r, stage); n],
-            reusable,
-        };
+        if let Err(res) = self.reset(tx.rcpts.len()) {
+            return res;
+        }
+        let needs_utf8 = !tx.sender.is_ascii() || tx.rcpts.iter().any(|r| !r.address.is_ascii());
+        if needs_utf8 && !self.features.smtputf8 {
+            return self.send_without_smtputf8(tx);
+        }
+        match self.envelope(tx, needs_utf8) {
+            Ok((plan, verdicts)) => self.data(tx, &plan, verdicts),
+            Err(res) => res,
+        }
+    }
+
+    /// RSET before a transaction on a used session.
+    fn reset(&mut self, n: usize) -> Result<(), TxResult> {
         if self.dirty
             && let Err((_, e)) = self.cmd("RSET".into()).map(|_| ())
         {
-            return all(
-                Verdict::Deferred,
-                Reply::local(format!("lost connection with {} at RSET: {e}", self.label)),
-                "RSET",
-                false,
-            );
+            let reply = Reply::local(format!("lost connection with {} at RSET: {e}", self.label));
+            return Err(TxResult::all(n, Verdict::Deferred, reply, "RSET", false));
         }
         self.dirty = true;
+        Ok(())
+    }
 
-        // Non-ASCII addresses need SMTPUTF8.
-        let needs_utf8 = !tx.sender.is_ascii() || tx.rcpts.iter().any(|r| !r.address.is_ascii());
-        if needs_utf8 && !self.features.smtputf8 {
-            let mut verdicts = Vec::with_capacity(n);
-            for r in tx.rcpts {
-                if !tx.sender.is_ascii() || !r.address.is_ascii() {
-                    verdicts.push((
-                        Verdict::Bounced,
-                        Reply {
-                            code: 553,
-                            text: format!(
-                                "5.6.7 non-ASCII address and {} does not support SMTPUTF8",
-                                self.label
-                            ),
-                        },
-                        "MAIL FROM",
-                    ));
-                } else {
-                    verdicts.push((Verdict::Deferred, Reply::local("pending".into()), ""));
-                }
+    /// Non-ASCII addresses need SMTPUTF8, which this server lacks: those
+    /// recipients (all, when the sender is not ASCII) bounce; the ASCII
+    /// recipients are delivered now.
+    fn send_without_smtputf8(&mut self, tx: &Transaction<'_>) -> TxResult {
+        let mut verdicts = Vec::with_capacity(tx.rcpts.len());
+        for r in tx.rcpts {
+            if !tx.sender.is_ascii() || !r.address.is_ascii() {
+                verdicts.push((
+                    Verdict::Bounced,
+                    Reply {
+                        code: 553,
+                        text: format!(
+                            "5.6.7 non-ASCII address and {} does not support SMTPUTF8",
+                            self.label
+                        ),
+                    },
+                    "MAIL FROM",
+                ));
+            } else {
+                verdicts.push((Verdict::Deferred, Reply::local("pending".into()), ""));
             }
-            if !tx.sender.is_ascii() {
-                return TxResult {
-                    verdicts,
-                    reusable: true,
-                };
-            }
-            // Deliver the ASCII recipients now.
-            let ascii: Vec<TxRcpt> = tx
-                .rcpts
-                .iter()
-                .filter(|r| r.address.is_ascii())
-                .cloned()
-                .collect();
-            if ascii.is_empty() {
-                return TxResult {
-                    verdicts,
-                    reusable: true,
-                };
-            }
-            let sub = Transaction {
-                rcpts: &ascii,
-                ..*tx
-            };
-            self.dirty = false;
-            let inner = self.send(&sub);
-            let mut it = inner.verdicts.into_iter();
-            for (i, r) in tx.rcpts.iter().enumerate() {
-                if r.address.is_ascii()
-                    && let Some(v) = it.next()
-                {
-                    verdicts[i] = v;
-                }
-            }
+        }
+        let ascii: Vec<TxRcpt> = tx
+            .rcpts
+            .iter()
+            .filter(|r| r.address.is_ascii())
+            .cloned()
+            .collect();
+        if !tx.sender.is_ascii() || ascii.is_empty() {
             return TxResult {
                 verdicts,
-                reusable: inner.reusable,
+                reusable: true,
             };
         }
-
-        let plan = match wire::plan(
-            tx.file,
-            tx.start,
-            tx.len,
-            wire::WireOptions {
-                eight_bit_ok: self.features.eight_bit,
-            },
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                return all(
-                    Verdict::Deferred,
-                    Reply::local(format!("cannot read the queue file: {e}")),
-                    "",
-                    true,
-                );
-            }
+        let sub = Transaction {
+            rcpts: &ascii,
+            ..*tx
         };
+        self.dirty = false;
+        let inner = self.send(&sub);
+        let mut it = inner.verdicts.into_iter();
+        for (i, r) in tx.rcpts.iter().enumerate() {
+            if r.address.is_ascii()
+                && let Some(v) = it.next()
+            {
+                verdicts[i] = v;
+            }
+        }
+        TxResult {
+            verdicts,
+            reusable: inner.reusable,
+        }
+    }
+
+    /// Plan the wire form, check SIZE, then MAIL FROM and one RCPT TO per
+    /// recipient. Ok: the plan and the RCPT verdicts, at least one accepted.
+    fn envelope(
+        &mut self,
+        tx: &Transaction<'_>,
+        needs_utf8: bool,
+    ) -> Result<(wire::WirePlan, Vec<RcptVerdict>), TxResult> {
+        let n = tx.rcpts.len();
+        let opts = wire::WireOptions {
+            eight_bit_ok: self.features.eight_bit,
+        };
+        let plan = wire::plan(tx.file, tx.start, tx.len, opts).map_err(|e| {
+            let reply = Reply::local(format!("cannot read the queue file: {e}"));
+            TxResult::all(n, Verdict::Deferred, reply, "", true)
+        })?;
         // What the server counts: our bytes plus the line break that
         // lettre's end-of-data sequence puts back after the last line.
         let wire_size = plan.size + 2;
@@ -449,19 +449,34 @@ impl SmtpSession {
             && limit > 0
             && wire_size > limit
         {
-            return all(
-                Verdict::Bounced,
-                Reply {
-                    code: 552,
-                    text: format!(
-                        "5.3.4 message size {} exceeds the limit of {} ({limit} bytes)",
-                        wire_size, self.label
-                    ),
-                },
-                "MAIL FROM",
-                true,
-            );
+            let reply = Reply {
+                code: 552,
+                text: format!(
+                    "5.3.4 message size {} exceeds the limit of {} ({limit} bytes)",
+                    wire_size, self.label
+                ),
+            };
+            return Err(TxResult::all(n, Verdict::Bounced, reply, "MAIL FROM", true));
         }
+        self.mail_from(tx, &plan, wire_size, needs_utf8)?;
+        let verdicts = self.rcpt_to(tx)?;
+        if !verdicts.iter().any(|v| v.0 == Verdict::Sent) {
+            return Err(TxResult {
+                verdicts,
+                reusable: true,
+            });
+        }
+        Ok((plan, verdicts))
+    }
+
+    fn mail_from(
+        &mut self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+        wire_size: u64,
+        needs_utf8: bool,
+    ) -> Result<(), TxResult> {
+        let n = tx.rcpts.len();
         let mut mail = format!("MAIL FROM:<{}>", tx.sender);
         if self.features.size.is_some() {
             mail.push_str(&format!(" SIZE={wire_size}"));
@@ -481,45 +496,34 @@ impl SmtpSession {
             }
         }
         match self.cmd(mail) {
-            Ok(_) => {}
+            Ok(_) => Ok(()),
             Err((Some(r), _)) => {
                 let v = Verdict::from_code(r.code);
-                return all(v, r, "MAIL FROM", true);
+                Err(TxResult::all(n, v, r, "MAIL FROM", true))
             }
             Err((None, e)) => {
-                return all(
+                let reply = Reply::local(format!(
+                    "lost connection with {} at MAIL FROM: {e}",
+                    self.label
+                ));
+                Err(TxResult::all(
+                    n,
                     Verdict::Deferred,
-                    Reply::local(format!(
-                        "lost connection with {} at MAIL FROM: {e}",
-                        self.label
-                    )),
+                    reply,
                     "MAIL FROM",
                     false,
-                );
+                ))
             }
         }
-        let mut verdicts: Vec<(Verdict, Reply, &'static str)> = Vec::with_capacity(n);
-        let mut accepted = 0;
+    }
+
+    /// One RCPT TO per recipient; a lost connection defers them all.
+    fn rcpt_to(&mut self, tx: &Transaction<'_>) -> Result<Vec<RcptVerdict>, TxResult> {
+        let n = tx.rcpts.len();
+        let mut verdicts: Vec<RcptVerdict> = Vec::with_capacity(n);
         for r in tx.rcpts {
-            let mut line = format!("RCPT TO:<{}>", r.address);
-            if self.features.dsn {
-                if let Some(nf) = tx.notify {
-                    line.push_str(&format!(" NOTIFY={nf}"));
-                }
-                let orcpt = if r.original.contains('@') {
-                    &r.original
-                } else {
-                    &r.address
-                };
-                if orcpt.is_ascii() {
-                    line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
-                }
-            }
-            match self.cmd(line) {
-                Ok(reply) => {
-                    accepted += 1;
-                    verdicts.push((Verdict::Sent, reply, "RCPT TO"));
-                }
+            match self.cmd(self.rcpt_line(tx, r)) {
+                Ok(reply) => verdicts.push((Verdict::Sent, reply, "RCPT TO")),
                 Err((Some(reply), _)) => {
                     verdicts.push((Verdict::from_code(reply.code), reply, "RCPT TO"))
                 }
@@ -536,103 +540,92 @@ impl SmtpSession {
                             *v = (Verdict::Deferred, reply.clone(), "RCPT TO");
                         }
                     }
-                    return TxResult {
+                    return Err(TxResult {
                         verdicts,
                         reusable: false,
-                    };
+                    });
                 }
             }
         }
-        if accepted == 0 {
-            return TxResult {
-                verdicts,
-                reusable: true,
+        Ok(verdicts)
+    }
+
+    fn rcpt_line(&self, tx: &Transaction<'_>, r: &TxRcpt) -> String {
+        let mut line = format!("RCPT TO:<{}>", r.address);
+        if self.features.dsn {
+            if let Some(nf) = tx.notify {
+                line.push_str(&format!(" NOTIFY={nf}"));
+            }
+            let orcpt = if r.original.contains('@') {
+                &r.original
+            } else {
+                &r.address
             };
+            if orcpt.is_ascii() {
+                line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+            }
         }
-        // DATA
+        line
+    }
+
+    /// DATA and the message; the final reply applies to every recipient
+    /// whose RCPT was accepted.
+    fn data(
+        &mut self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+        mut verdicts: Vec<RcptVerdict>,
+    ) -> TxResult {
         log::debug!("C: DATA");
-        match self.conn.command(Data) {
-            Ok(_) => log::debug!("S: 354"),
-            Err(e) => {
-                let (reply, reusable) = match reply_of(&e) {
-                    Some(r) => (r, true),
-                    None => (
-                        Reply::local(format!(
-                            "lost connection with {} at DATA: {}",
-                            self.label,
-                            describe(&e)
-                        )),
-                        false,
-                    ),
-                };
-                let v = if reusable {
-                    Verdict::from_code(reply.code)
-                } else {
-                    Verdict::Deferred
-                };
-                for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
-                    *x = (v, reply.clone(), "DATA");
-                }
-                return TxResult { verdicts, reusable };
+        if let Err(e) = self.conn.command(Data) {
+            let (reply, reusable) = match reply_of(&e) {
+                Some(r) => (r, true),
+                None => (
+                    Reply::local(format!(
+                        "lost connection with {} at DATA: {}",
+                        self.label,
+                        describe(&e)
+                    )),
+                    false,
+                ),
+            };
+            let v = if reusable {
+                Verdict::from_code(reply.code)
+            } else {
+                Verdict::Deferred
+            };
+            for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
+                *x = (v, reply.clone(), "DATA");
             }
+            return TxResult { verdicts, reusable };
         }
+        log::debug!("S: 354");
+        let (verdict, reply, reusable) = self.transfer(tx, plan);
+        for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
+            *x = (verdict, reply.clone(), "end of DATA");
+        }
+        if verdict == Verdict::Sent || reusable {
+            self.messages += 1;
+        }
+        TxResult { verdicts, reusable }
+    }
+
+    /// Send the message (one write when small, else streamed) and read the
+    /// final reply: its verdict, the reply, and whether the session lives.
+    fn transfer(&mut self, tx: &Transaction<'_>, plan: &wire::WirePlan) -> (Verdict, Reply, bool) {
         let _ = self.conn.set_timeout(Some(self.data_timeout));
-        let mut read_error: Option<String> = None;
-        let small = if plan.size <= ONE_WRITE_MAX {
-            match one_write_payload(tx, &plan) {
-                Ok(p) => p,
-                Err(e) => {
-                    read_error = Some(e);
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let result = if read_error.is_some() {
-            Err(Box::new(()) as Box<dyn std::any::Any + Send>)
-        } else if let Some(payload) = small {
-            Ok(self.conn.command(payload))
-        } else {
-            let chunks = wire::stream(tx.file, tx.start, tx.len, &plan);
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let iter = chunks.map(|c| match c {
-                    Ok(v) => v,
-                    Err(e) => {
-                        // Abort the transfer without the final dot: unwind out of
-                        // lettre's writer; the connection is then dropped.
-                        std::panic::resume_unwind(Box::new(e.to_string()))
-                    }
-                });
-                self.conn.message_iter(iter)
-            }))
-        };
+        let result = self.write_message(tx, plan);
         let _ = self.conn.set_timeout(Some(self.command_timeout));
         log::debug!("C: <message, {} bytes>", plan.size);
-        let outcome = match result {
-            Err(payload) => {
-                if read_error.is_none() {
-                    read_error = Some(
-                        payload
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .unwrap_or_else(|| "read error".into()),
-                    );
-                }
-                None
-            }
-            Ok(r) => Some(r),
-        };
-        let (verdict, reply, reusable) = match outcome {
-            None => (
+        match result {
+            Err(read_error) => (
                 Verdict::Deferred,
                 Reply::local(format!(
-                    "cannot read the queue file during DATA: {}",
-                    read_error.unwrap_or_default()
+                    "cannot read the queue file during DATA: {read_error}"
                 )),
                 false,
             ),
-            Some(Ok(r)) => {
+            Ok(Ok(r)) => {
                 let reply = Reply {
                     code: r.code().to_string().parse().unwrap_or(250),
                     text: r.message().collect::<Vec<_>>().join(" "),
@@ -640,7 +633,7 @@ impl SmtpSession {
                 log::debug!("S: {reply}");
                 (Verdict::Sent, reply, true)
             }
-            Some(Err(e)) => match reply_of(&e) {
+            Ok(Err(e)) => match reply_of(&e) {
                 Some(r) => {
                     log::debug!("S: {r}");
                     (Verdict::from_code(r.code), r, true)
@@ -655,14 +648,39 @@ impl SmtpSession {
                     false,
                 ),
             },
-        };
-        for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
-            *x = (verdict, reply.clone(), "end of DATA");
         }
-        if verdict == Verdict::Sent || reusable {
-            self.messages += 1;
+    }
+
+    /// Write the message and the end-of-data dot; Err(reason) when the spool
+    /// could not be read (the transfer is then cut without the dot).
+    fn write_message(
+        &mut self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+    ) -> Result<Result<Response, lettre::transport::smtp::Error>, String> {
+        if plan.size <= ONE_WRITE_MAX
+            && let Some(payload) = one_write_payload(tx, plan)?
+        {
+            return Ok(self.conn.command(payload));
         }
-        TxResult { verdicts, reusable }
+        let chunks = wire::stream(tx.file, tx.start, tx.len, plan);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let iter = chunks.map(|c| match c {
+                Ok(v) => v,
+                Err(e) => {
+                    // Abort the transfer without the final dot: unwind out of
+                    // lettre's writer; the connection is then dropped.
+                    std::panic::resume_unwind(Box::new(e.to_string()))
+                }
+            });
+            self.conn.message_iter(iter)
+        }))
+        .map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "read error".into())
+        })
     }
 
     /// Close politely.
