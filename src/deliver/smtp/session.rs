@@ -223,89 +223,12 @@ impl SmtpSession {
     ) -> Result<SmtpSession, ConnectError> {
         let _ = conn.set_timeout(Some(cfg.smtp.command_timeout));
         if relay.tls == TlsMode::Starttls {
-            if !conn.can_starttls() {
-                conn.abort();
-                return Err(ConnectError::Tls(format!(
-                    "{label} does not offer STARTTLS (tls = \"starttls\" requires it; mail is never sent in clear text silently)"
-                )));
-            }
-            let Some(params) = tls else {
-                return Err(ConnectError::Local("no TLS parameters".into()));
-            };
-            log::debug!("C: STARTTLS");
-            if let Err(e) = conn.starttls(params, hello) {
-                return Err(ConnectError::Tls(format!(
-                    "STARTTLS with {label} failed: {}",
-                    describe(&e)
-                )));
-            }
+            starttls(&mut conn, tls, &label, hello)?;
         }
         let encrypted = conn.is_encrypted();
-        log::debug!("C: EHLO {}", cfg.helo_name());
-        let ehlo = conn.command(Ehlo::new(hello.clone())).map_err(|e| {
-            let msg = describe(&e);
-            if is_tls_error(&msg) {
-                ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
-            } else {
-                ConnectError::Refused(format!("{label}: EHLO failed: {msg}"))
-            }
-        })?;
-        let lines: Vec<&str> = ehlo.message().collect();
-        for l in &lines {
-            log::debug!("S: 250 {l}");
-        }
-        let features = Features::parse(lines.iter().copied());
+        let features = ehlo(&mut conn, cfg, &label, hello)?;
         if let Some(user) = &relay.username {
-            if !encrypted {
-                conn.abort();
-                return Err(ConnectError::Auth(format!(
-                    "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\")"
-                )));
-            }
-            let secret = crate::deliver::credentials::secret(relay)
-                .map_err(|e| ConnectError::Local(e.message().to_string()))?
-                .unwrap_or_default();
-            let mechs: Vec<Mechanism> = relay
-                .auth_mechanisms
-                .iter()
-                .filter_map(|m| match m.as_str() {
-                    "PLAIN" => Some(Mechanism::Plain),
-                    "LOGIN" => Some(Mechanism::Login),
-                    "XOAUTH2" => Some(Mechanism::Xoauth2),
-                    _ => None,
-                })
-                .filter(|m| features.auth.iter().any(|a| a == &m.to_string()))
-                .collect();
-            if mechs.is_empty() {
-                conn.abort();
-                return Err(ConnectError::Auth(format!(
-                    "{label} offers AUTH {} but we may use only {}",
-                    if features.auth.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        features.auth.join(" ")
-                    },
-                    relay.auth_mechanisms.join(" ")
-                )));
-            }
-            log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
-            match conn.auth(&mechs, &Credentials::new(user.clone(), secret)) {
-                Ok(r) => log::debug!(
-                    "S: {} {}",
-                    r.code(),
-                    r.message().collect::<Vec<_>>().join(" ")
-                ),
-                Err(e) => {
-                    let why = match reply_of(&e) {
-                        Some(r) => r.to_string(),
-                        None => describe(&e),
-                    };
-                    conn.abort();
-                    return Err(ConnectError::Auth(format!(
-                        "authentication as {user} at {label} failed: {why}"
-                    )));
-                }
-            }
+            authenticate(&mut conn, relay, user, &features, encrypted, &label)?;
         }
         Ok(SmtpSession {
             conn,
@@ -715,6 +638,119 @@ impl transport::Session for SmtpSession {
     fn quit(self: Box<Self>) {
         SmtpSession::quit(*self)
     }
+}
+
+/// STARTTLS, which `tls = "starttls"` requires (never a silent downgrade).
+fn starttls(
+    conn: &mut SmtpConnection,
+    tls: Option<&TlsParameters>,
+    label: &str,
+    hello: &ClientId,
+) -> Result<(), ConnectError> {
+    if !conn.can_starttls() {
+        conn.abort();
+        return Err(ConnectError::Tls(format!(
+            "{label} does not offer STARTTLS (tls = \"starttls\" requires it; mail is never sent in clear text silently)"
+        )));
+    }
+    let Some(params) = tls else {
+        return Err(ConnectError::Local("no TLS parameters".into()));
+    };
+    log::debug!("C: STARTTLS");
+    if let Err(e) = conn.starttls(params, hello) {
+        return Err(ConnectError::Tls(format!(
+            "STARTTLS with {label} failed: {}",
+            describe(&e)
+        )));
+    }
+    Ok(())
+}
+
+/// The (second) EHLO: what the server offers.
+fn ehlo(
+    conn: &mut SmtpConnection,
+    cfg: &Config,
+    label: &str,
+    hello: &ClientId,
+) -> Result<Features, ConnectError> {
+    log::debug!("C: EHLO {}", cfg.helo_name());
+    let ehlo = conn.command(Ehlo::new(hello.clone())).map_err(|e| {
+        let msg = describe(&e);
+        if is_tls_error(&msg) {
+            ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
+        } else {
+            ConnectError::Refused(format!("{label}: EHLO failed: {msg}"))
+        }
+    })?;
+    let lines: Vec<&str> = ehlo.message().collect();
+    for l in &lines {
+        log::debug!("S: 250 {l}");
+    }
+    let features = Features::parse(lines.iter().copied());
+    Ok(features)
+}
+
+/// AUTH as `user`, only over TLS, with the first allowed mechanism the
+/// server offers.
+fn authenticate(
+    conn: &mut SmtpConnection,
+    relay: &Relay,
+    user: &str,
+    features: &Features,
+    encrypted: bool,
+    label: &str,
+) -> Result<(), ConnectError> {
+    if !encrypted {
+        conn.abort();
+        return Err(ConnectError::Auth(format!(
+            "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\")"
+        )));
+    }
+    let secret = crate::deliver::credentials::secret(relay)
+        .map_err(|e| ConnectError::Local(e.message().to_string()))?
+        .unwrap_or_default();
+    let mechs: Vec<Mechanism> = relay
+        .auth_mechanisms
+        .iter()
+        .filter_map(|m| match m.as_str() {
+            "PLAIN" => Some(Mechanism::Plain),
+            "LOGIN" => Some(Mechanism::Login),
+            "XOAUTH2" => Some(Mechanism::Xoauth2),
+            _ => None,
+        })
+        .filter(|m| features.auth.iter().any(|a| a == &m.to_string()))
+        .collect();
+    if mechs.is_empty() {
+        conn.abort();
+        return Err(ConnectError::Auth(format!(
+            "{label} offers AUTH {} but we may use only {}",
+            if features.auth.is_empty() {
+                "nothing".to_string()
+            } else {
+                features.auth.join(" ")
+            },
+            relay.auth_mechanisms.join(" ")
+        )));
+    }
+    log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
+    match conn.auth(&mechs, &Credentials::new(user.to_string(), secret)) {
+        Ok(r) => log::debug!(
+            "S: {} {}",
+            r.code(),
+            r.message().collect::<Vec<_>>().join(" ")
+        ),
+        Err(e) => {
+            let why = match reply_of(&e) {
+                Some(r) => r.to_string(),
+                None => describe(&e),
+            };
+            conn.abort();
+            return Err(ConnectError::Auth(format!(
+                "authentication as {user} at {label} failed: {why}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// True when an error text is a TLS/certificate failure.
