@@ -8,6 +8,11 @@
 //! became final — so a crash or kill -9 re-sends only what was not
 //! acknowledged. A message leaves the queue only when every recipient is
 //! sent or bounced (a bounce is queued durably before the original goes).
+//!
+//! Relay choice and sessions are `deliver::relays`'s; the worker threads
+//! are in `runner/pool.rs`; delay warnings and bounces to the sender in
+//! `runner/notify.rs`. This file is the per-message procedure, in steps:
+//! open, route, expire, transmit, record, then finish or reschedule.
 
 mod notify;
 mod pool;
