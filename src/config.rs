@@ -32,7 +32,7 @@ pub enum TlsMode {
 
 /// Which transport delivers through a relay (`kind` in `[[relay]]`). A new
 /// transport is one module under `deliver/` and one arm here (and in
-/// `deliver::relays::open`).
+/// `deliver::relays::transport`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayKind {
     /// SMTP submission to a smart host (the default).
