@@ -338,10 +338,11 @@ impl<'p> Engine<'p> {
         }
     }
 
-    pub(super) fn end_header(&mut self, mut h: Header, how: HeaderEnd) {
-        h.finish_field();
-        let stream = self.sink.is_stream();
-        if stream
+    /// Stream pass: the fields a re-encoded part gets, at the end of its
+    /// header (and the blank line a header ended by a non-header line
+    /// lacks).
+    fn write_added_fields(&mut self, h: &Header, how: HeaderEnd) {
+        if self.sink.is_stream()
             && how != HeaderEnd::Cut
             && let Some(e) = &h.edit
         {
@@ -353,6 +354,12 @@ impl<'p> Engine<'p> {
                 self.sink.newline(Chan::Hdr { cte: false });
             }
         }
+    }
+
+    pub(super) fn end_header(&mut self, mut h: Header, how: HeaderEnd) {
+        h.finish_field();
+        let stream = self.sink.is_stream();
+        self.write_added_fields(&h, how);
         if how == HeaderEnd::Blank {
             self.sink.newline(Chan::Hdr { cte: false });
         }
@@ -398,30 +405,7 @@ impl<'p> Engine<'p> {
                 self.commit_header();
                 Body::Gate(Gate::new(GateKind::QuotedPrintable))
             }
-            (Kind::Discrete, Enc::Identity) => {
-                if stream {
-                    if h.edit.is_some() {
-                        Body::Qp(QpEnc::default())
-                    } else {
-                        Body::pass()
-                    }
-                } else {
-                    Body::Probe(Box::new(Probe {
-                        entity: h.entity,
-                        is_message: h.is_message,
-                        has_ct: h.content_type.is_some(),
-                        has_mv: h.has_mv,
-                        case_c: how == HeaderEnd::NotHeader,
-                        keep: Wrap::new(MAX_LINE),
-                        qp: QpEnc::default(),
-                        cur_line: 0,
-                        long: false,
-                        nul: false,
-                        eight: false,
-                        utf8: Utf8Check::default(),
-                    }))
-                }
-            }
+            (Kind::Discrete, Enc::Identity) => leaf_body(&h, how, stream),
             _ => {
                 self.commit_header();
                 Body::pass()
@@ -468,5 +452,32 @@ impl<'p> Engine<'p> {
             t.main.merge(&keep);
         }
         t.reset_part();
+    }
+}
+
+/// The body of an identity-encoded leaf: probed in the plan pass;
+/// re-encoded as quoted-printable or passed through in the stream pass.
+fn leaf_body(h: &Header, how: HeaderEnd, stream: bool) -> Body {
+    if stream {
+        if h.edit.is_some() {
+            Body::Qp(QpEnc::default())
+        } else {
+            Body::pass()
+        }
+    } else {
+        Body::Probe(Box::new(Probe {
+            entity: h.entity,
+            is_message: h.is_message,
+            has_ct: h.content_type.is_some(),
+            has_mv: h.has_mv,
+            case_c: how == HeaderEnd::NotHeader,
+            keep: Wrap::new(MAX_LINE),
+            qp: QpEnc::default(),
+            cur_line: 0,
+            long: false,
+            nul: false,
+            eight: false,
+            utf8: Utf8Check::default(),
+        }))
     }
 }
