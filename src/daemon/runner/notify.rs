@@ -137,33 +137,7 @@ fn queue_dsn(
     let cfg = &ctx.cfg;
     let reports: Vec<RecipientReport> = rcpts
         .iter()
-        .map(|r| {
-            let reply = parse_reply(&r.reply);
-            RecipientReport {
-                final_recipient: r.address.clone(),
-                original_recipient: (r.original != r.address).then(|| r.original.clone()),
-                action,
-                status: match (&reply, action) {
-                    (Some(rep), _) => rep.enhanced(),
-                    (None, crate::bounce::Action::Delayed) => "4.4.1".into(),
-                    (None, crate::bounce::Action::Failed) => {
-                        if r.reply.contains("expired") {
-                            "4.4.7".into()
-                        } else {
-                            "5.0.0".into()
-                        }
-                    }
-                },
-                remote_mta: (!st.relay.is_empty() && reply.is_some())
-                    .then(|| format!("dns; {}", st.relay.split('[').next().unwrap_or(""))),
-                diagnostic: reply.as_ref().map(|r| r.to_string()),
-                reason: r.reply.clone(),
-                last_attempt: (st.last_attempt > 0.0)
-                    .then(|| clock::from_unix_f64(st.last_attempt)),
-                will_retry_until: (action == crate::bounce::Action::Delayed)
-                    .then(|| clock::from_unix_f64(q.env.arrival) + cfg.queue.max_lifetime),
-            }
-        })
+        .map(|r| recipient_report(ctx, q, st, r, action))
         .collect();
     let postmaster = format!("MAILER-DAEMON@{}", cfg.hostname);
     let input = DsnInput {
@@ -203,6 +177,41 @@ fn queue_dsn(
         v.push(new_id.clone());
     }
     Ok(new_id)
+}
+
+/// What the DSN says about one recipient.
+fn recipient_report(
+    ctx: &Ctx,
+    q: &Queued,
+    st: &State,
+    r: &RcptState,
+    action: crate::bounce::Action,
+) -> crate::bounce::RecipientReport {
+    use crate::bounce::RecipientReport;
+    let reply = parse_reply(&r.reply);
+    RecipientReport {
+        final_recipient: r.address.clone(),
+        original_recipient: (r.original != r.address).then(|| r.original.clone()),
+        action,
+        status: match (&reply, action) {
+            (Some(rep), _) => rep.enhanced(),
+            (None, crate::bounce::Action::Delayed) => "4.4.1".into(),
+            (None, crate::bounce::Action::Failed) => {
+                if r.reply.contains("expired") {
+                    "4.4.7".into()
+                } else {
+                    "5.0.0".into()
+                }
+            }
+        },
+        remote_mta: (!st.relay.is_empty() && reply.is_some())
+            .then(|| format!("dns; {}", st.relay.split('[').next().unwrap_or(""))),
+        diagnostic: reply.as_ref().map(|r| r.to_string()),
+        reason: r.reply.clone(),
+        last_attempt: (st.last_attempt > 0.0).then(|| clock::from_unix_f64(st.last_attempt)),
+        will_retry_until: (action == crate::bounce::Action::Delayed)
+            .then(|| clock::from_unix_f64(q.env.arrival) + ctx.cfg.queue.max_lifetime),
+    }
 }
 
 fn parse_reply(s: &str) -> Option<Reply> {
