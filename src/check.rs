@@ -1,14 +1,16 @@
 //! `postern check`: probe every configured relay the way delivery will use
 //! it, without sending mail, and explain each failure in one line.
 //!
-//! For each `[[relay]]`, in order: resolve the name; connect (within
-//! `smtp.connect_timeout`); read the banner; EHLO; TLS — STARTTLS or
-//! implicit TLS — with our own rustls handshake so the report can name the
-//! protocol version, the cipher suite and the certificate verdict (verified
-//! against the system roots plus `ca_file`, or the precise failure: unknown
-//! issuer, expired, not yet valid, wrong name); the second EHLO's SIZE and
-//! AUTH offer; QUIT. Then it opens a session through
-//! `deliver::session::Session::connect` — the production path, with TLS and
+//! For each `[[relay]]`, in order, named steps of a [`Probe`]: the secret
+//! file; resolve the name; connect (within `smtp.connect_timeout`); read the
+//! banner; EHLO; TLS — STARTTLS or implicit TLS — with our own rustls
+//! handshake so the report can name the protocol version, the cipher suite
+//! and the certificate verdict (verified against the system roots plus
+//! `ca_file`, or the precise failure: unknown issuer, expired, not yet
+//! valid, wrong name); the second EHLO's SIZE and AUTH offer; QUIT. Replies
+//! and EHLO offers are read by the delivery code's parsers
+//! (`deliver::smtp::reply`). Then it opens a session through
+//! `deliver::smtp::SmtpSession::connect` — the production path, with TLS and
 //! AUTH exactly as the queue runner does them — and closes it after AUTH.
 //! Nothing is ever sent: no MAIL command. The secret is never printed
 //! (the session code redacts it too).
@@ -21,7 +23,9 @@
 //! configuration error exits 78 as everywhere else.
 
 use crate::config::{Config, Relay, TlsMode};
-use crate::deliver::session::{self, ConnectError, Session};
+use crate::deliver::smtp::reply::{self, Features, RawReply, ReadError, shorten};
+use crate::deliver::smtp::session::{self, SmtpSession};
+use crate::deliver::transport::ConnectError;
 use crate::error::Result;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -62,20 +66,6 @@ impl Write for Conn {
     }
 }
 
-/// An SMTP reply: code and text lines.
-struct Reply {
-    code: u16,
-    lines: Vec<String>,
-}
-
-impl Reply {
-    fn one_line(&self) -> String {
-        format!("{} {}", self.code, self.lines.join(" / "))
-            .trim()
-            .to_string()
-    }
-}
-
 /// Why a probe step failed.
 enum StepError {
     Timeout,
@@ -94,85 +84,20 @@ fn io_step(e: io::Error) -> StepError {
     }
 }
 
-fn read_reply(c: &mut Conn) -> std::result::Result<Reply, StepError> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        loop {
-            match c.read(&mut b) {
-                Ok(0) => return Err(StepError::Closed),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_step(e)),
-            }
-            if b[0] == b'\n' {
-                break;
-            }
-            if line.len() < 4096 {
-                line.push(b[0]);
-            }
-        }
-        let text = String::from_utf8_lossy(&line)
-            .trim_end_matches('\r')
-            .to_string();
-        let code: u16 = text
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .filter(|c| (200..600).contains(c))
-            .ok_or_else(|| {
-                StepError::Other(format!("not an SMTP reply: {:?}", truncate(&text, 80)))
-            })?;
-        let sep = text.as_bytes().get(3).copied().unwrap_or(b' ');
-        lines.push(text.get(4..).unwrap_or("").to_string());
-        if sep != b'-' || lines.len() > 200 {
-            return Ok(Reply { code, lines });
-        }
-    }
+/// Read one reply with the delivery code's reader.
+fn read_reply(c: &mut Conn) -> std::result::Result<RawReply, StepError> {
+    reply::read_reply(c).map_err(|e| match e {
+        ReadError::Closed => StepError::Closed,
+        ReadError::Io(e) => io_step(e),
+        ReadError::NotSmtp(text) => StepError::Other(format!("not an SMTP reply: {text:?}")),
+    })
 }
 
-fn smtp(c: &mut Conn, line: &str) -> std::result::Result<Reply, StepError> {
+fn smtp(c: &mut Conn, line: &str) -> std::result::Result<RawReply, StepError> {
     c.write_all(format!("{line}\r\n").as_bytes())
         .and_then(|_| c.flush())
         .map_err(io_step)?;
     read_reply(c)
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// What the EHLO reply offers.
-#[derive(Default)]
-struct Offer {
-    starttls: bool,
-    size: Option<u64>,
-    auth: Vec<String>,
-    keywords: Vec<String>,
-}
-
-fn parse_ehlo(r: &Reply) -> Offer {
-    let mut o = Offer::default();
-    for l in r.lines.iter().skip(1) {
-        let mut w = l.split_whitespace();
-        let kw = w.next().unwrap_or("").to_ascii_uppercase();
-        match kw.as_str() {
-            "STARTTLS" => o.starttls = true,
-            "SIZE" => o.size = Some(w.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
-            "AUTH" => o.auth = w.map(|m| m.to_ascii_uppercase()).collect(),
-            _ => {}
-        }
-        if !kw.is_empty() {
-            o.keywords.push(l.trim().to_string());
-        }
-    }
-    o
 }
 
 /// The report being written (to stdout as it goes: probes take time).
@@ -395,309 +320,321 @@ fn auth_hint(relay: &Relay, msg: &str) -> String {
     "the server rejected the user name or the secret: check username and password_file / password_command".into()
 }
 
+/// The trust configuration of a TLS relay and a description of its anchors.
+type TlsSetup = (Arc<rustls::ClientConfig>, String);
+
+/// One relay's probe: what its steps share. Each step reports its line(s);
+/// a step that returns `None` (or `false`) has reported why the probe stops.
+struct Probe<'a, 'o> {
+    cfg: &'a Config,
+    idx: usize,
+    relay: &'a Relay,
+    host: String,
+    timeout: Duration,
+    r: &'a mut Report<'o>,
+}
+
 fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
-    let timeout = cfg.smtp.command_timeout.min(MAX_REPLY_WAIT);
-    let host = relay.host.trim_matches(['[', ']']).to_string();
-
-    // Secret file (before anything else: a readable secret is refused).
-    if let Err(e) = crate::deliver::credentials::check_secret_file(relay) {
-        r.step("secret", Some(false), e.message());
-    }
-
-    // DNS.
-    let addrs = match session::resolve(relay) {
-        Ok(a) => a,
-        Err(e) => {
-            r.step(
-                "dns",
-                Some(false),
-                &format!("{e}: check the host name and this machine's DNS (/etc/resolv.conf)"),
-            );
-            return;
-        }
+    let mut p = Probe {
+        cfg,
+        idx,
+        relay,
+        host: relay.host.trim_matches(['[', ']']).to_string(),
+        timeout: cfg.smtp.command_timeout.min(MAX_REPLY_WAIT),
+        r,
     };
-    r.step(
-        "dns",
-        Some(true),
-        &addrs
-            .iter()
-            .map(|a| a.ip().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-
-    // TCP.
-    let (tcp, addr, took) = match connect_explained(&addrs, cfg.smtp.connect_timeout, relay.port) {
-        Ok(x) => x,
-        Err(why) => {
-            r.step("connect", Some(false), &why);
-            return;
-        }
-    };
-    r.step(
-        "connect",
-        Some(true),
-        &format!("{addr} in {} ms", took.as_millis()),
-    );
-    let _ = tcp.set_read_timeout(Some(timeout));
-    let _ = tcp.set_write_timeout(Some(timeout));
-
-    let tls = match relay.tls {
-        TlsMode::None => None,
-        _ => match tls_config(relay) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                r.step("tls", Some(false), &e);
-                return;
-            }
-        },
-    };
-    let report_tls = |r: &mut Report, info: &TlsInfo, how: &str, anchors: &str| {
-        r.step(
-            "tls",
-            Some(true),
-            &format!("{}, {} ({how})", info.version, info.cipher),
-        );
-        r.step(
-            "certificate",
-            Some(true),
-            &format!("verified for {host} against {anchors}"),
-        );
-    };
-    let tls_failed = |r: &mut Report, e: &io::Error, anchors: &str| {
-        let (cert, why) = explain_tls(e, &host, anchors);
-        if cert {
-            r.step("certificate", Some(false), &why);
-        } else {
-            r.step("tls", Some(false), &why);
-        }
-    };
-
-    let mut conn = Conn::Plain(tcp);
-    if relay.tls == TlsMode::Tls {
-        let Some((config, anchors)) = tls.clone() else {
-            return;
-        };
-        let Conn::Plain(tcp) = conn else { return };
-        match handshake(tcp, config, &host) {
-            Ok((c, info)) => {
-                conn = c;
-                report_tls(r, &info, "implicit TLS", &anchors);
-            }
-            Err(e) => {
-                tls_failed(r, &e, &anchors);
-                return;
-            }
-        }
-    }
-
-    // Banner.
-    match read_reply(&mut conn) {
-        Ok(b) if b.code == 220 => r.step("banner", Some(true), &truncate(&b.one_line(), 120)),
-        Ok(b) => {
-            r.step(
-                "banner",
-                Some(false),
-                &format!("the server refused the session: {}", b.one_line()),
-            );
-            return;
-        }
-        Err(StepError::Timeout) => {
-            let hint = if relay.tls == TlsMode::Starttls || relay.tls == TlsMode::None {
-                " (if this port expects implicit TLS, as 465 does, set tls = \"tls\")"
-            } else {
-                ""
-            };
-            r.step(
-                "banner",
-                Some(false),
-                &format!(
-                    "timeout: no greeting within {}s: the server accepted the connection but never answered{hint}",
-                    timeout.as_secs()
-                ),
-            );
-            return;
-        }
-        Err(StepError::Closed) => {
-            r.step(
-                "banner",
-                Some(false),
-                "the server closed the connection without a greeting",
-            );
-            return;
-        }
-        Err(StepError::Other(e)) => {
-            r.step("banner", Some(false), &e);
-            return;
-        }
-    }
-
-    let ehlo_line = format!("EHLO {}", cfg.helo_name());
-    let ehlo = |conn: &mut Conn, r: &mut Report| -> Option<Offer> {
-        match smtp(conn, &ehlo_line) {
-            Ok(rep) if rep.code == 250 => Some(parse_ehlo(&rep)),
-            Ok(rep) => {
-                r.step(
-                    "ehlo",
-                    Some(false),
-                    &format!("the server refused EHLO: {}", rep.one_line()),
-                );
-                None
-            }
-            Err(StepError::Timeout) => {
-                r.step("ehlo", Some(false), "timeout: no reply to EHLO");
-                None
-            }
-            Err(StepError::Closed) => {
-                r.step(
-                    "ehlo",
-                    Some(false),
-                    "the server closed the connection after EHLO",
-                );
-                None
-            }
-            Err(StepError::Other(e)) => {
-                r.step("ehlo", Some(false), &e);
-                None
-            }
-        }
-    };
-    let Some(mut offer) = ehlo(&mut conn, r) else {
+    p.secret_file();
+    let Some(addrs) = p.dns() else { return };
+    let Some(tcp) = p.connect(&addrs) else { return };
+    let Some(tls) = p.tls_setup() else { return };
+    let Some(mut conn) = p.implicit_tls(tcp, tls.as_ref()) else {
         return;
     };
-    r.step(
+    if !p.banner(&mut conn) {
+        return;
+    }
+    let Some(offer) = p.ehlo(&mut conn) else {
+        return;
+    };
+    p.r.step(
         "ehlo",
         Some(true),
-        &truncate(&offer.keywords.join(", "), 160),
+        &shorten(&offer.keywords.join(", "), 160),
     );
-
-    match relay.tls {
-        TlsMode::Starttls => {
-            let Some((config, anchors)) = tls.clone() else {
-                return;
-            };
-            if !offer.starttls {
-                r.step(
-                    "tls",
-                    Some(false),
-                    "the server does not offer STARTTLS (tls = \"starttls\" requires it; for implicit TLS on port 465 set tls = \"tls\")",
-                );
-                let _ = smtp(&mut conn, "QUIT");
-                return;
-            }
-            match smtp(&mut conn, "STARTTLS") {
-                Ok(rep) if rep.code == 220 => {}
-                Ok(rep) => {
-                    r.step(
-                        "tls",
-                        Some(false),
-                        &format!("STARTTLS refused: {}", rep.one_line()),
-                    );
-                    return;
-                }
-                Err(_) => {
-                    r.step("tls", Some(false), "no reply to STARTTLS");
-                    return;
-                }
-            }
-            let Conn::Plain(tcp) = conn else { return };
-            match handshake(tcp, config, &host) {
-                Ok((c, info)) => {
-                    conn = c;
-                    report_tls(r, &info, "STARTTLS", &anchors);
-                }
-                Err(e) => {
-                    tls_failed(r, &e, &anchors);
-                    return;
-                }
-            }
-            match ehlo(&mut conn, r) {
-                Some(o) => offer = o,
-                None => return,
-            }
-        }
-        TlsMode::None => {
-            let why = if crate::config::is_loopback_host(&relay.host) {
-                "the host is loopback"
-            } else {
-                "allow_plaintext = true"
-            };
-            r.step(
-                "tls",
-                None,
-                &format!("none: plain text, allowed because {why}"),
-            );
-        }
-        TlsMode::Tls => {}
-    }
-
-    match offer.size {
-        Some(n) if n > 0 => {
-            r.step(
-                "size",
-                Some(true),
-                &format!("the relay accepts messages up to {}", size_text(n)),
-            );
-            if cfg.max_message_size > n {
-                r.step(
-                    "",
-                    None,
-                    &format!(
-                        "note: max_message_size is {}: messages larger than the relay's limit will bounce",
-                        size_text(cfg.max_message_size)
-                    ),
-                );
-            }
-        }
-        Some(_) => r.step("size", Some(true), "SIZE offered without a limit"),
-        None => r.step("size", None, "the relay announces no size limit (no SIZE)"),
-    }
+    let Some((mut conn, offer)) = p.starttls(conn, offer, tls.as_ref()) else {
+        return;
+    };
+    p.size(&offer);
     if !offer.auth.is_empty() {
-        r.step("auth offer", None, &offer.auth.join(" "));
+        p.r.step("auth offer", None, &offer.auth.join(" "));
     }
     let _ = smtp(&mut conn, "QUIT");
     drop(conn);
+    p.delivery_session();
+}
 
-    // The production path: the same session code the queue runner uses.
-    let params = match relay.tls {
-        TlsMode::None => None,
-        _ => match session::tls_parameters(relay) {
-            Ok(p) => Some(p),
+impl Probe<'_, '_> {
+    /// The secret file (before anything else: a readable secret is refused).
+    fn secret_file(&mut self) {
+        if let Err(e) = crate::deliver::credentials::check_secret_file(self.relay) {
+            self.r.step("secret", Some(false), e.message());
+        }
+    }
+
+    fn dns(&mut self) -> Option<Vec<SocketAddr>> {
+        let addrs = match session::resolve(self.relay) {
+            Ok(a) => a,
             Err(e) => {
-                r.step("session", Some(false), &e.to_string());
-                return;
+                self.r.step(
+                    "dns",
+                    Some(false),
+                    &format!("{e}: check the host name and this machine's DNS (/etc/resolv.conf)"),
+                );
+                return None;
             }
-        },
-    };
-    match Session::connect(cfg, idx, relay, params.as_ref()) {
-        Ok(s) => {
-            match &relay.username {
-                Some(u) => r.step(
-                    "auth",
+        };
+        let ips: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        self.r.step("dns", Some(true), &ips.join(", "));
+        Some(addrs)
+    }
+
+    fn connect(&mut self, addrs: &[SocketAddr]) -> Option<TcpStream> {
+        let (tcp, addr, took) =
+            match connect_explained(addrs, self.cfg.smtp.connect_timeout, self.relay.port) {
+                Ok(x) => x,
+                Err(why) => {
+                    self.r.step("connect", Some(false), &why);
+                    return None;
+                }
+            };
+        self.r.step(
+            "connect",
+            Some(true),
+            &format!("{addr} in {} ms", took.as_millis()),
+        );
+        let _ = tcp.set_read_timeout(Some(self.timeout));
+        let _ = tcp.set_write_timeout(Some(self.timeout));
+        Some(tcp)
+    }
+
+    /// The TLS configuration (`Some(None)` for a relay without TLS).
+    fn tls_setup(&mut self) -> Option<Option<TlsSetup>> {
+        match self.relay.tls {
+            TlsMode::None => Some(None),
+            _ => match tls_config(self.relay) {
+                Ok(t) => Some(Some(t)),
+                Err(e) => {
+                    self.r.step("tls", Some(false), &e);
+                    None
+                }
+            },
+        }
+    }
+
+    /// A TLS handshake on `tcp`, reported as `how`.
+    fn handshake(&mut self, tcp: TcpStream, tls: &TlsSetup, how: &str) -> Option<Conn> {
+        let (config, anchors) = tls;
+        match handshake(tcp, Arc::clone(config), &self.host) {
+            Ok((c, info)) => {
+                self.r.step(
+                    "tls",
                     Some(true),
-                    &format!(
-                        "logged in as {u} through the delivery path ({}; nothing sent)",
-                        if s.encrypted { "encrypted" } else { "plain" }
-                    ),
-                ),
-                None => r.step(
-                    "auth",
-                    None,
-                    "not configured (no username); the delivery path connected fine",
-                ),
+                    &format!("{}, {} ({how})", info.version, info.cipher),
+                );
+                self.r.step(
+                    "certificate",
+                    Some(true),
+                    &format!("verified for {} against {anchors}", self.host),
+                );
+                Some(c)
             }
-            s.quit();
+            Err(e) => {
+                let (cert, why) = explain_tls(&e, &self.host, anchors);
+                let name = if cert { "certificate" } else { "tls" };
+                self.r.step(name, Some(false), &why);
+                None
+            }
         }
-        Err(ConnectError::Auth(m)) => {
-            let hint = auth_hint(relay, &m);
-            r.step("auth", Some(false), &format!("{m} — {hint}"));
+    }
+
+    /// The connection to talk SMTP on: TLS first when `tls = "tls"`.
+    fn implicit_tls(&mut self, tcp: TcpStream, tls: Option<&TlsSetup>) -> Option<Conn> {
+        if self.relay.tls != TlsMode::Tls {
+            return Some(Conn::Plain(tcp));
         }
-        Err(ConnectError::Local(m)) => r.step("auth", Some(false), &m),
-        Err(e) => r.step(
-            "session",
-            Some(false),
-            &format!("the delivery path failed: {e}"),
-        ),
+        self.handshake(tcp, tls?, "implicit TLS")
+    }
+
+    /// The greeting: true when it is a 220.
+    fn banner(&mut self, conn: &mut Conn) -> bool {
+        let why = match read_reply(conn) {
+            Ok(b) if b.code == 220 => {
+                self.r
+                    .step("banner", Some(true), &shorten(&b.one_line(), 120));
+                return true;
+            }
+            Ok(b) => format!("the server refused the session: {}", b.one_line()),
+            Err(StepError::Timeout) => {
+                let hint = if self.relay.tls == TlsMode::Starttls || self.relay.tls == TlsMode::None
+                {
+                    " (if this port expects implicit TLS, as 465 does, set tls = \"tls\")"
+                } else {
+                    ""
+                };
+                format!(
+                    "timeout: no greeting within {}s: the server accepted the connection but never answered{hint}",
+                    self.timeout.as_secs()
+                )
+            }
+            Err(StepError::Closed) => "the server closed the connection without a greeting".into(),
+            Err(StepError::Other(e)) => e,
+        };
+        self.r.step("banner", Some(false), &why);
+        false
+    }
+
+    /// EHLO and what it offers (parsed by the delivery code's parser).
+    fn ehlo(&mut self, conn: &mut Conn) -> Option<Features> {
+        let why = match smtp(conn, &format!("EHLO {}", self.cfg.helo_name())) {
+            Ok(rep) if rep.code == 250 => {
+                return Some(Features::parse(rep.lines.iter().map(|l| l.as_str())));
+            }
+            Ok(rep) => format!("the server refused EHLO: {}", rep.one_line()),
+            Err(StepError::Timeout) => "timeout: no reply to EHLO".into(),
+            Err(StepError::Closed) => "the server closed the connection after EHLO".into(),
+            Err(StepError::Other(e)) => e,
+        };
+        self.r.step("ehlo", Some(false), &why);
+        None
+    }
+
+    /// STARTTLS when `tls = "starttls"` (and the second EHLO); the plain
+    /// text note when `tls = "none"`.
+    fn starttls(
+        &mut self,
+        mut conn: Conn,
+        offer: Features,
+        tls: Option<&TlsSetup>,
+    ) -> Option<(Conn, Features)> {
+        match self.relay.tls {
+            TlsMode::Starttls => {
+                let tls = tls?;
+                if !offer.starttls {
+                    self.r.step(
+                        "tls",
+                        Some(false),
+                        "the server does not offer STARTTLS (tls = \"starttls\" requires it; for implicit TLS on port 465 set tls = \"tls\")",
+                    );
+                    let _ = smtp(&mut conn, "QUIT");
+                    return None;
+                }
+                match smtp(&mut conn, "STARTTLS") {
+                    Ok(rep) if rep.code == 220 => {}
+                    Ok(rep) => {
+                        let why = format!("STARTTLS refused: {}", rep.one_line());
+                        self.r.step("tls", Some(false), &why);
+                        return None;
+                    }
+                    Err(_) => {
+                        self.r.step("tls", Some(false), "no reply to STARTTLS");
+                        return None;
+                    }
+                }
+                let Conn::Plain(tcp) = conn else { return None };
+                let mut conn = self.handshake(tcp, tls, "STARTTLS")?;
+                let offer = self.ehlo(&mut conn)?;
+                Some((conn, offer))
+            }
+            TlsMode::None => {
+                let why = if crate::config::is_loopback_host(&self.relay.host) {
+                    "the host is loopback"
+                } else {
+                    "allow_plaintext = true"
+                };
+                self.r.step(
+                    "tls",
+                    None,
+                    &format!("none: plain text, allowed because {why}"),
+                );
+                Some((conn, offer))
+            }
+            TlsMode::Tls => Some((conn, offer)),
+        }
+    }
+
+    /// The relay's size limit against ours.
+    fn size(&mut self, offer: &Features) {
+        match offer.size {
+            Some(n) if n > 0 => {
+                self.r.step(
+                    "size",
+                    Some(true),
+                    &format!("the relay accepts messages up to {}", size_text(n)),
+                );
+                if self.cfg.max_message_size > n {
+                    self.r.step(
+                        "",
+                        None,
+                        &format!(
+                            "note: max_message_size is {}: messages larger than the relay's limit will bounce",
+                            size_text(self.cfg.max_message_size)
+                        ),
+                    );
+                }
+            }
+            Some(_) => self
+                .r
+                .step("size", Some(true), "SIZE offered without a limit"),
+            None => self
+                .r
+                .step("size", None, "the relay announces no size limit (no SIZE)"),
+        }
+    }
+
+    /// The production path: the same session code the queue runner uses,
+    /// closed after AUTH (nothing is sent).
+    fn delivery_session(&mut self) {
+        let relay = self.relay;
+        let params = match relay.tls {
+            TlsMode::None => None,
+            _ => match session::tls_parameters(relay) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.r.step("session", Some(false), &e.to_string());
+                    return;
+                }
+            },
+        };
+        match SmtpSession::connect(self.cfg, self.idx, relay, params.as_ref()) {
+            Ok(s) => {
+                match &relay.username {
+                    Some(u) => self.r.step(
+                        "auth",
+                        Some(true),
+                        &format!(
+                            "logged in as {u} through the delivery path ({}; nothing sent)",
+                            if s.encrypted { "encrypted" } else { "plain" }
+                        ),
+                    ),
+                    None => self.r.step(
+                        "auth",
+                        None,
+                        "not configured (no username); the delivery path connected fine",
+                    ),
+                }
+                s.quit();
+            }
+            Err(ConnectError::Auth(m)) => {
+                let hint = auth_hint(relay, &m);
+                self.r.step("auth", Some(false), &format!("{m} — {hint}"));
+            }
+            Err(ConnectError::Local(m)) => self.r.step("auth", Some(false), &m),
+            Err(e) => self.r.step(
+                "session",
+                Some(false),
+                &format!("the delivery path failed: {e}"),
+            ),
+        }
     }
 }
 
@@ -773,6 +710,7 @@ mod tests {
 
     fn relay(host: &str, user: &str) -> Relay {
         Relay {
+            kind: crate::config::RelayKind::Smtp,
             host: host.into(),
             port: 587,
             tls: TlsMode::Starttls,

@@ -30,6 +30,28 @@ pub enum TlsMode {
     None,
 }
 
+/// Which transport delivers through a relay (`kind` in `[[relay]]`). A new
+/// transport is one module under `deliver/` and one arm here (and in
+/// `deliver::relays::transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayKind {
+    /// SMTP submission to a smart host (the default).
+    Smtp,
+}
+
+impl RelayKind {
+    /// The names `kind` accepts, for error messages.
+    pub const NAMES: &'static [&'static str] = &["smtp"];
+
+    /// The kind named `s` (as written in the config).
+    pub fn from_name(s: &str) -> Option<RelayKind> {
+        match s {
+            "smtp" => Some(RelayKind::Smtp),
+            _ => None,
+        }
+    }
+}
+
 /// How the From header is rewritten to the configured sender identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +88,8 @@ pub enum UnknownLocal {
 /// One smart host.
 #[derive(Debug, Clone)]
 pub struct Relay {
+    /// Which transport delivers through this relay.
+    pub kind: RelayKind,
     /// Host name or address.
     pub host: String,
     /// TCP port.
@@ -306,6 +330,7 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRelay {
+    kind: Option<String>,
     host: String,
     port: Option<u16>,
     tls: Option<TlsMode>,
@@ -583,6 +608,19 @@ impl Config {
             if r.host.trim().is_empty() {
                 return Err(bad(&key("host"), "must not be empty".into()));
             }
+            let kind = match r.kind.as_deref() {
+                None => RelayKind::Smtp,
+                Some(k) => RelayKind::from_name(k).ok_or_else(|| {
+                    bad(
+                        &key("kind"),
+                        format!(
+                            "unknown transport {k:?} for relay {} (known: {})",
+                            r.host,
+                            RelayKind::NAMES.join(", ")
+                        ),
+                    )
+                })?,
+            };
             let tls = r.tls.unwrap_or(TlsMode::Starttls);
             if tls == TlsMode::None && !r.allow_plaintext && !is_loopback_host(&r.host) {
                 return Err(bad(
@@ -635,6 +673,7 @@ impl Config {
                 None => vec!["PLAIN".into(), "LOGIN".into(), "XOAUTH2".into()],
             };
             relays.push(Relay {
+                kind,
                 port: r.port.unwrap_or_else(|| default_port(tls)),
                 host: r.host,
                 tls,
@@ -974,6 +1013,7 @@ mod tests {
         assert_eq!(c.domain, "h.example");
         assert_eq!(c.relays[0].port, 587);
         assert_eq!(c.relays[0].tls, TlsMode::Starttls);
+        assert_eq!(c.relays[0].kind, RelayKind::Smtp);
         assert_eq!(c.max_message_size, 25 * 1024 * 1024);
     }
 
@@ -996,6 +1036,30 @@ mod tests {
         assert!(e.message().contains("bad duration"), "{}", e.message());
         assert!(
             e.message().contains("queue.max_lifetime"),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn relay_kind() {
+        let c = Config::parse(
+            "[[relay]]\nkind = \"smtp\"\nhost = \"smtp.example\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.relays[0].kind, RelayKind::Smtp);
+        let e = Config::parse(
+            "[[relay]]\nkind = \"carrier-pigeon\"\nhost = \"smtp.example\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), Kind::Config);
+        assert_eq!(e.kind().exit_code(), 78);
+        assert!(
+            e.message().contains("t.toml: relay[0].kind")
+                && e.message().contains("\"carrier-pigeon\"")
+                && e.message().contains("smtp.example"),
             "{}",
             e.message()
         );

@@ -1,5 +1,5 @@
 //! Fuzz target `wire`: any bytes a local program may hand to sendmail must
-//! plan and stream through `postern::deliver::wire` without panicking, and
+//! plan and stream through `postern::deliver::smtp::wire` without panicking, and
 //! the stream must be legal SMTP `DATA` content of exactly the planned size.
 //!
 //! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).

@@ -1,6 +1,12 @@
 //! Delivery through the smart host: reply types, per-recipient verdicts,
 //! and the classification of every failure as temporary or permanent.
 //!
+//! The pieces: `transport` is the seam every transport implements (open a
+//! session, send one transaction with per-recipient results, reuse, quit);
+//! `smtp` is the SMTP transport (session + wire form); `relays` chooses the
+//! relay (failover, down-list, rate limits) and keeps sessions open;
+//! `credentials` reads relay secrets.
+//!
 //! Delivery is at-least-once: a crash between the relay's `250` and the
 //! state save can send a message twice; nothing can lose it. A 5xx reply is
 //! permanent for the recipients it applies to (RCPT: that recipient; MAIL
@@ -8,8 +14,9 @@
 //! every network, TLS, timeout or local error, is temporary.
 
 pub mod credentials;
-pub mod session;
-pub mod wire;
+pub mod relays;
+pub mod smtp;
+pub mod transport;
 
 use std::fmt;
 

@@ -22,6 +22,7 @@
 //! counter. Entries are created with O_EXCL, so a clash simply retries.
 
 pub mod durable;
+pub mod enqueue;
 pub mod format;
 pub mod maildrop;
 pub mod queue;

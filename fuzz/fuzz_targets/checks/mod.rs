@@ -539,7 +539,7 @@ pub mod address_list {
 /// content (CRLF only, lines of at most 998 octets, one trailing CRLF
 /// dropped).
 pub mod wire {
-    use postern::deliver::wire::{WireOptions, plan, stream};
+    use postern::deliver::smtp::wire::{WireOptions, plan, stream};
     use std::fs::File;
     use std::path::PathBuf;
 

@@ -1,0 +1,194 @@
+//! The worker pool: threads that take message ids from a shared job list
+//! and deliver them one at a time, each through its own `Worker` (and so
+//! its own relay session); the context is swapped as a whole on reload.
+
+use super::{Ctx, Done, Worker};
+use std::collections::{HashSet, VecDeque};
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+struct Jobs {
+    notify: Option<std::os::unix::net::UnixStream>,
+    pending: VecDeque<(String, bool)>,
+    known: HashSet<String>,
+    in_flight: usize,
+    shutdown: bool,
+    results: Vec<(String, Done)>,
+    keep_results: bool,
+}
+
+/// A pool of delivery workers.
+pub struct Pool {
+    shared: Arc<(Mutex<Jobs>, Condvar)>,
+    ctx: Arc<RwLock<Arc<Ctx>>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Pool {
+    /// Start `n` workers.
+    pub fn new(ctx: Ctx, n: usize, keep_results: bool) -> Pool {
+        let shared = Arc::new((
+            Mutex::new(Jobs {
+                pending: VecDeque::new(),
+                known: HashSet::new(),
+                in_flight: 0,
+                shutdown: false,
+                notify: None,
+                results: Vec::new(),
+                keep_results,
+            }),
+            Condvar::new(),
+        ));
+        let ctx = Arc::new(RwLock::new(Arc::new(ctx)));
+        let mut handles = Vec::new();
+        for i in 0..n.max(1) {
+            let shared = Arc::clone(&shared);
+            let ctx = Arc::clone(&ctx);
+            let h = std::thread::Builder::new()
+                .name(format!("worker{i}"))
+                .spawn(move || worker_loop(shared, ctx));
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => log::error!("cannot start a delivery worker: {e}"),
+            }
+        }
+        Pool {
+            shared,
+            ctx,
+            handles,
+        }
+    }
+
+    /// The current context.
+    pub fn ctx(&self) -> Arc<Ctx> {
+        match self.ctx.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(p) => Arc::clone(&p.into_inner()),
+        }
+    }
+
+    /// Replace the context (SIGHUP).
+    pub fn replace_ctx(&self, ctx: Ctx) {
+        if let Ok(mut c) = self.ctx.write() {
+            *c = Arc::new(ctx);
+        }
+    }
+
+    /// Write a byte to `s` whenever a job finishes (wakes the daemon loop).
+    pub fn set_notify(&self, s: std::os::unix::net::UnixStream) {
+        let (m, _) = &*self.shared;
+        if let Ok(mut j) = m.lock() {
+            j.notify = Some(s);
+        }
+    }
+
+    /// Queue `id` unless it is already queued or being delivered.
+    pub fn push(&self, id: &str, force: bool) {
+        let (m, cv) = &*self.shared;
+        if let Ok(mut j) = m.lock()
+            && j.known.insert(id.to_string())
+        {
+            j.pending.push_back((id.to_string(), force));
+            cv.notify_one();
+        }
+    }
+
+    /// Workers with nothing to do right now.
+    pub fn idle_workers(&self) -> usize {
+        let (m, _) = &*self.shared;
+        m.lock()
+            .map(|j| {
+                if j.pending.is_empty() {
+                    self.handles.len().saturating_sub(j.in_flight)
+                } else {
+                    0
+                }
+            })
+            .unwrap_or(0)
+    }
+
+    /// True when `id` is queued or in delivery.
+    pub fn knows(&self, id: &str) -> bool {
+        let (m, _) = &*self.shared;
+        m.lock().map(|j| j.known.contains(id)).unwrap_or(false)
+    }
+
+    /// Block until nothing is pending or in flight.
+    pub fn wait_idle(&self) {
+        let (m, cv) = &*self.shared;
+        let Ok(mut j) = m.lock() else { return };
+        while !j.pending.is_empty() || j.in_flight > 0 {
+            j = match cv.wait(j) {
+                Ok(j) => j,
+                Err(_) => return,
+            };
+        }
+    }
+
+    /// Results collected so far (when keep_results).
+    pub fn take_results(&self) -> Vec<(String, Done)> {
+        let (m, _) = &*self.shared;
+        m.lock()
+            .map(|mut j| std::mem::take(&mut j.results))
+            .unwrap_or_default()
+    }
+
+    /// Stop: finish the messages in flight, close sessions, join workers.
+    pub fn shutdown(self) {
+        {
+            let (m, cv) = &*self.shared;
+            if let Ok(mut j) = m.lock() {
+                j.shutdown = true;
+                j.pending.clear();
+            }
+            cv.notify_all();
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker_loop(shared: Arc<(Mutex<Jobs>, Condvar)>, ctx: Arc<RwLock<Arc<Ctx>>>) {
+    let mut w = Worker::new();
+    let (m, cv) = &*shared;
+    loop {
+        let job = {
+            let Ok(mut j) = m.lock() else { return };
+            loop {
+                if j.shutdown {
+                    drop(j);
+                    w.sessions.close();
+                    return;
+                }
+                if let Some(job) = j.pending.pop_front() {
+                    j.in_flight += 1;
+                    break job;
+                }
+                let (g, _) = match cv.wait_timeout(j, Duration::from_secs(1)) {
+                    Ok(x) => x,
+                    Err(_) => return,
+                };
+                j = g;
+                w.sessions.idle_check();
+            }
+        };
+        let c = match ctx.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(p) => Arc::clone(&p.into_inner()),
+        };
+        let done = w.deliver(&c, &job.0, job.1);
+        if let Ok(mut j) = m.lock() {
+            j.in_flight -= 1;
+            j.known.remove(&job.0);
+            if j.keep_results {
+                j.results.push((job.0, done));
+            }
+            if let Some(n) = j.notify.as_mut() {
+                let _ = n.write(b"d");
+            }
+        }
+        cv.notify_all();
+    }
+}

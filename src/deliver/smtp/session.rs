@@ -1,0 +1,784 @@
+//! One SMTP session with a smart host, on lettre's low-level
+//! `SmtpConnection`.
+//!
+//! We drive every step ourselves: resolve the relay (to log
+//! `host[ip]:port`), connect (implicit TLS when `tls = "tls"`), STARTTLS when
+//! `tls = "starttls"` (required: a server that does not offer it is a TLS
+//! failure, never a silent downgrade), a second EHLO to learn SIZE, DSN,
+//! 8BITMIME, SMTPUTF8 and PIPELINING (lettre keeps only some of these), AUTH
+//! only over TLS, then MAIL / one RCPT per recipient / DATA with per-reply
+//! outcomes (lettre's `send` would abort the whole transaction at the first
+//! rejected RCPT). Commands are sent as our own lines (lettre's `Address`
+//! rejects quoted local parts). The DATA body is streamed from the spool
+//! through `wire` in bounded chunks; should reading the spool fail midway, the
+//! connection is dropped without the final dot so the server discards the
+//! partial message. Reused for several messages with RSET in between.
+
+use super::reply::Features;
+use super::wire;
+use crate::config::{Config, Relay, TlsMode};
+use crate::deliver::transport::{self, ConnectError, RcptVerdict, Transaction, TxRcpt, TxResult};
+use crate::deliver::{Reply, Verdict};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{Certificate, Identity, SmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Ehlo, Quit};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// A raw SMTP command line (lettre's `command` takes any Display).
+struct Line(String);
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\r\n", self.0)
+    }
+}
+
+/// The reply inside a lettre error, when the error is an SMTP reply.
+pub fn reply_of(e: &lettre::transport::smtp::Error) -> Option<Reply> {
+    let code = e.status()?;
+    let text = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    Some(Reply {
+        code: code.to_string().parse().unwrap_or(0),
+        text,
+    })
+}
+
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let mut s = e.to_string();
+    if s.contains("(os error 11)") || s.contains("Resource temporarily unavailable") {
+        s = "timed out waiting for the server".into();
+    }
+    s
+}
+
+/// Messages up to this size whose wire form is UTF-8 go out in a single
+/// write together with the end-of-data dot. lettre writes the dot on its
+/// own, and it does not expose the socket to set TCP_NODELAY, so Nagle's
+/// algorithm would hold that last small write until the server's delayed
+/// ACK — about 40 ms per message, a tenfold loss in queue drain rate.
+const ONE_WRITE_MAX: u64 = 1024 * 1024;
+
+/// The whole DATA payload (dot-stuffed, with the terminating `.` line)
+/// sent as one write through lettre's `command`.
+struct Payload(String);
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The one-write payload of a small message, or None when it is not UTF-8
+/// (such a message is streamed instead). Err on a spool read error.
+fn one_write_payload(
+    tx: &Transaction<'_>,
+    plan: &wire::WirePlan,
+) -> Result<Option<Payload>, String> {
+    let mut buf = Vec::with_capacity(plan.size as usize + 8);
+    for chunk in wire::stream(tx.file, tx.start, tx.len, plan) {
+        buf.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+    }
+    let Ok(text) = String::from_utf8(buf) else {
+        return Ok(None);
+    };
+    // Every line break is CRLF here (wire guarantees it), so stuffing a dot
+    // after each CRLF and at the start is complete transparency (RFC 5321 4.5.2).
+    let mut out = String::with_capacity(text.len() + text.len() / 64 + 8);
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    out.push_str(&text.replace("\r\n.", "\r\n.."));
+    out.push_str("\r\n.\r\n");
+    Ok(Some(Payload(out)))
+}
+
+/// Build the TLS parameters of a relay (trust store + ca_file + client cert).
+pub fn tls_parameters(relay: &Relay) -> Result<TlsParameters, ConnectError> {
+    let mut b = TlsParameters::builder(relay.host.trim_matches(['[', ']']).to_string());
+    if let Some(ca) = &relay.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| {
+            ConnectError::Local(format!("cannot read ca_file {}: {e}", ca.display()))
+        })?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| ConnectError::Local(format!("ca_file {}: {e}", ca.display())))?;
+        b = b.add_root_certificate(cert);
+    }
+    if let (Some(c), Some(k)) = (&relay.client_cert, &relay.client_key) {
+        let cert = std::fs::read(c).map_err(|e| {
+            ConnectError::Local(format!("cannot read client_cert {}: {e}", c.display()))
+        })?;
+        let key = std::fs::read(k).map_err(|e| {
+            ConnectError::Local(format!("cannot read client_key {}: {e}", k.display()))
+        })?;
+        let id = Identity::from_pem(&cert, &key)
+            .map_err(|e| ConnectError::Local(format!("client certificate: {e}")))?;
+        b = b.identify_with(id);
+    }
+    b.build_rustls()
+        .map_err(|e| ConnectError::Local(format!("TLS setup: {e}")))
+}
+
+/// Resolve `host:port` to addresses.
+pub fn resolve(relay: &Relay) -> Result<Vec<SocketAddr>, ConnectError> {
+    let host = relay.host.trim_matches(['[', ']']);
+    let addrs: Vec<SocketAddr> = (host, relay.port)
+        .to_socket_addrs()
+        .map_err(|e| ConnectError::Dns(format!("cannot resolve {}: {e}", relay.host)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ConnectError::Dns(format!("{} has no address", relay.host)));
+    }
+    Ok(addrs)
+}
+
+/// An open SMTP session.
+pub struct SmtpSession {
+    conn: SmtpConnection,
+    /// Index of the relay in the config.
+    pub relay_index: usize,
+    /// `host[ip]:port`.
+    pub label: String,
+    /// What the server offers.
+    pub features: Features,
+    /// Messages sent over this session.
+    pub messages: usize,
+    /// TLS in use.
+    pub encrypted: bool,
+    dirty: bool,
+    command_timeout: Duration,
+    data_timeout: Duration,
+}
+
+fn xtext(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+impl SmtpSession {
+    /// Open a session to `relay` (index `idx`), with TLS and AUTH as
+    /// configured.
+    pub fn connect(
+        cfg: &Config,
+        idx: usize,
+        relay: &Relay,
+        tls: Option<&TlsParameters>,
+    ) -> Result<SmtpSession, ConnectError> {
+        let addrs = resolve(relay)?;
+        let hello = ClientId::Domain(cfg.helo_name().to_string());
+        let mut last = None;
+        for addr in addrs {
+            let label = format!("{}[{}]:{}", relay.host, addr.ip(), addr.port());
+            log::debug!("connecting to {label} (tls={:?})", relay.tls);
+            let wrapper = if relay.tls == TlsMode::Tls { tls } else { None };
+            match SmtpConnection::connect(
+                addr,
+                Some(cfg.smtp.connect_timeout),
+                &hello,
+                wrapper,
+                None,
+            ) {
+                Ok(conn) => {
+                    return SmtpSession::setup(cfg, idx, relay, tls, conn, label, &hello);
+                }
+                Err(e) => {
+                    let msg = describe(&e);
+                    last = Some(if let Some(r) = reply_of(&e) {
+                        ConnectError::Refused(format!("{label} refused the session: {r}"))
+                    } else if relay.tls == TlsMode::Tls && is_tls_error(&msg) {
+                        ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
+                    } else if msg.contains("refused") {
+                        ConnectError::Unreachable(format!("connect to {label}: connection refused"))
+                    } else if msg.contains("timed out") || e.is_timeout() {
+                        ConnectError::Unreachable(format!("connect to {label}: timed out"))
+                    } else {
+                        ConnectError::Unreachable(format!("connect to {label}: {msg}"))
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ConnectError::Unreachable("no address".into())))
+    }
+
+    fn setup(
+        cfg: &Config,
+        idx: usize,
+        relay: &Relay,
+        tls: Option<&TlsParameters>,
+        mut conn: SmtpConnection,
+        label: String,
+        hello: &ClientId,
+    ) -> Result<SmtpSession, ConnectError> {
+        let _ = conn.set_timeout(Some(cfg.smtp.command_timeout));
+        if relay.tls == TlsMode::Starttls {
+            starttls(&mut conn, tls, &label, hello)?;
+        }
+        let encrypted = conn.is_encrypted();
+        let features = ehlo(&mut conn, cfg, &label, hello)?;
+        if let Some(user) = &relay.username {
+            authenticate(&mut conn, relay, user, &features, encrypted, &label)?;
+        }
+        Ok(SmtpSession {
+            conn,
+            relay_index: idx,
+            label,
+            features,
+            messages: 0,
+            encrypted,
+            dirty: false,
+            command_timeout: cfg.smtp.command_timeout,
+            data_timeout: cfg.smtp.data_timeout,
+        })
+    }
+
+    fn cmd(&mut self, line: String) -> Result<Reply, (Option<Reply>, String)> {
+        log::debug!("C: {line}");
+        match self.conn.command(Line(line)) {
+            Ok(r) => {
+                let reply = Reply {
+                    code: r.code().to_string().parse().unwrap_or(250),
+                    text: r.message().collect::<Vec<_>>().join(" "),
+                };
+                log::debug!("S: {reply}");
+                Ok(reply)
+            }
+            Err(e) => match reply_of(&e) {
+                Some(r) => {
+                    log::debug!("S: {r}");
+                    Err((Some(r), String::new()))
+                }
+                None => {
+                    let d = describe(&e);
+                    log::debug!("connection error: {d}");
+                    Err((None, d))
+                }
+            },
+        }
+    }
+
+    /// Run one transaction. Never fails as a whole: every recipient gets a
+    /// verdict.
+    pub fn send(&mut self, tx: &Transaction<'_>) -> TxResult {
+        if let Err(res) = self.reset(tx.rcpts.len()) {
+            return res;
+        }
+        let needs_utf8 = !tx.sender.is_ascii() || tx.rcpts.iter().any(|r| !r.address.is_ascii());
+        if needs_utf8 && !self.features.smtputf8 {
+            return self.send_without_smtputf8(tx);
+        }
+        match self.envelope(tx, needs_utf8) {
+            Ok((plan, verdicts)) => self.data(tx, &plan, verdicts),
+            Err(res) => res,
+        }
+    }
+
+    /// RSET before a transaction on a used session.
+    fn reset(&mut self, n: usize) -> Result<(), TxResult> {
+        if self.dirty
+            && let Err((_, e)) = self.cmd("RSET".into()).map(|_| ())
+        {
+            let reply = Reply::local(format!("lost connection with {} at RSET: {e}", self.label));
+            return Err(TxResult::all(n, Verdict::Deferred, reply, "RSET", false));
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Non-ASCII addresses need SMTPUTF8, which this server lacks: those
+    /// recipients (all, when the sender is not ASCII) bounce; the ASCII
+    /// recipients are delivered now.
+    fn send_without_smtputf8(&mut self, tx: &Transaction<'_>) -> TxResult {
+        let mut verdicts = Vec::with_capacity(tx.rcpts.len());
+        for r in tx.rcpts {
+            if !tx.sender.is_ascii() || !r.address.is_ascii() {
+                verdicts.push((
+                    Verdict::Bounced,
+                    Reply {
+                        code: 553,
+                        text: format!(
+                            "5.6.7 non-ASCII address and {} does not support SMTPUTF8",
+                            self.label
+                        ),
+                    },
+                    "MAIL FROM",
+                ));
+            } else {
+                verdicts.push((Verdict::Deferred, Reply::local("pending".into()), ""));
+            }
+        }
+        let ascii: Vec<TxRcpt> = tx
+            .rcpts
+            .iter()
+            .filter(|r| r.address.is_ascii())
+            .cloned()
+            .collect();
+        if !tx.sender.is_ascii() || ascii.is_empty() {
+            return TxResult {
+                verdicts,
+                reusable: true,
+            };
+        }
+        let sub = Transaction {
+            rcpts: &ascii,
+            ..*tx
+        };
+        self.dirty = false;
+        let inner = self.send(&sub);
+        let mut it = inner.verdicts.into_iter();
+        for (i, r) in tx.rcpts.iter().enumerate() {
+            if r.address.is_ascii()
+                && let Some(v) = it.next()
+            {
+                verdicts[i] = v;
+            }
+        }
+        TxResult {
+            verdicts,
+            reusable: inner.reusable,
+        }
+    }
+
+    /// Plan the wire form, check SIZE, then MAIL FROM and one RCPT TO per
+    /// recipient. Ok: the plan and the RCPT verdicts, at least one accepted.
+    fn envelope(
+        &mut self,
+        tx: &Transaction<'_>,
+        needs_utf8: bool,
+    ) -> Result<(wire::WirePlan, Vec<RcptVerdict>), TxResult> {
+        let n = tx.rcpts.len();
+        let opts = wire::WireOptions {
+            eight_bit_ok: self.features.eight_bit,
+        };
+        let plan = wire::plan(tx.file, tx.start, tx.len, opts).map_err(|e| {
+            let reply = Reply::local(format!("cannot read the queue file: {e}"));
+            TxResult::all(n, Verdict::Deferred, reply, "", true)
+        })?;
+        // What the server counts: our bytes plus the line break that
+        // lettre's end-of-data sequence puts back after the last line.
+        let wire_size = plan.size + 2;
+        if let Some(limit) = self.features.size
+            && limit > 0
+            && wire_size > limit
+        {
+            let reply = Reply {
+                code: 552,
+                text: format!(
+                    "5.3.4 message size {} exceeds the limit of {} ({limit} bytes)",
+                    wire_size, self.label
+                ),
+            };
+            return Err(TxResult::all(n, Verdict::Bounced, reply, "MAIL FROM", true));
+        }
+        self.mail_from(tx, &plan, wire_size, needs_utf8)?;
+        let verdicts = self.rcpt_to(tx)?;
+        if !verdicts.iter().any(|v| v.0 == Verdict::Sent) {
+            return Err(TxResult {
+                verdicts,
+                reusable: true,
+            });
+        }
+        Ok((plan, verdicts))
+    }
+
+    fn mail_from(
+        &mut self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+        wire_size: u64,
+        needs_utf8: bool,
+    ) -> Result<(), TxResult> {
+        let n = tx.rcpts.len();
+        let mut mail = format!("MAIL FROM:<{}>", tx.sender);
+        if self.features.size.is_some() {
+            mail.push_str(&format!(" SIZE={wire_size}"));
+        }
+        if plan.eight_bit && self.features.eight_bit {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        if needs_utf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        if self.features.dsn {
+            if let Some(r) = tx.ret {
+                mail.push_str(&format!(" RET={r}"));
+            }
+            if let Some(e) = tx.envid {
+                mail.push_str(&format!(" ENVID={}", xtext(e)));
+            }
+        }
+        match self.cmd(mail) {
+            Ok(_) => Ok(()),
+            Err((Some(r), _)) => {
+                let v = Verdict::from_code(r.code);
+                Err(TxResult::all(n, v, r, "MAIL FROM", true))
+            }
+            Err((None, e)) => {
+                let reply = Reply::local(format!(
+                    "lost connection with {} at MAIL FROM: {e}",
+                    self.label
+                ));
+                Err(TxResult::all(
+                    n,
+                    Verdict::Deferred,
+                    reply,
+                    "MAIL FROM",
+                    false,
+                ))
+            }
+        }
+    }
+
+    /// One RCPT TO per recipient; a lost connection defers them all.
+    fn rcpt_to(&mut self, tx: &Transaction<'_>) -> Result<Vec<RcptVerdict>, TxResult> {
+        let n = tx.rcpts.len();
+        let mut verdicts: Vec<RcptVerdict> = Vec::with_capacity(n);
+        for r in tx.rcpts {
+            match self.cmd(self.rcpt_line(tx, r)) {
+                Ok(reply) => verdicts.push((Verdict::Sent, reply, "RCPT TO")),
+                Err((Some(reply), _)) => {
+                    verdicts.push((Verdict::from_code(reply.code), reply, "RCPT TO"))
+                }
+                Err((None, e)) => {
+                    let reply = Reply::local(format!(
+                        "lost connection with {} at RCPT TO: {e}",
+                        self.label
+                    ));
+                    while verdicts.len() < n {
+                        verdicts.push((Verdict::Deferred, reply.clone(), "RCPT TO"));
+                    }
+                    for v in verdicts.iter_mut() {
+                        if v.0 == Verdict::Sent {
+                            *v = (Verdict::Deferred, reply.clone(), "RCPT TO");
+                        }
+                    }
+                    return Err(TxResult {
+                        verdicts,
+                        reusable: false,
+                    });
+                }
+            }
+        }
+        Ok(verdicts)
+    }
+
+    fn rcpt_line(&self, tx: &Transaction<'_>, r: &TxRcpt) -> String {
+        let mut line = format!("RCPT TO:<{}>", r.address);
+        if self.features.dsn {
+            if let Some(nf) = tx.notify {
+                line.push_str(&format!(" NOTIFY={nf}"));
+            }
+            let orcpt = if r.original.contains('@') {
+                &r.original
+            } else {
+                &r.address
+            };
+            if orcpt.is_ascii() {
+                line.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+            }
+        }
+        line
+    }
+
+    /// DATA and the message; the final reply applies to every recipient
+    /// whose RCPT was accepted.
+    fn data(
+        &mut self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+        mut verdicts: Vec<RcptVerdict>,
+    ) -> TxResult {
+        log::debug!("C: DATA");
+        if let Err(e) = self.conn.command(Data) {
+            let (reply, reusable) = match reply_of(&e) {
+                Some(r) => (r, true),
+                None => (
+                    Reply::local(format!(
+                        "lost connection with {} at DATA: {}",
+                        self.label,
+                        describe(&e)
+                    )),
+                    false,
+                ),
+            };
+            let v = if reusable {
+                Verdict::from_code(reply.code)
+            } else {
+                Verdict::Deferred
+            };
+            for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
+                *x = (v, reply.clone(), "DATA");
+            }
+            return TxResult { verdicts, reusable };
+        }
+        log::debug!("S: 354");
+        let (verdict, reply, reusable) = self.transfer(tx, plan);
+        for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
+            *x = (verdict, reply.clone(), "end of DATA");
+        }
+        if verdict == Verdict::Sent || reusable {
+            self.messages += 1;
+        }
+        TxResult { verdicts, reusable }
+    }
+
+    /// Send the message (one write when small, else streamed) and read the
+    /// final reply: its verdict, the reply, and whether the session lives.
+    fn transfer(&mut self, tx: &Transaction<'_>, plan: &wire::WirePlan) -> (Verdict, Reply, bool) {
+        let _ = self.conn.set_timeout(Some(self.data_timeout));
+        let result = self.write_message(tx, plan);
+        let _ = self.conn.set_timeout(Some(self.command_timeout));
+        log::debug!("C: <message, {} bytes>", plan.size);
+        match result {
+            Err(read_error) => (
+                Verdict::Deferred,
+                Reply::local(format!(
+                    "cannot read the queue file during DATA: {read_error}"
+                )),
+                false,
+            ),
+            Ok(Ok(r)) => {
+                let reply = Reply {
+                    code: r.code().to_string().parse().unwrap_or(250),
+                    text: r.message().collect::<Vec<_>>().join(" "),
+                };
+                log::debug!("S: {reply}");
+                (Verdict::Sent, reply, true)
+            }
+            Ok(Err(e)) => match reply_of(&e) {
+                Some(r) => {
+                    log::debug!("S: {r}");
+                    (Verdict::from_code(r.code), r, true)
+                }
+                None => (
+                    Verdict::Deferred,
+                    Reply::local(format!(
+                        "lost connection with {} while sending message: {}",
+                        self.label,
+                        describe(&e)
+                    )),
+                    false,
+                ),
+            },
+        }
+    }
+
+    /// Write the message and the end-of-data dot; Err(reason) when the spool
+    /// could not be read (the transfer is then cut without the dot).
+    fn write_message(
+        &mut self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+    ) -> Result<Result<Response, lettre::transport::smtp::Error>, String> {
+        if plan.size <= ONE_WRITE_MAX
+            && let Some(payload) = one_write_payload(tx, plan)?
+        {
+            return Ok(self.conn.command(payload));
+        }
+        let chunks = wire::stream(tx.file, tx.start, tx.len, plan);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let iter = chunks.map(|c| match c {
+                Ok(v) => v,
+                Err(e) => {
+                    // Abort the transfer without the final dot: unwind out of
+                    // lettre's writer; the connection is then dropped.
+                    std::panic::resume_unwind(Box::new(e.to_string()))
+                }
+            });
+            self.conn.message_iter(iter)
+        }))
+        .map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "read error".into())
+        })
+    }
+
+    /// Close politely.
+    pub fn quit(mut self) {
+        log::debug!("C: QUIT");
+        let _ = self.conn.command(Quit);
+    }
+
+    /// True when the connection is still usable.
+    pub fn is_broken(&self) -> bool {
+        self.conn.has_broken()
+    }
+}
+
+impl transport::Session for SmtpSession {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn send(&mut self, tx: &Transaction<'_>) -> TxResult {
+        SmtpSession::send(self, tx)
+    }
+
+    fn messages(&self) -> usize {
+        self.messages
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.is_broken()
+    }
+
+    fn quit(self: Box<Self>) {
+        SmtpSession::quit(*self)
+    }
+}
+
+/// STARTTLS, which `tls = "starttls"` requires (never a silent downgrade).
+fn starttls(
+    conn: &mut SmtpConnection,
+    tls: Option<&TlsParameters>,
+    label: &str,
+    hello: &ClientId,
+) -> Result<(), ConnectError> {
+    if !conn.can_starttls() {
+        conn.abort();
+        return Err(ConnectError::Tls(format!(
+            "{label} does not offer STARTTLS (tls = \"starttls\" requires it; mail is never sent in clear text silently)"
+        )));
+    }
+    let Some(params) = tls else {
+        return Err(ConnectError::Local("no TLS parameters".into()));
+    };
+    log::debug!("C: STARTTLS");
+    if let Err(e) = conn.starttls(params, hello) {
+        return Err(ConnectError::Tls(format!(
+            "STARTTLS with {label} failed: {}",
+            describe(&e)
+        )));
+    }
+    Ok(())
+}
+
+/// The (second) EHLO: what the server offers.
+fn ehlo(
+    conn: &mut SmtpConnection,
+    cfg: &Config,
+    label: &str,
+    hello: &ClientId,
+) -> Result<Features, ConnectError> {
+    log::debug!("C: EHLO {}", cfg.helo_name());
+    let ehlo = conn.command(Ehlo::new(hello.clone())).map_err(|e| {
+        let msg = describe(&e);
+        if is_tls_error(&msg) {
+            ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
+        } else {
+            ConnectError::Refused(format!("{label}: EHLO failed: {msg}"))
+        }
+    })?;
+    let lines: Vec<&str> = ehlo.message().collect();
+    for l in &lines {
+        log::debug!("S: 250 {l}");
+    }
+    let features = Features::parse(lines.iter().copied());
+    Ok(features)
+}
+
+/// AUTH as `user`, only over TLS, with the first allowed mechanism the
+/// server offers.
+fn authenticate(
+    conn: &mut SmtpConnection,
+    relay: &Relay,
+    user: &str,
+    features: &Features,
+    encrypted: bool,
+    label: &str,
+) -> Result<(), ConnectError> {
+    if !encrypted {
+        conn.abort();
+        return Err(ConnectError::Auth(format!(
+            "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\")"
+        )));
+    }
+    let secret = crate::deliver::credentials::secret(relay)
+        .map_err(|e| ConnectError::Local(e.message().to_string()))?
+        .unwrap_or_default();
+    let mechs: Vec<Mechanism> = relay
+        .auth_mechanisms
+        .iter()
+        .filter_map(|m| match m.as_str() {
+            "PLAIN" => Some(Mechanism::Plain),
+            "LOGIN" => Some(Mechanism::Login),
+            "XOAUTH2" => Some(Mechanism::Xoauth2),
+            _ => None,
+        })
+        .filter(|m| features.auth.iter().any(|a| a == &m.to_string()))
+        .collect();
+    if mechs.is_empty() {
+        conn.abort();
+        return Err(ConnectError::Auth(format!(
+            "{label} offers AUTH {} but we may use only {}",
+            if features.auth.is_empty() {
+                "nothing".to_string()
+            } else {
+                features.auth.join(" ")
+            },
+            relay.auth_mechanisms.join(" ")
+        )));
+    }
+    log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
+    match conn.auth(&mechs, &Credentials::new(user.to_string(), secret)) {
+        Ok(r) => log::debug!(
+            "S: {} {}",
+            r.code(),
+            r.message().collect::<Vec<_>>().join(" ")
+        ),
+        Err(e) => {
+            let why = match reply_of(&e) {
+                Some(r) => r.to_string(),
+                None => describe(&e),
+            };
+            conn.abort();
+            return Err(ConnectError::Auth(format!(
+                "authentication as {user} at {label} failed: {why}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True when an error text is a TLS/certificate failure.
+pub fn is_tls_error(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    m.contains("certificate") || m.contains("tls") || m.contains("handshake") || m.contains("alert")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_and_xtext() {
+        let f = Features::parse(
+            [
+                "sink.test",
+                "PIPELINING",
+                "SIZE 1000",
+                "8BITMIME",
+                "DSN",
+                "AUTH PLAIN LOGIN",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(f.size, Some(1000));
+        assert!(f.dsn && f.eight_bit && f.pipelining && !f.smtputf8);
+        assert_eq!(f.auth, vec!["PLAIN", "LOGIN"]);
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+    }
+}

@@ -1,0 +1,134 @@
+//! Where the walk's output goes: counted (for the plan's size and 8-bit
+//! flag) or written into the stream's output chunk, and the per-part tally.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Chan {
+    Main,
+    Hdr { cte: bool },
+    Keep,
+    Qp,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Counter {
+    pub(super) bytes: u64,
+    pub(super) eight: bool,
+    pub(super) touched: bool,
+    /// The last thing counted was a line break.
+    pub(super) last_nl: bool,
+}
+
+impl Counter {
+    pub(super) fn data(&mut self, d: &[u8]) {
+        if d.is_empty() {
+            return;
+        }
+        self.bytes += d.len() as u64;
+        if !self.eight && d.iter().any(|&b| b >= 0x80) {
+            self.eight = true;
+        }
+        self.touched = true;
+        self.last_nl = false;
+    }
+
+    pub(super) fn newline(&mut self) {
+        self.bytes += 2;
+        self.touched = true;
+        self.last_nl = true;
+    }
+
+    pub(super) fn merge(&mut self, o: &Counter) {
+        self.bytes += o.bytes;
+        self.eight |= o.eight;
+        if o.touched {
+            self.touched = true;
+            self.last_nl = o.last_nl;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub(super) main: Counter,
+    pub(super) hdr_all: Counter,
+    pub(super) hdr_other: Counter,
+    pub(super) keep: Counter,
+    pub(super) qp: Counter,
+}
+
+impl Tally {
+    pub(super) fn reset_part(&mut self) {
+        self.hdr_all = Counter::default();
+        self.hdr_other = Counter::default();
+        self.keep = Counter::default();
+        self.qp = Counter::default();
+    }
+}
+
+/// Output of the stream pass. A line break is held back until more output
+/// follows, which drops exactly one trailing CRLF.
+#[derive(Debug, Default)]
+pub(super) struct Writer {
+    pub(super) buf: Vec<u8>,
+    pub(super) pending_nl: bool,
+}
+
+#[derive(Debug)]
+pub(super) enum Sink {
+    Plan(Box<Tally>),
+    Stream(Writer),
+}
+
+impl Sink {
+    pub(super) fn data(&mut self, ch: Chan, d: &[u8]) {
+        if d.is_empty() {
+            return;
+        }
+        match self {
+            Sink::Stream(w) => {
+                if w.pending_nl {
+                    w.buf.extend_from_slice(b"\r\n");
+                    w.pending_nl = false;
+                }
+                w.buf.extend_from_slice(d);
+            }
+            Sink::Plan(t) => match ch {
+                Chan::Main => t.main.data(d),
+                Chan::Hdr { cte } => {
+                    t.hdr_all.data(d);
+                    if !cte {
+                        t.hdr_other.data(d);
+                    }
+                }
+                Chan::Keep => t.keep.data(d),
+                Chan::Qp => t.qp.data(d),
+            },
+        }
+    }
+
+    pub(super) fn newline(&mut self, ch: Chan) {
+        match self {
+            Sink::Stream(w) => {
+                if w.pending_nl {
+                    w.buf.extend_from_slice(b"\r\n");
+                }
+                w.pending_nl = true;
+            }
+            Sink::Plan(t) => match ch {
+                Chan::Main => t.main.newline(),
+                Chan::Hdr { cte } => {
+                    t.hdr_all.newline();
+                    if !cte {
+                        t.hdr_other.newline();
+                    }
+                }
+                Chan::Keep => t.keep.newline(),
+                Chan::Qp => t.qp.newline(),
+            },
+        }
+    }
+
+    pub(super) fn is_stream(&self) -> bool {
+        matches!(self, Sink::Stream(_))
+    }
+}
