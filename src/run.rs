@@ -8,6 +8,10 @@ use postern::cli::{self, Invocation};
 use postern::config::{Config, ConfigSource};
 use postern::daemon::handoff::Handoff;
 use postern::daemon::{self, Selection};
+
+/// How every queue run started from here applies users' request entries:
+/// the admin service's, handed to the daemon (which never names admin).
+const REQUESTS: daemon::RequestHandler = postern::admin::requests::handle;
 use postern::error::{Error, Kind, Result, spool_write_kind};
 use postern::logging;
 use postern::privilege::Prepared;
@@ -147,7 +151,7 @@ fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
             "no postern daemon is running (start postern.service); only root can run the queue directly",
         ));
     }
-    let results = daemon::run_once(cfg.clone(), Selection::All)?;
+    let results = daemon::run_once(cfg.clone(), Selection::All, REQUESTS)?;
     log::debug!("queue run: {} message(s) attempted", results.len());
     Ok(0)
 }
@@ -264,6 +268,7 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
     };
     let handoff = Handoff {
         cfg: &cfg,
+        requests: REQUESTS,
         privileged: p.privileged,
         uid: p.uid,
         trigger: p.take_trigger(&spool),
@@ -292,8 +297,8 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
     }
     let (cfg, source) = load_config(&p, a.config.clone(), false, a.verbose)?;
     match a.command {
-        Command::Daemon => daemon::daemon(cfg, source),
-        Command::QueueRun { auto: true } => daemon::run_auto(cfg).map(|_| 0),
+        Command::Daemon => daemon::daemon(cfg, source, REQUESTS),
+        Command::QueueRun { auto: true } => daemon::run_auto(cfg, REQUESTS).map(|_| 0),
         Command::QueueRun { auto: false } => {
             if !may_deliver(&p, &cfg) {
                 return Err(Error::new(
@@ -301,7 +306,7 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
                     "only root or the postern user can run the queue",
                 ));
             }
-            daemon::run_once(cfg, Selection::Due).map(|_| 0)
+            daemon::run_once(cfg, Selection::Due, REQUESTS).map(|_| 0)
         }
         Command::Flush => flush(&mut p, &cfg),
         Command::QueueList { json } => list_queue(&mut p, &cfg, json),

@@ -64,7 +64,7 @@ pub(crate) fn apply(
         Op::Delete => {
             queue::remove(spool, id)?;
             log::info!("{id}: removed by uid {uid} ({how})");
-            crate::stats::record_removed(id, now() - q.env.arrival);
+            crate::spool::event_log::record_removed(id, now() - q.env.arrival);
             Ok(Outcome::Done("deleted".into()))
         }
         Op::Hold => {

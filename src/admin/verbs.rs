@@ -67,12 +67,18 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
     }
     daemon::become_spool_owner(spool)?;
     if cfg.stats.enabled {
-        crate::stats::init(spool.events(), cfg.stats.max_log_bytes);
+        crate::spool::event_log::init(spool.events(), cfg.stats.max_log_bytes);
     }
     // Take in what waits in maildrop, so ALL and a just-submitted id count.
-    if let Ok(picked) = pickup::pickup(spool, None, cfg.queue.maildrop_stale_after, 0) {
+    if let Ok(picked) = pickup::pickup(
+        spool,
+        None,
+        cfg.queue.maildrop_stale_after,
+        0,
+        super::requests::handle,
+    ) {
         for p in picked {
-            crate::stats::record_accepted(&p.id, p.size, p.nrcpt);
+            crate::spool::event_log::record_accepted(&p.id, p.size, p.nrcpt);
         }
     }
     let ctx = (op == Op::Bounce).then(|| runner::Ctx::new(cfg.clone(), 1));
@@ -170,7 +176,11 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
         }
     } else if !deliver.is_empty() {
         if may_deliver(p) {
-            report_run(daemon::run_once(cfg.clone(), Selection::Ids(deliver))?);
+            report_run(daemon::run_once(
+                cfg.clone(),
+                Selection::Ids(deliver),
+                super::requests::handle,
+            )?);
         } else {
             println!("no postern daemon is running: the mail leaves when it starts");
         }

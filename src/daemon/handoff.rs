@@ -38,6 +38,8 @@ const ODI_WAIT: Duration = Duration::from_secs(120);
 pub struct Handoff<'a> {
     /// Configuration.
     pub cfg: &'a Config,
+    /// What a queue run in this process does with request entries.
+    pub requests: daemon::RequestHandler,
     /// Installed setgid binary.
     pub privileged: bool,
     /// Caller's uid.
@@ -130,7 +132,7 @@ impl Handoff<'_> {
 
     fn deliver_now(&self, committed: &[Committed]) -> Result<u8> {
         let ids: Vec<String> = committed.iter().map(|c| c.id.clone()).collect();
-        let results = daemon::run_interactive(self.cfg.clone(), ids)?;
+        let results = daemon::run_interactive(self.cfg.clone(), ids, self.requests)?;
         let mut code = 0;
         for (id, done) in results {
             match done {

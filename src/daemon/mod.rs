@@ -17,6 +17,7 @@
 
 pub mod handoff;
 pub mod pickup;
+pub use pickup::RequestHandler;
 pub mod runner;
 pub mod schedule;
 
@@ -119,27 +120,40 @@ fn prepare(cfg: &Config) -> Result<Spool> {
         )
     })?;
     if cfg.stats.enabled {
-        crate::stats::init(spool.events(), cfg.stats.max_log_bytes);
+        crate::spool::event_log::init(spool.events(), cfg.stats.max_log_bytes);
     }
     Ok(spool)
 }
 
 /// Deliver once in this process and return what happened to each message.
-pub fn run_once(cfg: Config, sel: Selection) -> Result<Vec<(String, Done)>> {
-    run_once_as(cfg, sel, false)
+pub fn run_once(
+    cfg: Config,
+    sel: Selection,
+    requests: RequestHandler,
+) -> Result<Vec<(String, Done)>> {
+    run_once_as(cfg, sel, false, requests)
 }
 
 /// `-odi` in this process: the caller reports failures itself.
-pub fn run_interactive(cfg: Config, ids: Vec<String>) -> Result<Vec<(String, Done)>> {
-    run_once_as(cfg, Selection::Ids(ids), true)
+pub fn run_interactive(
+    cfg: Config,
+    ids: Vec<String>,
+    requests: RequestHandler,
+) -> Result<Vec<(String, Done)>> {
+    run_once_as(cfg, Selection::Ids(ids), true, requests)
 }
 
-fn run_once_as(cfg: Config, sel: Selection, caller_is_runner: bool) -> Result<Vec<(String, Done)>> {
+fn run_once_as(
+    cfg: Config,
+    sel: Selection,
+    caller_is_runner: bool,
+    requests: RequestHandler,
+) -> Result<Vec<(String, Done)>> {
     prepare(&cfg)?;
     let parallel = cfg.queue.parallel;
     let mut ctx = Ctx::new(cfg, 1);
     ctx.caller_is_runner = caller_is_runner;
-    pickup::take_in(&ctx, 0);
+    pickup::take_in(&ctx, 0, requests);
     let ids = match &sel {
         Selection::Due => runner::due(&ctx, false),
         Selection::All => runner::due(&ctx, true),
@@ -173,7 +187,7 @@ fn run_once_as(cfg: Config, sel: Selection, caller_is_runner: bool) -> Result<Ve
 /// The detached run a submitter starts when no daemon answers: runs while
 /// new mail keeps arriving, and steps aside when someone else holds the run
 /// lock (that holder re-checks maildrop after releasing it).
-pub fn run_auto(cfg: Config) -> Result<()> {
+pub fn run_auto(cfg: Config, requests: RequestHandler) -> Result<()> {
     let _ = nix::unistd::setsid();
     let spool = prepare(&cfg)?;
     let lock = open_lock(&spool)?;
@@ -185,7 +199,7 @@ pub fn run_auto(cfg: Config) -> Result<()> {
                 return Err(Error::io(Kind::TempFail, "run lock", &e));
             }
         }
-        run_once(cfg.clone(), Selection::Due)?;
+        run_once(cfg.clone(), Selection::Due, requests)?;
         let _ = lock.unlock();
         // Mail committed while we held the lock was left to us: look again.
         let pending = queue::list_ids(&spool.maildrop())
@@ -198,7 +212,7 @@ pub fn run_auto(cfg: Config) -> Result<()> {
 }
 
 /// `postern daemon`.
-pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
+pub fn daemon(cfg: Config, source: ConfigSource, requests: RequestHandler) -> Result<u8> {
     for r in &cfg.relays {
         crate::deliver::credentials::check_secret_file(r)?;
     }
@@ -290,7 +304,7 @@ pub fn daemon(cfg: Config, source: ConfigSource) -> Result<u8> {
             }
         }
         let ctx = pool.ctx();
-        for id in pickup::take_in(&ctx, pool.idle_workers())
+        for id in pickup::take_in(&ctx, pool.idle_workers(), requests)
             .into_iter()
             .chain(ctx.take_new_ids())
         {

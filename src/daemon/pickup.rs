@@ -5,15 +5,24 @@
 //! committed entry holding a message, a request or something undecodable);
 //! this module decides what happens: a message is admitted into `queue/`
 //! (`spool::queue::admit`, by rename) and logged, a request entry is handed
-//! to the admin service (`admin::requests::handle`) with the uid of the
-//! file's owner, anything undecodable is moved to `corrupt/`.
+//! with the uid of the file's owner to the [`RequestHandler`] the front end
+//! gave the daemon (the admin service's `admin::requests::handle`: the
+//! daemon never names admin), anything undecodable is moved to `corrupt/`.
 
 use super::runner::Ctx;
 use crate::spool::Spool;
 use crate::spool::maildrop::{self, Claim, Content};
 use crate::spool::queue::{self, Admitted};
+use crate::spool::request::Entry;
 use std::io;
 use std::time::Duration;
+
+/// What becomes of a user's request entry (`spool::request`): authorised
+/// against `uid`, the owner of the entry file, and applied. Arguments: the
+/// spool, the queue runner's context (a bounce request needs it), the
+/// decoded entry (or why it is malformed), `uid`, the entry's name. Returns
+/// false when the entry must stay in maildrop for a later pickup.
+pub type RequestHandler = fn(&Spool, Option<&Ctx>, Result<Entry, String>, u32, &str) -> bool;
 
 /// One message taken over from maildrop.
 #[derive(Debug, Clone)]
@@ -39,6 +48,7 @@ pub fn pickup(
     runner: Option<&Ctx>,
     stale_after: Duration,
     attempt_now: usize,
+    requests: RequestHandler,
 ) -> io::Result<Vec<Picked>> {
     let dir_path = spool.maildrop();
     let dir = maildrop::open_dir(&dir_path)?;
@@ -56,7 +66,7 @@ pub fn pickup(
                 Content::Request(entry) => {
                     // An admin request from a user (e.g. delete my message):
                     // the owner of the file is who asks.
-                    if crate::admin::requests::handle(spool, runner, entry, uid, &name) {
+                    if requests(spool, runner, entry, uid, &name) {
                         let _ = std::fs::remove_file(dir_path.join(&name));
                     }
                 }
@@ -92,17 +102,18 @@ pub fn pickup(
 /// The queue runner's pickup: new mail (recorded as accepted in the event
 /// log) and requests; `attempt_now`: how many new messages idle workers
 /// will attempt at once (their state file is then written only if needed).
-pub fn take_in(ctx: &Ctx, attempt_now: usize) -> Vec<String> {
+pub fn take_in(ctx: &Ctx, attempt_now: usize, requests: RequestHandler) -> Vec<String> {
     match pickup(
         &ctx.spool,
         Some(ctx),
         ctx.cfg.queue.maildrop_stale_after,
         attempt_now,
+        requests,
     ) {
         Ok(picked) => picked
             .into_iter()
             .map(|p| {
-                crate::stats::record_accepted(&p.id, p.size, p.nrcpt);
+                crate::spool::event_log::record_accepted(&p.id, p.size, p.nrcpt);
                 p.id
             })
             .collect(),

@@ -146,7 +146,7 @@ fn log_line(
         RcptStatus::Sent => log::info!("{line}"),
         _ => log::warn!("{line}"),
     }
-    crate::stats::record_delivery(id, r, relay, now - arrival);
+    crate::spool::event_log::record_delivery(id, r, relay, now - arrival);
 }
 
 impl Worker {
@@ -486,7 +486,7 @@ fn finish(ctx: &Ctx, q: &Queued, mut st: State, now: f64) -> Done {
     } else {
         log::info!("{id}: removed");
     }
-    crate::stats::record_removed(id, now - q.env.arrival);
+    crate::spool::event_log::record_removed(id, now - q.env.arrival);
     Done::Finished {
         sent,
         bounced: nbounced,
@@ -555,6 +555,6 @@ pub fn acknowledge(ctx: &Ctx, id: &str) {
     if st.ack_deadline > 0.0 && st.is_done() && queue::remove(&ctx.spool, id).is_ok() {
         log::info!("{id}: the submitting program was told of the failure (-odi); no bounce sent");
         log::info!("{id}: removed");
-        crate::stats::record_removed(id, clock::unix_f64(clock::now()) - st.arrival);
+        crate::spool::event_log::record_removed(id, clock::unix_f64(clock::now()) - st.arrival);
     }
 }

@@ -142,12 +142,12 @@ impl Relays {
             match transport.open(cfg) {
                 Ok(s) => {
                     self.mark(idx, None);
-                    crate::stats::record_relay(&relay.label(), None);
+                    crate::spool::event_log::record_relay(&relay.label(), None);
                     return Ok((idx, s));
                 }
                 Err(e) => {
                     log::warn!("relay {}: {e}", relay.label());
-                    crate::stats::record_relay(&relay.label(), Some(&e.to_string()));
+                    crate::spool::event_log::record_relay(&relay.label(), Some(&e.to_string()));
                     self.mark(idx, Some(&e));
                     last_err = e;
                 }

@@ -23,6 +23,7 @@
 
 pub mod durable;
 pub mod enqueue;
+pub mod event_log;
 pub mod format;
 pub mod maildrop;
 pub mod queue;

@@ -48,21 +48,20 @@
 //! ```
 //! Prometheus (text exposition format 0.0.4): see [`prometheus`].
 //!
-//! One job per file: [`record`] writes the event log, [`events`] reads it,
+//! One job per file: the spool writes the event log
+//! (`spool::event_log`), [`events`] reads it,
 //! [`summary`] aggregates, and [`text`], [`json`] and [`prometheus`] render;
 //! this file collects a summary from the spool and runs the command.
 
 pub mod events;
 pub mod json;
 pub mod prometheus;
-pub mod record;
 pub mod summary;
 pub mod text;
 
 pub use events::{Event, EventKind, Events, parse_line, read_events};
 pub use json::json;
 pub use prometheus::{label_escape, prometheus};
-pub use record::{init, record_accepted, record_delivery, record_relay, record_removed};
 pub use summary::{Delay, QueueStats, RelayStats, Summary, Window, relay_key, summarize};
 pub use text::text;
 
@@ -76,7 +75,7 @@ use std::path::Path;
 pub fn collect(spool: &Spool, incoming: Vec<String>) -> std::io::Result<Summary> {
     let events = read_events(spool)?;
     let items = mailq::collect(spool, incoming);
-    let now = record::now();
+    let now = crate::spool::event_log::now();
     Ok(summarize(&events, &items, now, spool.daemon_running()))
 }
 

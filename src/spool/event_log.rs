@@ -1,12 +1,16 @@
 //! Writing the event log: `events.log` in the spool, one compact line per
-//! event, appended by the queue runner (format in the [`super`] docs).
+//! event (accepted, sent/deferred/bounced per recipient, removed, relay up
+//! or down), appended by the queue runner and read by the reports
+//! (`stats`, whose module docs give the line format). It is a spool file,
+//! so writing it is the spool's job: the delivery layer records relay
+//! events here without naming a report.
 //!
 //! Bounded: past `stats.max_log_size` the file is rotated to `events.log.1`
 //! (one generation kept). Writing never fails a delivery: errors are
 //! ignored. Nothing here runs until [`init`] (the daemon and queue runs call
 //! it; submission never does).
 
-use crate::spool::state::{RcptState, RcptStatus, enc};
+use super::state::{RcptState, RcptStatus, enc};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
