@@ -556,6 +556,14 @@ impl Probe<'_, '_> {
                     None,
                     &format!("none: plain text, allowed because {why}"),
                 );
+                if self.relay.username.is_some() {
+                    let auth = if self.relay.allow_plaintext {
+                        "AUTH in plain text: allowed by allow_plaintext = true (loopback relay)"
+                    } else {
+                        "AUTH in plain text is refused: set allow_plaintext = true for a loopback relay that wants AUTH"
+                    };
+                    self.r.step("", None, auth);
+                }
                 Some((conn, offer))
             }
             TlsMode::Tls => Some((conn, offer)),

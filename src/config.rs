@@ -96,7 +96,10 @@ pub struct Relay {
     pub port: u16,
     /// Transport security.
     pub tls: TlsMode,
-    /// Allow `tls = "none"` to a host that is not loopback.
+    /// Allow `tls = "none"` to a host that is not loopback (without AUTH);
+    /// on a loopback host, allow AUTH over the plain connection (a local
+    /// stunnel or sidecar). AUTH in plain text to any other host is a
+    /// configuration error.
     pub allow_plaintext: bool,
     /// AUTH user name (None: no AUTH).
     pub username: Option<String>,
@@ -627,6 +630,19 @@ impl Config {
                     &key("tls"),
                     format!(
                         "\"none\" sends mail in clear text to {}; use \"starttls\" or \"tls\", or set allow_plaintext = true",
+                        r.host
+                    ),
+                ));
+            }
+            if tls == TlsMode::None
+                && r.allow_plaintext
+                && r.username.is_some()
+                && !is_loopback_host(&r.host)
+            {
+                return Err(bad(
+                    &key("allow_plaintext"),
+                    format!(
+                        "AUTH in plain text is allowed only to a loopback relay (localhost, 127.0.0.0/8, ::1), not to {}: the credentials would cross the network in clear text; use tls = \"starttls\" or \"tls\"",
                         r.host
                     ),
                 ));

@@ -690,8 +690,9 @@ fn ehlo(
     Ok(features)
 }
 
-/// AUTH as `user`, only over TLS, with the first allowed mechanism the
-/// server offers.
+/// AUTH as `user`, only over TLS (or in plain text to a loopback relay with
+/// `allow_plaintext = true`, logged at each session), with the first allowed
+/// mechanism the server offers.
 fn authenticate(
     conn: &mut SmtpConnection,
     relay: &Relay,
@@ -700,10 +701,15 @@ fn authenticate(
     encrypted: bool,
     label: &str,
 ) -> Result<(), ConnectError> {
-    if !encrypted {
+    let plain_ok = relay.allow_plaintext && crate::config::is_loopback_host(&relay.host);
+    if !encrypted && plain_ok {
+        log::warn!(
+            "AUTH as {user} to {label} over a plain-text connection (allow_plaintext = true on a loopback relay)"
+        );
+    } else if !encrypted {
         conn.abort();
         return Err(ConnectError::Auth(format!(
-            "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\")"
+            "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\"; for a local stunnel or sidecar on a loopback address, allow_plaintext = true)"
         )));
     }
     let secret = crate::deliver::credentials::secret(relay)
