@@ -646,10 +646,32 @@ impl Probe<'_, '_> {
     }
 }
 
+/// The host name and domain in use and where each came from (issue 12 §6:
+/// a short name in EHLO or in `root@web1` is what relays refuse).
+fn names(cfg: &Config, out: &mut impl Write) {
+    let _ = writeln!(
+        out,
+        "hostname {} (from {})",
+        cfg.hostname, cfg.hostname_origin
+    );
+    if cfg.helo_name() != cfg.hostname {
+        let _ = writeln!(out, "helo_name {} (from [smtp] helo_name)", cfg.helo_name());
+    }
+    let _ = writeln!(out, "domain {} (from {})", cfg.domain, cfg.domain_origin);
+    if !cfg.hostname.contains('.') {
+        let _ = writeln!(
+            out,
+            "  warning: {} is not a fully qualified name; relays often refuse it in EHLO and in sender addresses (set hostname in the configuration or /etc/mailname)",
+            cfg.hostname
+        );
+    }
+}
+
 /// `postern check`: print the report; 0 when every relay is usable.
 pub fn command(cfg: &Config) -> Result<u8> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    names(cfg, &mut out);
     if cfg.relays.is_empty() {
         let _ = writeln!(
             out,

@@ -130,3 +130,88 @@ fn plaintext_auth_to_a_network_host_is_a_config_error() {
     );
     assert!(env.entries().is_empty());
 }
+
+// ---- item 6: postern check names the host name and domain in use -------------
+
+const CLOUD_HOSTS: &str = "\
+# Your system has configured 'manage_etc_hosts' as True.
+# As a result, if you wish for changes to this file to persist
+# then you will need to either
+# a.) make changes to the master file in /etc/cloud/templates/hosts.debian.tmpl
+#
+
+127.0.1.1 web1.example.com web1
+127.0.0.1 localhost
+::1 localhost ip6-localhost ip6-loopback
+";
+
+#[test]
+fn check_names_the_hostname_and_domain_and_their_origin() {
+    let server = SmtpServer::start(ServerConfig::default());
+    // Set in the configuration.
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(server.port(), ""));
+    let o = env.run("postern", &["check"], b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("hostname web1.example.com (from configuration file)"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains("domain example.com (from configuration file)"),
+        "{}",
+        o.stdout
+    );
+
+    // Not set: the node name qualified by a commented hosts file; the domain
+    // follows the host name.
+    let cfg: String = env
+        .relay_config(server.port(), "")
+        .lines()
+        .filter(|l| !l.starts_with("hostname") && !l.starts_with("domain"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    env.write_config(&cfg);
+    let hosts = env.root.join("hosts");
+    std::fs::write(&hosts, CLOUD_HOSTS).unwrap();
+    let mut c = env.cmd("postern");
+    c.env("POSTERN_HOSTS_FILE", &hosts)
+        .env("POSTERN_MAILNAME_FILE", env.root.join("no-mailname"))
+        .env("POSTERN_NODENAME", "web1");
+    let o = env.run_cmd(c, &["check"], b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains(&format!(
+            "hostname web1.example.com (from host name (gethostname) qualified by {})",
+            hosts.display()
+        )),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains("domain web1.example.com (from same as hostname)"),
+        "{}",
+        o.stdout
+    );
+
+    // A mail name file wins over the hosts file.
+    let mailname = env.root.join("mailname");
+    std::fs::write(&mailname, "mail.example.org\n").unwrap();
+    let mut c = env.cmd("postern");
+    c.env("POSTERN_HOSTS_FILE", &hosts)
+        .env("POSTERN_MAILNAME_FILE", &mailname)
+        .env("POSTERN_NODENAME", "web1");
+    let o = env.run_cmd(c, &["check"], b"");
+    assert!(
+        o.stdout.contains(&format!(
+            "hostname mail.example.org (from {})",
+            mailname.display()
+        )),
+        "{}",
+        o.stdout
+    );
+}
