@@ -570,8 +570,9 @@ impl Probe<'_, '_> {
         }
     }
 
-    /// The relay's size limit against ours.
+    /// The relay's size limit against ours; recorded for submission.
     fn size(&mut self, offer: &Features) {
+        session::learn_size(self.cfg, self.relay, offer.size);
         match offer.size {
             Some(n) if n > 0 => {
                 self.r.step(
@@ -579,15 +580,21 @@ impl Probe<'_, '_> {
                     Some(true),
                     &format!("the relay accepts messages up to {}", size_text(n)),
                 );
-                if self.cfg.max_message_size > n {
-                    self.r.step(
+                match self.cfg.max_message_size {
+                    Some(max) if max > n => self.r.step(
                         "",
                         None,
                         &format!(
                             "note: max_message_size is {}: messages larger than the relay's limit will bounce",
-                            size_text(self.cfg.max_message_size)
+                            size_text(max)
                         ),
-                    );
+                    ),
+                    Some(_) => {}
+                    None => self.r.step(
+                        "",
+                        None,
+                        "submission now refuses larger messages (max_message_size is not set)",
+                    ),
                 }
             }
             Some(_) => self

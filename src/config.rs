@@ -208,8 +208,10 @@ pub struct Config {
     pub domain_origin: NameOrigin,
     /// Spool directory.
     pub spool_dir: PathBuf,
-    /// Largest accepted message in bytes.
-    pub max_message_size: u64,
+    /// Largest accepted message in bytes, when set explicitly. None: the
+    /// relays' advertised SIZE, or [`FALLBACK_MESSAGE_SIZE`] while no relay
+    /// has been seen (see `submit::limit`).
+    pub max_message_size: Option<u64>,
     /// Relays in order.
     pub relays: Vec<Relay>,
     /// Address handling.
@@ -223,6 +225,12 @@ pub struct Config {
     /// Where logs go: "syslog" (default, stderr when there is no syslog) or "stderr".
     pub log: String,
 }
+
+/// The submission size limit when `max_message_size` is not set and no
+/// relay's SIZE is known yet (before the first contact): 50 MiB, above what
+/// the common smart hosts accept (SendGrid 30 MB, Microsoft 365 35 MB, SES
+/// 40 MB), so no message a relay would take is refused locally, yet bounded.
+pub const FALLBACK_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
 
 /// Where the host name or the domain in use came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -804,10 +812,7 @@ impl Config {
             spool_dir: raw
                 .spool_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL)),
-            max_message_size: raw
-                .max_message_size
-                .map(|s| s.0)
-                .unwrap_or(25 * 1024 * 1024),
+            max_message_size: raw.max_message_size.map(|s| s.0),
             relays,
             addresses,
             queue,
@@ -1030,7 +1035,7 @@ mod tests {
         assert_eq!(c.relays[0].port, 587);
         assert_eq!(c.relays[0].tls, TlsMode::Starttls);
         assert_eq!(c.relays[0].kind, RelayKind::Smtp);
-        assert_eq!(c.max_message_size, 25 * 1024 * 1024);
+        assert_eq!(c.max_message_size, None);
     }
 
     #[test]

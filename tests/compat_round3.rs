@@ -215,3 +215,164 @@ fn check_names_the_hostname_and_domain_and_their_origin() {
         o.stdout
     );
 }
+
+// ---- item 2: the relay's SIZE is the default limit ----------------------------
+
+/// The fallback limit while no relay's SIZE is known (50 MiB).
+const FALLBACK: u64 = 50 * 1024 * 1024;
+
+/// A `-bs` dialogue (pipelined): EHLO, then MAIL with `SIZE=size`. Returns
+/// (the SIZE keyword's line of the EHLO reply, the reply to MAIL).
+fn bs_size(env: &TestEnv, size: u64) -> (String, String) {
+    let o = env.sendmail(
+        &["-bs"],
+        format!("EHLO client.example\r\nMAIL FROM:<s@example.com> SIZE={size}\r\nQUIT\r\n")
+            .as_bytes(),
+    );
+    let lines: Vec<&str> = o.stdout.split("\r\n").collect();
+    let ehlo = lines
+        .iter()
+        .find(|l| l.len() > 4 && l[4..].starts_with("SIZE"))
+        .map(|l| l[4..].to_string())
+        .unwrap_or_default();
+    let mail = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("250 2.1.0") || l.starts_with("552") || l.starts_with("501"))
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| o.stdout.clone());
+    (ehlo, mail)
+}
+
+/// A message with a `mib` MiB attachment in base64 (76-character lines).
+fn with_attachment(mib: usize) -> Vec<u8> {
+    let mut m = b"From: s@example.com\nSubject: report\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nsee attached\n--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n".to_vec();
+    let line = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0\n";
+    let lines = (mib * 1024 * 1024).div_ceil(57);
+    m.reserve(lines * line.len() + 16);
+    for _ in 0..lines {
+        m.extend_from_slice(line.as_bytes());
+    }
+    m.extend_from_slice(b"--b--\n");
+    m
+}
+
+#[test]
+fn relay_size_is_learned_and_becomes_the_submission_limit() {
+    let server = SmtpServer::start(ServerConfig {
+        size_limit: Some(30_000_000),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(server.port(), ""));
+    let relay = format!("127.0.0.1:{}", server.port());
+
+    // Before any contact: the documented fallback.
+    let (ehlo, mail) = bs_size(&env, FALLBACK);
+    assert_eq!(ehlo, format!("SIZE {FALLBACK}"));
+    assert!(mail.starts_with("250 "), "{mail}");
+    let (_, mail) = bs_size(&env, FALLBACK + 1);
+    assert!(
+        mail.starts_with("552 5.3.4") && mail.contains("not known yet"),
+        "{mail}"
+    );
+
+    // A delivery teaches Postern the relay's SIZE.
+    ok(&env.sendmail(&["a@x.test"], MSG));
+    env.queue_run();
+    assert_eq!(server.wait_for(1, Duration::from_secs(10)).len(), 1);
+    let limits = std::fs::read_to_string(env.spool.join("relay-limits")).unwrap();
+    assert!(limits.contains(&format!("30000000 {relay}")), "{limits}");
+    let (ehlo, mail) = bs_size(&env, 30_000_001);
+    assert_eq!(ehlo, "SIZE 30000000");
+    assert!(
+        mail.starts_with("552 5.3.4") && mail.contains(&format!("relay {relay}")),
+        "{mail}"
+    );
+
+    // A 20 MiB attachment (about 28 MB in base64) is accepted and delivered.
+    let big = with_attachment(20);
+    assert!(big.len() > 27_000_000 && big.len() < 29_500_000);
+    ok(&env.sendmail(&["a@x.test"], &big));
+    env.queue_run();
+    let got = server.wait_for(2, Duration::from_secs(60));
+    assert_eq!(got.len(), 2, "{}", env.log());
+    assert!(got[1].data.len() > 27_000_000);
+
+    // Over the relay's SIZE: refused at submission, naming the relay and its limit.
+    let over = with_attachment(22);
+    let o = env.sendmail(&["a@x.test"], &over);
+    assert_eq!(o.code, 65, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("message too big: more than 30000000 bytes")
+            && o.stderr.contains(&format!("relay {relay}")),
+        "{}",
+        o.stderr
+    );
+    assert!(env.entries().is_empty());
+
+    // An explicit max_message_size wins, above or below the relay's.
+    env.write_config(&format!(
+        "max_message_size = \"40M\"\n{}",
+        env.relay_config(server.port(), "")
+    ));
+    let (ehlo, mail) = bs_size(&env, 35_000_000);
+    assert_eq!(ehlo, format!("SIZE {}", 40 * 1024 * 1024));
+    assert!(mail.starts_with("250 "), "{mail}");
+    env.write_config(&format!(
+        "max_message_size = 1000\n{}",
+        env.relay_config(server.port(), "")
+    ));
+    let o = env.sendmail(&["a@x.test"], &[b'x'; 2000]);
+    assert_eq!(o.code, 65, "{o:?}");
+    assert!(
+        o.stderr.contains("1000 bytes (max_message_size)"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn postern_check_learns_the_size_and_no_limit_lifts_it() {
+    let limited = SmtpServer::start(ServerConfig {
+        size_limit: Some(2_000_000),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(limited.port(), ""));
+    let o = env.run("postern", &["check"], b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains("submission now refuses larger messages"),
+        "{}",
+        o.stdout
+    );
+    let (ehlo, mail) = bs_size(&env, 2_000_001);
+    assert_eq!(ehlo, "SIZE 2000000");
+    assert!(
+        mail.contains(&format!("relay 127.0.0.1:{}", limited.port())),
+        "{mail}"
+    );
+    assert!(limited.messages().is_empty(), "check sends no mail");
+
+    // Two relays: the smaller limit of those seen; a relay announcing SIZE
+    // without a number sets none.
+    let unlimited = SmtpServer::start(ServerConfig::default());
+    env.write_config(&format!(
+        "{}[[relay]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        env.relay_config(unlimited.port(), ""),
+        limited.port()
+    ));
+    // The first relay is not seen yet: the fallback bounds the limit.
+    let (ehlo, _) = bs_size(&env, 1);
+    assert_eq!(ehlo, "SIZE 2000000");
+    assert_eq!(env.run("postern", &["check"], b"").code, 0);
+    let (ehlo, _) = bs_size(&env, 1);
+    assert_eq!(ehlo, "SIZE 2000000");
+    // Only the unlimited relay: no limit at all.
+    env.write_config(&env.relay_config(unlimited.port(), ""));
+    let (ehlo, mail) = bs_size(&env, 10 * FALLBACK);
+    assert_eq!(ehlo, "SIZE 0");
+    assert!(mail.starts_with("250 "), "{mail}");
+}

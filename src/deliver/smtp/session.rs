@@ -227,6 +227,7 @@ impl SmtpSession {
         }
         let encrypted = conn.is_encrypted();
         let features = ehlo(&mut conn, cfg, &label, hello)?;
+        learn_size(cfg, relay, features.size);
         if let Some(user) = &relay.username {
             authenticate(&mut conn, relay, user, &features, encrypted, &label)?;
         }
@@ -688,6 +689,17 @@ fn ehlo(
     }
     let features = Features::parse(lines.iter().copied());
     Ok(features)
+}
+
+/// Record the relay's SIZE (RFC 1870), learned at this EHLO, for the
+/// submission path's limit (`spool::relay_limits`, keyed by the configured
+/// `host:port`; rewritten only when it changes).
+pub fn learn_size(cfg: &Config, relay: &Relay, size: Option<u64>) {
+    use crate::spool::relay_limits::{self, Advertised};
+    let spool = crate::spool::Spool::new(&cfg.spool_dir);
+    if let Err(e) = relay_limits::record(&spool, &relay.label(), Advertised::from_ehlo(size)) {
+        log::debug!("cannot record the SIZE of {}: {e}", relay.label());
+    }
 }
 
 /// AUTH as `user`, only over TLS (or in plain text to a loopback relay with
