@@ -376,3 +376,160 @@ fn postern_check_learns_the_size_and_no_limit_lifts_it() {
     assert_eq!(ehlo, "SIZE 0");
     assert!(mail.starts_with("250 "), "{mail}");
 }
+
+// ---- item 5: mailq shows waiting messages to who may read them ---------------
+
+const NOBODY: u32 = 65534;
+
+/// Let user nobody use the test installation (as the concurrency test does).
+fn share_with_nobody(env: &TestEnv) {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()))
+    };
+    postern::spool::Spool::new(&env.spool)
+        .ensure_layout()
+        .expect("spool layout");
+    set(&env.root, 0o755);
+    set(&env.bindir, 0o755);
+    set(&env.config, 0o644);
+    set(&env.spool, 0o755);
+    set(&env.spool.join("maildrop"), 0o1777);
+    set(&env.spool.join("public"), 0o711);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&env.log)
+        .expect("log file");
+    set(&env.log, 0o666);
+}
+
+/// Write a ready maildrop entry by hand with this sender and recipient.
+fn forge_entry(env: &TestEnv, sender: &str, rcpt: &str) -> String {
+    use postern::spool::format;
+    use std::os::unix::fs::PermissionsExt;
+    let id = postern::spool::new_id(1_795_955_581_000_000, 7, 0);
+    let msg = b"Subject: forged\n\nx\n";
+    let env_text = format::encode_envelope(&format::Envelope {
+        id: id.clone(),
+        sender: sender.into(),
+        recipients: vec![rcpt.into()],
+        uid: 0,
+        user: "root".into(),
+        arrival: 1_795_955_581.0,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut bytes = format::header(msg.len() as u64).into_bytes();
+    bytes.extend_from_slice(msg);
+    bytes.extend_from_slice(env_text.as_bytes());
+    let path = env.spool.join("maildrop").join(&id);
+    std::fs::write(&path, bytes).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o704)).unwrap();
+    id
+}
+
+fn as_nobody(env: &TestEnv, argv0: &str, args: &[&str], stdin: &[u8]) -> Out {
+    use std::os::unix::process::CommandExt;
+    let mut c = env.cmd(argv0);
+    c.current_dir("/").uid(NOBODY).gid(NOBODY);
+    env.run_cmd(c, args, stdin)
+}
+
+#[test]
+fn mailq_shows_waiting_messages_to_who_may_read_them() {
+    let env = TestEnv::new();
+    // No daemon, no queue run: the entries wait in maildrop.
+    ok(&env.sendmail(
+        &[
+            "-f",
+            "ops@example.com",
+            "bob@example.org",
+            "carol@example.net",
+        ],
+        MSG,
+    ));
+    let id = env.single_entry().get("id").unwrap();
+    // A forged entry whose envelope carries terminal escapes (submission
+    // refuses them; a hostile writer of maildrop would not).
+    let forged = forge_entry(
+        &env,
+        "evil\u{1b}[2J\u{202e}@example.com",
+        "x\u{7}@example.org",
+    );
+
+    // The owner (here: the developer who owns the unprivileged spool).
+    let o = env.run("mailq", &[], b"");
+    ok(&o);
+    assert!(o.stdout.contains("(waiting for pickup)"), "{}", o.stdout);
+    assert!(o.stdout.contains("ops@example.com"), "{}", o.stdout);
+    assert!(o.stdout.contains("bob@example.org"), "{}", o.stdout);
+    assert!(o.stdout.contains("carol@example.net"), "{}", o.stdout);
+    let line = o.stdout.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert!(!line.contains(" - "), "the size is shown: {line}");
+    assert!(o.stdout.contains(&forged), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("evil\\u{1b}[2J\\u{202e}@example.com")
+            && o.stdout.contains("x\\u{7}@example.org"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        !o.stdout.contains('\u{1b}')
+            && !o.stdout.contains('\u{7}')
+            && !o.stdout.contains('\u{202e}'),
+        "escaped for the terminal"
+    );
+    std::fs::remove_file(env.spool.join("maildrop").join(&forged)).unwrap();
+
+    let o = env.run("postern", &["queue", "list", "--json"], b"");
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).expect("json");
+    assert_eq!(v["queue_id"], id.as_str());
+    assert_eq!(v["queue_name"], "incoming");
+    assert_eq!(v["sender"], "ops@example.com");
+    assert!(v["message_size"].as_u64().unwrap() > 0);
+    let rcpts: Vec<&str> = v["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(rcpts, vec!["bob@example.org", "carol@example.net"]);
+    assert_eq!(v["recipients"][0]["status"], "pending");
+
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED (other users): needs root to run mailq as another user");
+        return;
+    }
+    // Another user sees the id only, even though the entry's mode would let
+    // it read the file here; its own entry it sees in full.
+    share_with_nobody(&env);
+    let o = as_nobody(&env, "sendmail", &["dave@example.org"], MSG);
+    ok(&o);
+    let o = as_nobody(&env, "mailq", &[], b"");
+    ok(&o);
+    assert!(o.stdout.contains(&id), "{}", o.stdout);
+    assert!(!o.stdout.contains("bob@example.org"), "{}", o.stdout);
+    assert!(!o.stdout.contains("ops"), "{}", o.stdout);
+    assert!(o.stdout.contains("dave@example.org"), "{}", o.stdout);
+    let o = as_nobody(&env, "mailq", &["--json"], b"");
+    ok(&o);
+    for line in o.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        if v["queue_id"] == id.as_str() {
+            assert!(v["sender"].is_null(), "{line}");
+            assert_eq!(v["recipients"].as_array().unwrap().len(), 0, "{line}");
+        } else {
+            assert_eq!(v["recipients"][0]["address"], "dave@example.org");
+        }
+    }
+    // Root sees both in full.
+    let o = env.run("mailq", &[], b"");
+    assert!(
+        o.stdout.contains("bob@example.org") && o.stdout.contains("dave@example.org"),
+        "{}",
+        o.stdout
+    );
+}
