@@ -556,14 +556,23 @@ impl Probe<'_, '_> {
                     None,
                     &format!("none: plain text, allowed because {why}"),
                 );
+                if self.relay.username.is_some() {
+                    let auth = if self.relay.allow_plaintext {
+                        "AUTH in plain text: allowed by allow_plaintext = true (loopback relay)"
+                    } else {
+                        "AUTH in plain text is refused: set allow_plaintext = true for a loopback relay that wants AUTH"
+                    };
+                    self.r.step("", None, auth);
+                }
                 Some((conn, offer))
             }
             TlsMode::Tls => Some((conn, offer)),
         }
     }
 
-    /// The relay's size limit against ours.
+    /// The relay's size limit against ours; recorded for submission.
     fn size(&mut self, offer: &Features) {
+        session::learn_size(self.cfg, self.relay, offer.size);
         match offer.size {
             Some(n) if n > 0 => {
                 self.r.step(
@@ -571,15 +580,21 @@ impl Probe<'_, '_> {
                     Some(true),
                     &format!("the relay accepts messages up to {}", size_text(n)),
                 );
-                if self.cfg.max_message_size > n {
-                    self.r.step(
+                match self.cfg.max_message_size {
+                    Some(max) if max > n => self.r.step(
                         "",
                         None,
                         &format!(
                             "note: max_message_size is {}: messages larger than the relay's limit will bounce",
-                            size_text(self.cfg.max_message_size)
+                            size_text(max)
                         ),
-                    );
+                    ),
+                    Some(_) => {}
+                    None => self.r.step(
+                        "",
+                        None,
+                        "submission now refuses larger messages (max_message_size is not set)",
+                    ),
                 }
             }
             Some(_) => self
@@ -638,10 +653,32 @@ impl Probe<'_, '_> {
     }
 }
 
+/// The host name and domain in use and where each came from (issue 12 §6:
+/// a short name in EHLO or in `root@web1` is what relays refuse).
+fn names(cfg: &Config, out: &mut impl Write) {
+    let _ = writeln!(
+        out,
+        "hostname {} (from {})",
+        cfg.hostname, cfg.hostname_origin
+    );
+    if cfg.helo_name() != cfg.hostname {
+        let _ = writeln!(out, "helo_name {} (from [smtp] helo_name)", cfg.helo_name());
+    }
+    let _ = writeln!(out, "domain {} (from {})", cfg.domain, cfg.domain_origin);
+    if !cfg.hostname.contains('.') {
+        let _ = writeln!(
+            out,
+            "  warning: {} is not a fully qualified name; relays often refuse it in EHLO and in sender addresses (set hostname in the configuration or /etc/mailname)",
+            cfg.hostname
+        );
+    }
+}
+
 /// `postern check`: print the report; 0 when every relay is usable.
 pub fn command(cfg: &Config) -> Result<u8> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
+    names(cfg, &mut out);
     if cfg.relays.is_empty() {
         let _ = writeln!(
             out,

@@ -96,7 +96,10 @@ pub struct Relay {
     pub port: u16,
     /// Transport security.
     pub tls: TlsMode,
-    /// Allow `tls = "none"` to a host that is not loopback.
+    /// Allow `tls = "none"` to a host that is not loopback (without AUTH);
+    /// on a loopback host, allow AUTH over the plain connection (a local
+    /// stunnel or sidecar). AUTH in plain text to any other host is a
+    /// configuration error.
     pub allow_plaintext: bool,
     /// AUTH user name (None: no AUTH).
     pub username: Option<String>,
@@ -205,8 +208,10 @@ pub struct Config {
     pub domain_origin: NameOrigin,
     /// Spool directory.
     pub spool_dir: PathBuf,
-    /// Largest accepted message in bytes.
-    pub max_message_size: u64,
+    /// Largest accepted message in bytes, when set explicitly. None: the
+    /// relays' advertised SIZE, or [`FALLBACK_MESSAGE_SIZE`] while no relay
+    /// has been seen (see `submit::limit`).
+    pub max_message_size: Option<u64>,
     /// Relays in order.
     pub relays: Vec<Relay>,
     /// Address handling.
@@ -220,6 +225,12 @@ pub struct Config {
     /// Where logs go: "syslog" (default, stderr when there is no syslog) or "stderr".
     pub log: String,
 }
+
+/// The submission size limit when `max_message_size` is not set and no
+/// relay's SIZE is known yet (before the first contact): 50 MiB, above what
+/// the common smart hosts accept (SendGrid 30 MB, Microsoft 365 35 MB, SES
+/// 40 MB), so no message a relay would take is refused locally, yet bounded.
+pub const FALLBACK_MESSAGE_SIZE: u64 = 50 * 1024 * 1024;
 
 /// Where the host name or the domain in use came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -631,6 +642,19 @@ impl Config {
                     ),
                 ));
             }
+            if tls == TlsMode::None
+                && r.allow_plaintext
+                && r.username.is_some()
+                && !is_loopback_host(&r.host)
+            {
+                return Err(bad(
+                    &key("allow_plaintext"),
+                    format!(
+                        "AUTH in plain text is allowed only to a loopback relay (localhost, 127.0.0.0/8, ::1), not to {}: the credentials would cross the network in clear text; use tls = \"starttls\" or \"tls\"",
+                        r.host
+                    ),
+                ));
+            }
             if r.password_file.is_some() && r.password_command.is_some() {
                 return Err(bad(
                     &key("password_file"),
@@ -788,10 +812,7 @@ impl Config {
             spool_dir: raw
                 .spool_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL)),
-            max_message_size: raw
-                .max_message_size
-                .map(|s| s.0)
-                .unwrap_or(25 * 1024 * 1024),
+            max_message_size: raw.max_message_size.map(|s| s.0),
             relays,
             addresses,
             queue,
@@ -1014,7 +1035,7 @@ mod tests {
         assert_eq!(c.relays[0].port, 587);
         assert_eq!(c.relays[0].tls, TlsMode::Starttls);
         assert_eq!(c.relays[0].kind, RelayKind::Smtp);
-        assert_eq!(c.max_message_size, 25 * 1024 * 1024);
+        assert_eq!(c.max_message_size, None);
     }
 
     #[test]

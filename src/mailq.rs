@@ -1,10 +1,17 @@
 //! `mailq` / `sendmail -bp` / `postern queue list`: the queue as a Postfix
 //! user expects to see it, and as JSON lines for scripts.
 //!
-//! Reads only `state/` (world-readable: it holds what mailq shows and
-//! nothing more) and the names in `maildrop/` (entries not yet picked up,
-//! listed through a directory handle opened before the privilege drop when
-//! the binary is installed setgid). Never reads a message.
+//! Reads `state/` (world-readable: it holds what mailq shows and nothing
+//! more) and the names in `maildrop/` (entries not yet picked up, listed
+//! through a directory handle opened before the privilege drop when the
+//! binary is installed setgid). An entry waiting for pickup shows its size,
+//! sender and recipients to whoever may read it — root and the entry's
+//! owner, when the caller can open it (an unprivileged development spool; as
+//! root) — and its id alone to everybody else ([`Waiting`]). The entry is
+//! opened without following links, must be a ready regular file with one
+//! link, and its envelope is decoded by the spool's strict decoder; nothing
+//! in it is trusted beyond display, and the text is escaped for the
+//! terminal. The message itself is never read.
 //!
 //! JSON schema, one object per line:
 //! `{"queue_id": str, "queue_name": "incoming"|"active"|"deferred"|"hold",
@@ -20,10 +27,80 @@
 //! one object on one line for every `--json` report.
 
 use crate::clock;
+use crate::spool::format::Envelope;
 use crate::spool::state::{RcptStatus, State};
 use crate::spool::{Spool, id_micros, queue};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+
+/// The envelopes of the waiting (maildrop) entries the caller may see, by id.
+#[derive(Debug, Default)]
+pub struct Waiting {
+    shown: HashMap<String, (Envelope, u64)>,
+}
+
+impl Waiting {
+    /// Nothing shown (ids only).
+    pub fn none() -> Waiting {
+        Waiting::default()
+    }
+
+    /// Read the envelope of every incoming item in `items` that `viewer`
+    /// (a real uid) may read: root, or the entry's owner, provided the
+    /// process can open it at all.
+    pub fn read(spool: &Spool, items: &[Item], viewer: u32) -> Waiting {
+        let mut shown = HashMap::new();
+        for it in items {
+            if let Item::Incoming(id) = it
+                && let Some(e) = peek(spool, id, viewer)
+            {
+                shown.insert(id.clone(), e);
+            }
+        }
+        Waiting { shown }
+    }
+
+    fn get(&self, id: &str) -> Option<&(Envelope, u64)> {
+        self.shown.get(id)
+    }
+}
+
+/// The envelope and message length of `maildrop/<id>`, if `viewer` may
+/// read it and it is a whole, ready entry that decodes strictly.
+fn peek(spool: &Spool, id: &str, viewer: u32) -> Option<(Envelope, u64)> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    if !crate::spool::is_valid_id(id) {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(spool.maildrop().join(id))
+        .ok()?;
+    let md = file.metadata().ok()?;
+    let may_read = viewer == 0 || viewer == md.uid();
+    let ready = md.mode() & crate::spool::maildrop::READY_BIT != 0;
+    if !may_read || !md.file_type().is_file() || md.nlink() != 1 || !ready {
+        return None;
+    }
+    let (env, _, len) = queue::read_entry(&file).ok()?;
+    (env.id == id).then_some((env, len))
+}
+
+/// `s` safe to print on a terminal: control characters (C0, DEL, C1) and
+/// the bidirectional overrides as `\u{..}` escapes.
+pub fn terminal_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// One line of the listing.
 #[derive(Debug, Clone)]
@@ -74,8 +151,8 @@ pub fn queue_name(st: &State) -> &'static str {
     }
 }
 
-/// Postfix-style text.
-pub fn text(items: &[Item]) -> String {
+/// Postfix-style text (`waiting`: the maildrop entries shown in full).
+pub fn text(items: &[Item], waiting: &Waiting) -> String {
     if items.is_empty() {
         return "Mail queue is empty\n".into();
     }
@@ -84,6 +161,27 @@ pub fn text(items: &[Item]) -> String {
     let mut total: u64 = 0;
     for it in items {
         match it {
+            Item::Incoming(id) if waiting.get(id).is_some() => {
+                let Some((env, len)) = waiting.get(id) else {
+                    continue;
+                };
+                total += len;
+                let sender = if env.sender.is_empty() {
+                    "MAILER-DAEMON".to_string()
+                } else {
+                    terminal_safe(&env.sender)
+                };
+                let _ = writeln!(
+                    out,
+                    "{id:<15}  {len:>8} {:<20}  {sender}",
+                    clock::mailq_date(clock::from_unix_f64(env.arrival))
+                );
+                let _ = writeln!(out, "{:<48}(waiting for pickup)", "");
+                for r in &env.recipients {
+                    let _ = writeln!(out, "{:<48}{}", "", terminal_safe(r));
+                }
+                out.push('\n');
+            }
             Item::Incoming(id) => {
                 let t = id_micros(id)
                     .map(|m| clock::from_unix_f64(m as f64 / 1e6))
@@ -287,9 +385,32 @@ pub struct DetailRcptJson<'a> {
     pub changed: u64,
 }
 
-/// One JSON object for an item.
-pub fn json(it: &Item) -> String {
+/// One JSON object for an item (`waiting`: the maildrop entries shown in
+/// full; their recipients are `pending`).
+pub fn json(it: &Item, waiting: &Waiting) -> String {
     let obj = match it {
+        Item::Incoming(id) if waiting.get(id).is_some() => {
+            let Some((env, len)) = waiting.get(id) else {
+                return "null".into();
+            };
+            ListJson {
+                head: QueueHead::incoming(id),
+                message_size: Some(*len),
+                sender: Some(&env.sender),
+                tries: 0,
+                next_attempt: None,
+                recipients: env
+                    .recipients
+                    .iter()
+                    .map(|r| ListRcptJson {
+                        address: r,
+                        orig_address: r,
+                        status: RcptStatus::Pending,
+                        delay_reason: None,
+                    })
+                    .collect(),
+            }
+        }
         Item::Incoming(id) => ListJson {
             head: QueueHead::incoming(id),
             message_size: None,
@@ -324,4 +445,19 @@ pub fn json(it: &Item) -> String {
 /// the same rather than a panic.
 pub fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_safe_escapes_controls_and_bidi_overrides() {
+        assert_eq!(terminal_safe("a@b.example"), "a@b.example");
+        assert_eq!(terminal_safe("é@b"), "é@b");
+        assert_eq!(
+            terminal_safe("x\u{1b}[2J\u{7}\u{9b}\u{202e}y"),
+            "x\\u{1b}[2J\\u{7}\\u{9b}\\u{202e}y"
+        );
+    }
 }

@@ -123,12 +123,13 @@ fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
         return Ok(0);
     }
     let items = postern::mailq::collect(&spool, incoming);
+    let waiting = postern::mailq::Waiting::read(&spool, &items, p.uid);
     if json {
         for it in &items {
-            println!("{}", postern::mailq::json(it));
+            println!("{}", postern::mailq::json(it, &waiting));
         }
     } else {
-        print!("{}", postern::mailq::text(&items));
+        print!("{}", postern::mailq::text(&items, &waiting));
     }
     Ok(0)
 }

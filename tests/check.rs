@@ -137,8 +137,8 @@ fn implicit_tls_is_usable() {
     assert_eq!(o.code, 0, "{o:?}");
     assert_has(&o, "(implicit TLS)");
     assert_has(&o, "2.0 KiB (2048 bytes)");
-    // max_message_size (default 25 MiB) is above the relay's limit.
-    assert_has(&o, "messages larger than the relay's limit will bounce");
+    // max_message_size is not set: submission takes the relay's limit.
+    assert_has(&o, "submission now refuses larger messages");
     no_secret_and_no_mail(&o, &server);
 }
 

@@ -138,7 +138,7 @@ fn lock_step_session_with_two_messages() {
     let ehlo = d.cmd("EHLO client.example");
     let lines: Vec<&str> = ehlo.lines().collect();
     assert_eq!(lines[0], "250-web1.example.com");
-    for ext in ["PIPELINING", "8BITMIME", "SIZE 26214400", "DSN"] {
+    for ext in ["PIPELINING", "8BITMIME", "SIZE 52428800", "DSN"] {
         assert!(
             lines.iter().any(|l| &l[4..] == ext),
             "{ext} missing: {ehlo}"

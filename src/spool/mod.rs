@@ -10,6 +10,7 @@
 //! <spool>/public/trigger  FIFO: a byte wakes the daemon       0620 postern:postern-drop
 //! <spool>/run.lock    held by a running daemon
 //! <spool>/events.log  compact event log for `postern stats`
+//! <spool>/relay-limits  each relay's advertised SIZE, for submission  0644 postern
 //! ```
 //! The spool is the lowest layer but one: it names nothing above it (only
 //! `clock`, `config` and `error`), and its users — submission, the daemon,
@@ -27,6 +28,7 @@ pub mod event_log;
 pub mod format;
 pub mod maildrop;
 pub mod queue;
+pub mod relay_limits;
 pub mod request;
 pub mod state;
 

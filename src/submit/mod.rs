@@ -12,6 +12,7 @@
 
 pub mod headers;
 pub mod input;
+pub mod limit;
 pub mod smtpd;
 
 use crate::address;
@@ -348,7 +349,8 @@ impl<'a> Submitter<'a> {
             id,
             Output {
                 w,
-                max: self.cfg.max_message_size,
+                limit: limit::SizeLimit::for_submission(self.cfg),
+                line_breaks: 0,
                 eight_bit: false,
             },
         ))
@@ -504,11 +506,14 @@ impl<'a> Submitter<'a> {
     }
 }
 
-/// The entry being written: every write is checked against
-/// `max_message_size` and notes 8-bit data.
+/// The entry being written: every write is checked against the size limit
+/// ([`limit::SizeLimit`]) and notes 8-bit data. Against a relay's SIZE (or
+/// the fallback) the size counts each line break as CRLF, as on the wire;
+/// `max_message_size` counts the bytes as given.
 struct Output {
     w: MessageWriter,
-    max: u64,
+    limit: limit::SizeLimit,
+    line_breaks: u64,
     eight_bit: bool,
 }
 
@@ -520,14 +525,14 @@ impl Output {
         self.w
             .write(bytes)
             .map_err(|e| spool_error("cannot write the queue file", &e))?;
-        if self.w.len() > self.max {
-            return Err(Error::new(
-                Kind::DataErr,
-                format!(
-                    "message too big: more than {} bytes (max_message_size)",
-                    self.max
-                ),
-            ));
+        let size = if self.limit.source == limit::Source::Config {
+            self.w.len()
+        } else {
+            self.line_breaks += bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.w.len() + self.line_breaks
+        };
+        if self.limit.exceeded_by(size) {
+            return Err(Error::new(Kind::DataErr, self.limit.refusal()));
         }
         Ok(())
     }

@@ -21,6 +21,7 @@
 //! SMTPUTF8 10) and RCPT (NOTIFY/ORCPT 500); longer lines get 500.
 
 use super::input::{LineReader, Terminator};
+use super::limit::SizeLimit;
 use super::{Committed, MessageOptions, Submitter};
 use crate::error::{Error, Kind, Result};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -47,6 +48,7 @@ struct Session<'s, 'c, W: Write> {
     helo: bool,
     mail: Option<MessageOptions>,
     committed: Vec<Committed>,
+    limit: SizeLimit,
 }
 
 fn read_command<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
@@ -206,8 +208,11 @@ impl<W: Write> Session<'_, '_, W> {
         for (k, v) in params {
             match k.as_str() {
                 "SIZE" => match v.parse::<u64>() {
-                    Ok(n) if n > self.sub.cfg.max_message_size => {
-                        return "552 5.3.4 Message size exceeds fixed limit".into();
+                    Ok(n) if self.limit.exceeded_by(n) => {
+                        return format!(
+                            "552 5.3.4 Message size exceeds fixed limit: {}",
+                            self.limit.describe()
+                        );
                     }
                     Ok(_) => {}
                     Err(_) => return "501 5.5.4 Bad SIZE parameter".into(),
@@ -320,13 +325,15 @@ pub fn run<R: Read, W: Write>(
 ) -> Result<Vec<Committed>> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let hostname = sub.cfg.hostname.clone();
-    let max = sub.cfg.max_message_size;
+    let limit = SizeLimit::for_submission(sub.cfg);
+    let max = limit.advertised();
     let mut s = Session {
         sub,
         out: std::io::BufWriter::new(output),
         helo: false,
         mail: None,
         committed: Vec::new(),
+        limit,
     };
     let io = |e: std::io::Error| Error::io(Kind::IoErr, "SMTP session", &e);
     s.reply(&format!("220 {hostname} ESMTP Postern"))

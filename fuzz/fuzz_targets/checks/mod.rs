@@ -482,7 +482,13 @@ pub mod smtpd {
             let bytes = std::fs::read(e.path()).expect("read entry");
             let (env, range) = format::decode(&bytes).expect("a ready entry decodes");
             assert_eq!(env.id, e.file_name().to_string_lossy());
-            assert!((range.end - range.start) as u64 <= f.cfg.max_message_size + 4096);
+            assert!(
+                (range.end - range.start) as u64
+                    <= f.cfg
+                        .max_message_size
+                        .unwrap_or(u64::MAX)
+                        .saturating_add(4096)
+            );
             let c = committed
                 .iter()
                 .find(|c| c.id == env.id)

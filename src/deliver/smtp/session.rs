@@ -227,6 +227,7 @@ impl SmtpSession {
         }
         let encrypted = conn.is_encrypted();
         let features = ehlo(&mut conn, cfg, &label, hello)?;
+        learn_size(cfg, relay, features.size);
         if let Some(user) = &relay.username {
             authenticate(&mut conn, relay, user, &features, encrypted, &label)?;
         }
@@ -690,8 +691,20 @@ fn ehlo(
     Ok(features)
 }
 
-/// AUTH as `user`, only over TLS, with the first allowed mechanism the
-/// server offers.
+/// Record the relay's SIZE (RFC 1870), learned at this EHLO, for the
+/// submission path's limit (`spool::relay_limits`, keyed by the configured
+/// `host:port`; rewritten only when it changes).
+pub fn learn_size(cfg: &Config, relay: &Relay, size: Option<u64>) {
+    use crate::spool::relay_limits::{self, Advertised};
+    let spool = crate::spool::Spool::new(&cfg.spool_dir);
+    if let Err(e) = relay_limits::record(&spool, &relay.label(), Advertised::from_ehlo(size)) {
+        log::debug!("cannot record the SIZE of {}: {e}", relay.label());
+    }
+}
+
+/// AUTH as `user`, only over TLS (or in plain text to a loopback relay with
+/// `allow_plaintext = true`, logged at each session), with the first allowed
+/// mechanism the server offers.
 fn authenticate(
     conn: &mut SmtpConnection,
     relay: &Relay,
@@ -700,10 +713,15 @@ fn authenticate(
     encrypted: bool,
     label: &str,
 ) -> Result<(), ConnectError> {
-    if !encrypted {
+    let plain_ok = relay.allow_plaintext && crate::config::is_loopback_host(&relay.host);
+    if !encrypted && plain_ok {
+        log::warn!(
+            "AUTH as {user} to {label} over a plain-text connection (allow_plaintext = true on a loopback relay)"
+        );
+    } else if !encrypted {
         conn.abort();
         return Err(ConnectError::Auth(format!(
-            "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\")"
+            "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\"; for a local stunnel or sidecar on a loopback address, allow_plaintext = true)"
         )));
     }
     let secret = crate::deliver::credentials::secret(relay)
