@@ -341,10 +341,14 @@ impl Probe<'_, '_> {
 
     /// Why TLS could not start: the certificate verdict, the handshake
     /// failure, or bytes injected after the STARTTLS reply.
-    fn tls_failed(&mut self, e: conn::Error, tls: &TlsSetup) {
+    fn tls_failed(&mut self, e: conn::Error, tls: &TlsSetup, starttls: bool) {
+        let plaintext = starttls && e.is_plaintext_in_handshake();
         match e {
-            conn::Error::Handshake(e) => {
-                let (cert, why) = explain_tls(&e, &self.host, &tls.anchors);
+            conn::Error::Handshake(io) => {
+                let (cert, mut why) = explain_tls(&io, &self.host, &tls.anchors);
+                if plaintext {
+                    why.push_str(": not TLS after the STARTTLS reply: possible STARTTLS response injection, or a relay that does not start TLS");
+                }
                 let name = if cert { "certificate" } else { "tls" };
                 self.r.step(name, Some(false), &why);
             }
@@ -376,7 +380,7 @@ impl Probe<'_, '_> {
                 Some(conn)
             }
             Err(e) => {
-                self.tls_failed(e, tls);
+                self.tls_failed(e, tls, false);
                 None
             }
         }
@@ -448,7 +452,7 @@ impl Probe<'_, '_> {
                 match conn.starttls(tls) {
                     Ok(info) => self.tls_ok(&info, tls, "STARTTLS"),
                     Err(e) => {
-                        self.tls_failed(e, tls);
+                        self.tls_failed(e, tls, true);
                         return None;
                     }
                 }

@@ -155,3 +155,43 @@ fn check_reports_the_injection_and_fails() {
         );
     }
 }
+
+/// Bytes that arrive after the `220` (not in its segment) are read by the
+/// TLS layer as records and fail the handshake: a TLS failure, deferred.
+#[test]
+fn late_injected_bytes_fail_the_handshake_and_defer() {
+    let server = SmtpServer::start(ServerConfig {
+        tls: TlsMode::StartTls,
+        starttls_inject_late: Some(FORGED_BOUNCE.to_vec()),
+        ..Default::default()
+    });
+    let env = env_for(&server);
+    assert_eq!(
+        env.sendmail(
+            &["-f", "sender@example.com", "a@x.test"],
+            b"Subject: x\n\nx\n"
+        )
+        .code,
+        0
+    );
+    assert_eq!(env.queue_run().code, 0);
+    let log = env.log();
+    assert!(
+        log.contains("STARTTLS with localhost") && log.contains("not TLS after the STARTTLS reply"),
+        "{log}"
+    );
+    assert!(log.contains("status=deferred"), "{log}");
+    assert!(!log.contains("status=bounced"), "{log}");
+    assert_eq!(env.files("queue").len(), 1, "no DSN: {log}");
+    assert_eq!(state_of(&env).rcpts[0].status, RcptStatus::Deferred);
+    assert!(server.messages().is_empty());
+
+    let o = env.run("postern", &["check"], b"");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains("NOT USABLE")
+            && o.stdout.contains("possible STARTTLS response injection"),
+        "{}",
+        o.stdout
+    );
+}

@@ -169,6 +169,9 @@ pub struct ServerConfig {
     /// right after the `220` to STARTTLS, in the same write, before the
     /// handshake — what an on-path attacker injects (default none).
     pub starttls_inject: Option<Vec<u8>>,
+    /// Extension: bytes sent in their own write 200 ms after the `220` to
+    /// STARTTLS, before the handshake (they reach the client's TLS layer).
+    pub starttls_inject_late: Option<Vec<u8>>,
 }
 
 impl Default for ServerConfig {
@@ -192,6 +195,7 @@ impl Default for ServerConfig {
             on_message: None,
             keep_messages: true,
             starttls_inject: None,
+            starttls_inject_late: None,
         }
     }
 }
@@ -974,6 +978,11 @@ impl Session {
         match self.cfg().starttls_inject.clone() {
             Some(extra) => self.reply_with(220, "2.0.0 ready to start TLS", &extra)?,
             None => self.reply(220, "2.0.0 ready to start TLS")?,
+        }
+        if let Some(late) = self.cfg().starttls_inject_late.clone() {
+            thread::sleep(Duration::from_millis(200));
+            self.stream.write_all(&late)?;
+            self.stream.flush()?;
         }
         // Plaintext pipelined after STARTTLS must not be carried into TLS.
         self.inbuf.clear();

@@ -154,6 +154,19 @@ impl Error {
         }
     }
 
+    /// True for a handshake that failed on records that are not TLS —
+    /// after STARTTLS, plain text sent after the `220` (an injection that
+    /// came in its own segment) or a server that does not start TLS.
+    pub fn is_plaintext_in_handshake(&self) -> bool {
+        let Error::Handshake(e) = self else {
+            return false;
+        };
+        matches!(
+            e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+            Some(rustls::Error::InvalidMessage(_))
+        )
+    }
+
     /// The reply, when the error is a 4xx/5xx reply.
     pub fn reply(&self) -> Option<crate::deliver::Reply> {
         match self {

@@ -614,7 +614,10 @@ fn starttls(
     match conn.starttls(params) {
         Ok(_) => Ok(()),
         Err(e) => {
-            let why = describe(&e);
+            let mut why = describe(&e);
+            if e.is_plaintext_in_handshake() {
+                why.push_str(" (not TLS after the STARTTLS reply: possible STARTTLS response injection, or a relay that does not start TLS)");
+            }
             if let conn::Error::Injection(_) = e {
                 log::warn!("possible attack on the connection to {label}: {why}");
             } else if e.reply().is_some() {
