@@ -652,4 +652,49 @@ mod tests {
         drop(c);
         t.join().unwrap();
     }
+
+    /// A server that answers each line from `script` and records what it got.
+    fn scripted(script: &'static [&'static str]) -> (Conn, std::thread::JoinHandle<Vec<String>>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            let mut got = Vec::new();
+            for reply in script {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut r, &mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                got.push(line.trim_end().to_string());
+                w.write_all(reply.as_bytes()).unwrap();
+            }
+            got
+        });
+        let c = Conn::connect(&addr, Duration::from_secs(5)).unwrap();
+        c.set_timeout(Duration::from_secs(5));
+        (c, t)
+    }
+
+    #[test]
+    fn auth_login_answers_the_challenges() {
+        let (mut c, t) = scripted(&[
+            "334 VXNlcm5hbWU6\r\n",
+            "334 UGFzc3dvcmQ6\r\n",
+            "235 2.7.0 ok\r\n",
+        ]);
+        let r = c.auth("LOGIN", "user", "pw").unwrap();
+        assert_eq!(r.code, 235);
+        assert_eq!(t.join().unwrap(), ["AUTH LOGIN", "dXNlcg==", "cHc="]);
+    }
+
+    #[test]
+    fn auth_plain_refused_is_a_reply_error() {
+        let (mut c, t) = scripted(&["535-5.7.8 bad\r\n535 5.7.8 credentials\r\n"]);
+        let e = c.auth("PLAIN", "u", "p").unwrap_err();
+        assert_eq!(e.reply().unwrap().text, "5.7.8 bad credentials");
+        assert!(!c.has_broken());
+        assert_eq!(t.join().unwrap(), ["AUTH PLAIN AHUAcA=="]);
+    }
 }
