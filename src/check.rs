@@ -7,8 +7,11 @@
 //! handshake so the report can name the protocol version, the cipher suite
 //! and the certificate verdict (verified against the system roots plus
 //! `ca_file`, or the precise failure: unknown issuer, expired, not yet
-//! valid, wrong name); the second EHLO's SIZE and AUTH offer; QUIT. Replies
-//! and EHLO offers are read by the delivery code's parsers
+//! valid, wrong name); the second EHLO's SIZE and AUTH offer; QUIT. The
+//! probe talks over the delivery code's connection (`deliver::smtp::conn`:
+//! the same TLS configuration, the same STARTTLS rule — a byte after the
+//! `220` is reported as possible response injection and fails the relay)
+//! and reads replies and EHLO offers with its parsers
 //! (`deliver::smtp::reply`). Then it opens a session through
 //! `deliver::smtp::SmtpSession::connect` — the production path, with TLS and
 //! AUTH exactly as the queue runner does them — and closes it after AUTH.
@@ -23,48 +26,17 @@
 //! configuration error exits 78 as everywhere else.
 
 use crate::config::{Config, Relay, TlsMode};
-use crate::deliver::smtp::reply::{self, Features, RawReply, ReadError, shorten};
+use crate::deliver::smtp::conn::{self, Conn, TlsInfo, TlsParameters};
+use crate::deliver::smtp::reply::{Features, RawReply, shorten};
 use crate::deliver::smtp::session::{self, SmtpSession};
 use crate::deliver::transport::ConnectError;
 use crate::error::Result;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Longest wait for one reply during the probe.
 const MAX_REPLY_WAIT: Duration = Duration::from_secs(30);
-
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.flush(),
-            Conn::Tls(s) => s.flush(),
-        }
-    }
-}
 
 /// Why a probe step failed.
 enum StepError {
@@ -84,20 +56,22 @@ fn io_step(e: io::Error) -> StepError {
     }
 }
 
+fn conn_step(e: conn::Error) -> StepError {
+    match e {
+        conn::Error::Closed => StepError::Closed,
+        conn::Error::Io(e) | conn::Error::Connect(e) | conn::Error::Handshake(e) => io_step(e),
+        conn::Error::NotSmtp(text) => StepError::Other(format!("not an SMTP reply: {text:?}")),
+        other => StepError::Other(other.describe()),
+    }
+}
+
 /// Read one reply with the delivery code's reader.
 fn read_reply(c: &mut Conn) -> std::result::Result<RawReply, StepError> {
-    reply::read_reply(c).map_err(|e| match e {
-        ReadError::Closed => StepError::Closed,
-        ReadError::Io(e) => io_step(e),
-        ReadError::NotSmtp(text) => StepError::Other(format!("not an SMTP reply: {text:?}")),
-    })
+    c.read_reply().map_err(conn_step)
 }
 
 fn smtp(c: &mut Conn, line: &str) -> std::result::Result<RawReply, StepError> {
-    c.write_all(format!("{line}\r\n").as_bytes())
-        .and_then(|_| c.flush())
-        .map_err(io_step)?;
-    read_reply(c)
+    c.exchange(line).map_err(conn_step)
 }
 
 /// The report being written (to stdout as it goes: probes take time).
@@ -129,55 +103,6 @@ fn size_text(n: u64) -> String {
     } else {
         format!("{n} bytes")
     }
-}
-
-/// A TLS client configuration for the probe: TLS 1.2 minimum, the system
-/// roots plus `ca_file`, the client certificate if configured. Returns a
-/// description of the trust anchors for the report.
-fn tls_config(relay: &Relay) -> std::result::Result<(Arc<rustls::ClientConfig>, String), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (n, _) = roots.add_parsable_certificates(native.certs);
-    let mut anchors = if n > 0 {
-        format!("the system roots ({n})")
-    } else {
-        "no system roots (none found)".to_string()
-    };
-    if let Some(ca) = &relay.ca_file {
-        let mut added = 0;
-        let iter = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
-        for cert in iter {
-            let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(format!("ca_file {} holds no certificate", ca.display()));
-        }
-        anchors.push_str(&format!(" and ca_file {}", ca.display()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots);
-    let config = match (&relay.client_cert, &relay.client_key) {
-        (Some(c), Some(k)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(c)
-                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-                .map_err(|e| format!("client_cert {}: {e}", c.display()))?;
-            let key = PrivateKeyDer::from_pem_file(k)
-                .map_err(|e| format!("client_key {}: {e}", k.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok((Arc::new(config), anchors))
 }
 
 /// One line for a failed handshake: the certificate verdict when that is
@@ -224,39 +149,6 @@ fn explain_tls(e: &io::Error, host: &str, anchors: &str) -> (bool, String) {
             StepError::Other(s) => (false, s),
         },
     }
-}
-
-struct TlsInfo {
-    version: String,
-    cipher: String,
-}
-
-fn handshake(
-    tcp: TcpStream,
-    config: Arc<rustls::ClientConfig>,
-    host: &str,
-) -> std::result::Result<(Conn, TlsInfo), io::Error> {
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|e| io::Error::other(format!("{host} is not a valid TLS server name: {e}")))?;
-    let mut conn = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
-    let mut tcp = tcp;
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp)?;
-    }
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
-        Some(v) => format!("{v:?}"),
-        None => "unknown version".to_string(),
-    };
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_else(|| "unknown cipher".into());
-    Ok((
-        Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))),
-        TlsInfo { version, cipher },
-    ))
 }
 
 fn connect_explained(
@@ -320,8 +212,9 @@ fn auth_hint(relay: &Relay, msg: &str) -> String {
     "the server rejected the user name or the secret: check username and password_file / password_command".into()
 }
 
-/// The trust configuration of a TLS relay and a description of its anchors.
-type TlsSetup = (Arc<rustls::ClientConfig>, String);
+/// The trust configuration of a TLS relay (with a description of its
+/// anchors): the one delivery uses.
+type TlsSetup = TlsParameters;
 
 /// One relay's probe: what its steps share. Each step reports its line(s);
 /// a step that returns `None` (or `false`) has reported why the probe stops.
@@ -398,7 +291,7 @@ impl Probe<'_, '_> {
         Some(addrs)
     }
 
-    fn connect(&mut self, addrs: &[SocketAddr]) -> Option<TcpStream> {
+    fn connect(&mut self, addrs: &[SocketAddr]) -> Option<Conn> {
         let (tcp, addr, took) =
             match connect_explained(addrs, self.cfg.smtp.connect_timeout, self.relay.port) {
                 Ok(x) => x,
@@ -412,16 +305,17 @@ impl Probe<'_, '_> {
             Some(true),
             &format!("{addr} in {} ms", took.as_millis()),
         );
-        let _ = tcp.set_read_timeout(Some(self.timeout));
-        let _ = tcp.set_write_timeout(Some(self.timeout));
-        Some(tcp)
+        let _ = tcp.set_nodelay(true);
+        let conn = Conn::new(tcp);
+        conn.set_timeout(self.timeout);
+        Some(conn)
     }
 
     /// The TLS configuration (`Some(None)` for a relay without TLS).
     fn tls_setup(&mut self) -> Option<Option<TlsSetup>> {
         match self.relay.tls {
             TlsMode::None => Some(None),
-            _ => match tls_config(self.relay) {
+            _ => match conn::tls_parameters(self.relay) {
                 Ok(t) => Some(Some(t)),
                 Err(e) => {
                     self.r.step("tls", Some(false), &e);
@@ -431,38 +325,65 @@ impl Probe<'_, '_> {
         }
     }
 
-    /// A TLS handshake on `tcp`, reported as `how`.
-    fn handshake(&mut self, tcp: TcpStream, tls: &TlsSetup, how: &str) -> Option<Conn> {
-        let (config, anchors) = tls;
-        match handshake(tcp, Arc::clone(config), &self.host) {
-            Ok((c, info)) => {
-                self.r.step(
-                    "tls",
-                    Some(true),
-                    &format!("{}, {} ({how})", info.version, info.cipher),
-                );
-                self.r.step(
-                    "certificate",
-                    Some(true),
-                    &format!("verified for {} against {anchors}", self.host),
-                );
-                Some(c)
-            }
-            Err(e) => {
-                let (cert, why) = explain_tls(&e, &self.host, anchors);
+    /// A handshake that worked, reported as `how`.
+    fn tls_ok(&mut self, info: &TlsInfo, tls: &TlsSetup, how: &str) {
+        self.r.step(
+            "tls",
+            Some(true),
+            &format!("{}, {} ({how})", info.version, info.cipher),
+        );
+        self.r.step(
+            "certificate",
+            Some(true),
+            &format!("verified for {} against {}", self.host, tls.anchors),
+        );
+    }
+
+    /// Why TLS could not start: the certificate verdict, the handshake
+    /// failure, or bytes injected after the STARTTLS reply.
+    fn tls_failed(&mut self, e: conn::Error, tls: &TlsSetup, starttls: bool) {
+        let plaintext = starttls && e.is_plaintext_in_handshake();
+        match e {
+            conn::Error::Handshake(io) => {
+                let (cert, mut why) = explain_tls(&io, &self.host, &tls.anchors);
+                if plaintext {
+                    why.push_str(": not TLS after the STARTTLS reply: possible STARTTLS response injection, or a relay that does not start TLS");
+                }
                 let name = if cert { "certificate" } else { "tls" };
                 self.r.step(name, Some(false), &why);
-                None
             }
+            conn::Error::Injection(_) => {
+                let why = format!(
+                    "{}: an attack on the connection (or a broken relay); delivery defers mail rather than read them as TLS replies",
+                    e.describe()
+                );
+                self.r.step("tls", Some(false), &why);
+            }
+            conn::Error::Reply(r) => {
+                let why = format!("STARTTLS refused: {}", r.one_line());
+                self.r.step("tls", Some(false), &why);
+            }
+            conn::Error::Client(why) => self.r.step("tls", Some(false), &why),
+            _ => self.r.step("tls", Some(false), "no reply to STARTTLS"),
         }
     }
 
     /// The connection to talk SMTP on: TLS first when `tls = "tls"`.
-    fn implicit_tls(&mut self, tcp: TcpStream, tls: Option<&TlsSetup>) -> Option<Conn> {
+    fn implicit_tls(&mut self, mut conn: Conn, tls: Option<&TlsSetup>) -> Option<Conn> {
         if self.relay.tls != TlsMode::Tls {
-            return Some(Conn::Plain(tcp));
+            return Some(conn);
         }
-        self.handshake(tcp, tls?, "implicit TLS")
+        let tls = tls?;
+        match conn.handshake(tls) {
+            Ok(info) => {
+                self.tls_ok(&info, tls, "implicit TLS");
+                Some(conn)
+            }
+            Err(e) => {
+                self.tls_failed(e, tls, false);
+                None
+            }
+        }
     }
 
     /// The greeting: true when it is a 220.
@@ -528,20 +449,13 @@ impl Probe<'_, '_> {
                     let _ = smtp(&mut conn, "QUIT");
                     return None;
                 }
-                match smtp(&mut conn, "STARTTLS") {
-                    Ok(rep) if rep.code == 220 => {}
-                    Ok(rep) => {
-                        let why = format!("STARTTLS refused: {}", rep.one_line());
-                        self.r.step("tls", Some(false), &why);
-                        return None;
-                    }
-                    Err(_) => {
-                        self.r.step("tls", Some(false), "no reply to STARTTLS");
+                match conn.starttls(tls) {
+                    Ok(info) => self.tls_ok(&info, tls, "STARTTLS"),
+                    Err(e) => {
+                        self.tls_failed(e, tls, true);
                         return None;
                     }
                 }
-                let Conn::Plain(tcp) = conn else { return None };
-                let mut conn = self.handshake(tcp, tls, "STARTTLS")?;
                 let offer = self.ehlo(&mut conn)?;
                 Some((conn, offer))
             }

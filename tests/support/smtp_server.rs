@@ -165,6 +165,13 @@ pub struct ServerConfig {
     pub on_message: Option<MessageHook>,
     /// Extension: keep accepted messages for `messages()` (default true).
     pub keep_messages: bool,
+    /// Extension (STARTTLS response injection, RFC 3207 §6): bytes sent
+    /// right after the `220` to STARTTLS, in the same write, before the
+    /// handshake — what an on-path attacker injects (default none).
+    pub starttls_inject: Option<Vec<u8>>,
+    /// Extension: bytes sent in their own write 200 ms after the `220` to
+    /// STARTTLS, before the handshake (they reach the client's TLS layer).
+    pub starttls_inject_late: Option<Vec<u8>>,
 }
 
 impl Default for ServerConfig {
@@ -187,6 +194,8 @@ impl Default for ServerConfig {
             cert_dir: None,
             on_message: None,
             keep_messages: true,
+            starttls_inject: None,
+            starttls_inject_late: None,
         }
     }
 }
@@ -966,7 +975,15 @@ impl Session {
         if !arg.is_empty() {
             return self.reply(501, "5.5.4 syntax: STARTTLS");
         }
-        self.reply(220, "2.0.0 ready to start TLS")?;
+        match self.cfg().starttls_inject.clone() {
+            Some(extra) => self.reply_with(220, "2.0.0 ready to start TLS", &extra)?,
+            None => self.reply(220, "2.0.0 ready to start TLS")?,
+        }
+        if let Some(late) = self.cfg().starttls_inject_late.clone() {
+            thread::sleep(Duration::from_millis(200));
+            self.stream.write_all(&late)?;
+            self.stream.flush()?;
+        }
         // Plaintext pipelined after STARTTLS must not be carried into TLS.
         self.inbuf.clear();
         self.start_tls()?;
@@ -1160,6 +1177,11 @@ impl Session {
     }
 
     fn reply(&mut self, code: u16, text: &str) -> Result<(), End> {
+        self.reply_with(code, text, b"")
+    }
+
+    /// A reply followed by `extra` raw bytes in the same write.
+    fn reply_with(&mut self, code: u16, text: &str, extra: &[u8]) -> Result<(), End> {
         let lines: Vec<&str> = text.split('\n').map(|l| l.trim_end_matches('\r')).collect();
         let mut out = String::new();
         for (i, l) in lines.iter().enumerate() {
@@ -1173,7 +1195,9 @@ impl Session {
         }
         let logged = out.trim_end_matches("\r\n").to_string();
         self.shared.log(self.id, |s| s.replies.push(logged));
-        self.stream.write_all(out.as_bytes())?;
+        let mut out = out.into_bytes();
+        out.extend_from_slice(extra);
+        self.stream.write_all(&out)?;
         self.stream.flush()?;
         Ok(())
     }

@@ -1,17 +1,20 @@
-//! The SMTP transport: submission to a smart host on lettre's low-level
-//! `SmtpConnection`. `session` drives one connection (TLS, AUTH, MAIL /
-//! RCPT / DATA with per-recipient replies); `reply` reads replies and EHLO
-//! offers (shared with `postern check`); `wire` turns the spooled bytes
-//! into what `DATA` may carry. [`SmtpTransport`] is what `relays` builds for
+//! The SMTP transport: submission to a smart host. `conn` is our own
+//! client connection (TCP, rustls, the read buffer, STARTTLS that refuses
+//! bytes injected after its `220`, DATA transparency, AUTH) and the one TLS
+//! configuration builder (shared with `postern check`); `session` drives
+//! one connection (TLS, AUTH, MAIL / RCPT / DATA with per-recipient
+//! replies); `reply` reads replies and EHLO offers (shared with `postern
+//! check`); `wire` turns the spooled bytes into what `DATA` may carry. [`SmtpTransport`] is what `relays` builds for
 //! a `[[relay]]` of `kind = "smtp"`.
 
+pub mod conn;
 pub mod reply;
 pub mod session;
 pub mod wire;
 
 use crate::config::{Config, Relay};
 use crate::deliver::transport::{ConnectError, Session, Transport};
-use lettre::transport::smtp::client::TlsParameters;
+use conn::TlsParameters;
 pub use session::SmtpSession;
 
 /// One `[[relay]]` reached over SMTP, with its TLS parameters built once

@@ -1,7 +1,7 @@
 //! Reading what an SMTP server says: one reply (code and text lines) from a
 //! byte stream, and the extensions an EHLO reply offers. Used by the
-//! session (on lettre's parsed EHLO lines) and by `postern check` (on its
-//! own probe connection), so there is one parser of each.
+//! session's connection (`conn`) and by `postern check`, so there is one
+//! parser of each.
 
 use std::io::{self, Read};
 

@@ -1,78 +1,51 @@
-//! One SMTP session with a smart host, on lettre's low-level
-//! `SmtpConnection`.
+//! One SMTP session with a smart host, on our own [`Conn`].
 //!
 //! We drive every step ourselves: resolve the relay (to log
 //! `host[ip]:port`), connect (implicit TLS when `tls = "tls"`), STARTTLS when
 //! `tls = "starttls"` (required: a server that does not offer it is a TLS
-//! failure, never a silent downgrade), a second EHLO to learn SIZE, DSN,
-//! 8BITMIME, SMTPUTF8 and PIPELINING (lettre keeps only some of these), AUTH
-//! only over TLS, then MAIL / one RCPT per recipient / DATA with per-reply
-//! outcomes (lettre's `send` would abort the whole transaction at the first
-//! rejected RCPT). Commands are sent as our own lines (lettre's `Address`
-//! rejects quoted local parts). The DATA body is streamed from the spool
-//! through `wire` in bounded chunks; should reading the spool fail midway, the
+//! failure, never a silent downgrade; bytes that follow its `220` in plain
+//! text are a TLS failure too — see [`super::conn`]), a second EHLO to learn
+//! SIZE, DSN, 8BITMIME, SMTPUTF8 and PIPELINING, AUTH only over TLS, then
+//! MAIL / one RCPT per recipient / DATA with per-reply outcomes. Commands are
+//! sent as our own lines. The DATA body is streamed from the spool through
+//! `wire` in bounded chunks; should reading the spool fail midway, the
 //! connection is dropped without the final dot so the server discards the
 //! partial message. Reused for several messages with RSET in between.
 
+use super::conn::{self, Conn, TlsParameters};
 use super::reply::Features;
 use super::wire;
 use crate::config::{Config, Relay, TlsMode};
 use crate::deliver::transport::{self, ConnectError, RcptVerdict, Transaction, TxRcpt, TxResult};
 use crate::deliver::{Reply, Verdict};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Identity, SmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Ehlo, Quit};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::response::Response;
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-/// A raw SMTP command line (lettre's `command` takes any Display).
-struct Line(String);
-
-impl fmt::Display for Line {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}\r\n", self.0)
-    }
+/// The reply inside a connection error, when the error is an SMTP reply.
+pub fn reply_of(e: &conn::Error) -> Option<Reply> {
+    e.reply()
 }
 
-/// The reply inside a lettre error, when the error is an SMTP reply.
-pub fn reply_of(e: &lettre::transport::smtp::Error) -> Option<Reply> {
-    let code = e.status()?;
-    let text = std::error::Error::source(e)
-        .map(|s| s.to_string())
-        .unwrap_or_default();
-    Some(Reply {
-        code: code.to_string().parse().unwrap_or(0),
-        text,
-    })
+fn describe(e: &conn::Error) -> String {
+    e.describe()
 }
 
-fn describe(e: &lettre::transport::smtp::Error) -> String {
-    let mut s = e.to_string();
-    if s.contains("(os error 11)") || s.contains("Resource temporarily unavailable") {
-        s = "timed out waiting for the server".into();
+/// A positive reply as the session reports it.
+fn positive(r: &super::reply::RawReply) -> Reply {
+    Reply {
+        code: r.code,
+        text: conn::positive_text(r),
     }
-    s
 }
 
 /// Messages up to this size whose wire form is UTF-8 go out in a single
-/// write together with the end-of-data dot. lettre writes the dot on its
-/// own, and it does not expose the socket to set TCP_NODELAY, so Nagle's
-/// algorithm would hold that last small write until the server's delayed
-/// ACK — about 40 ms per message, a tenfold loss in queue drain rate.
+/// write together with the end-of-data dot (one segment for a small
+/// message, rather than a write per chunk and one for the dot).
 const ONE_WRITE_MAX: u64 = 1024 * 1024;
 
 /// The whole DATA payload (dot-stuffed, with the terminating `.` line)
-/// sent as one write through lettre's `command`.
+/// sent as one write.
 struct Payload(String);
-
-impl fmt::Display for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// The one-write payload of a small message, or None when it is not UTF-8
 /// (such a message is streamed instead). Err on a spool read error.
@@ -98,30 +71,10 @@ fn one_write_payload(
     Ok(Some(Payload(out)))
 }
 
-/// Build the TLS parameters of a relay (trust store + ca_file + client cert).
+/// Build the TLS parameters of a relay (trust store + ca_file + client
+/// cert): the one builder, shared with `postern check`.
 pub fn tls_parameters(relay: &Relay) -> Result<TlsParameters, ConnectError> {
-    let mut b = TlsParameters::builder(relay.host.trim_matches(['[', ']']).to_string());
-    if let Some(ca) = &relay.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| {
-            ConnectError::Local(format!("cannot read ca_file {}: {e}", ca.display()))
-        })?;
-        let cert = Certificate::from_pem(&pem)
-            .map_err(|e| ConnectError::Local(format!("ca_file {}: {e}", ca.display())))?;
-        b = b.add_root_certificate(cert);
-    }
-    if let (Some(c), Some(k)) = (&relay.client_cert, &relay.client_key) {
-        let cert = std::fs::read(c).map_err(|e| {
-            ConnectError::Local(format!("cannot read client_cert {}: {e}", c.display()))
-        })?;
-        let key = std::fs::read(k).map_err(|e| {
-            ConnectError::Local(format!("cannot read client_key {}: {e}", k.display()))
-        })?;
-        let id = Identity::from_pem(&cert, &key)
-            .map_err(|e| ConnectError::Local(format!("client certificate: {e}")))?;
-        b = b.identify_with(id);
-    }
-    b.build_rustls()
-        .map_err(|e| ConnectError::Local(format!("TLS setup: {e}")))
+    conn::tls_parameters(relay).map_err(ConnectError::Local)
 }
 
 /// Resolve `host:port` to addresses.
@@ -139,7 +92,7 @@ pub fn resolve(relay: &Relay) -> Result<Vec<SocketAddr>, ConnectError> {
 
 /// An open SMTP session.
 pub struct SmtpSession {
-    conn: SmtpConnection,
+    conn: Conn,
     /// Index of the relay in the config.
     pub relay_index: usize,
     /// `host[ip]:port`.
@@ -177,27 +130,24 @@ impl SmtpSession {
         tls: Option<&TlsParameters>,
     ) -> Result<SmtpSession, ConnectError> {
         let addrs = resolve(relay)?;
-        let hello = ClientId::Domain(cfg.helo_name().to_string());
+        let hello = cfg.helo_name().to_string();
         let mut last = None;
         for addr in addrs {
             let label = format!("{}[{}]:{}", relay.host, addr.ip(), addr.port());
             log::debug!("connecting to {label} (tls={:?})", relay.tls);
             let wrapper = if relay.tls == TlsMode::Tls { tls } else { None };
-            match SmtpConnection::connect(
-                addr,
-                Some(cfg.smtp.connect_timeout),
-                &hello,
-                wrapper,
-                None,
-            ) {
-                Ok(conn) => {
-                    return SmtpSession::setup(cfg, idx, relay, tls, conn, label, &hello);
+            match open(&addr, cfg.smtp.connect_timeout, &hello, wrapper) {
+                Ok((conn, offer)) => {
+                    return SmtpSession::setup(cfg, idx, relay, tls, conn, offer, label, &hello);
                 }
                 Err(e) => {
                     let msg = describe(&e);
                     last = Some(if let Some(r) = reply_of(&e) {
                         ConnectError::Refused(format!("{label} refused the session: {r}"))
-                    } else if relay.tls == TlsMode::Tls && is_tls_error(&msg) {
+                    } else if relay.tls == TlsMode::Tls
+                        && !e.is_timeout()
+                        && (matches!(e, conn::Error::Handshake(_)) || is_tls_error(&msg))
+                    {
                         ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
                     } else if msg.contains("refused") {
                         ConnectError::Unreachable(format!("connect to {label}: connection refused"))
@@ -212,18 +162,20 @@ impl SmtpSession {
         Err(last.unwrap_or_else(|| ConnectError::Unreachable("no address".into())))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn setup(
         cfg: &Config,
         idx: usize,
         relay: &Relay,
         tls: Option<&TlsParameters>,
-        mut conn: SmtpConnection,
+        mut conn: Conn,
+        offer: Features,
         label: String,
-        hello: &ClientId,
+        hello: &str,
     ) -> Result<SmtpSession, ConnectError> {
-        let _ = conn.set_timeout(Some(cfg.smtp.command_timeout));
+        conn.set_timeout(cfg.smtp.command_timeout);
         if relay.tls == TlsMode::Starttls {
-            starttls(&mut conn, tls, &label, hello)?;
+            starttls(&mut conn, &offer, tls, &label)?;
         }
         let encrypted = conn.is_encrypted();
         let features = ehlo(&mut conn, cfg, &label, hello)?;
@@ -246,12 +198,9 @@ impl SmtpSession {
 
     fn cmd(&mut self, line: String) -> Result<Reply, (Option<Reply>, String)> {
         log::debug!("C: {line}");
-        match self.conn.command(Line(line)) {
+        match self.conn.command(&line) {
             Ok(r) => {
-                let reply = Reply {
-                    code: r.code().to_string().parse().unwrap_or(250),
-                    text: r.message().collect::<Vec<_>>().join(" "),
-                };
+                let reply = positive(&r);
                 log::debug!("S: {reply}");
                 Ok(reply)
             }
@@ -366,8 +315,8 @@ impl SmtpSession {
             let reply = Reply::local(format!("cannot read the queue file: {e}"));
             TxResult::all(n, Verdict::Deferred, reply, "", true)
         })?;
-        // What the server counts: our bytes plus the line break that
-        // lettre's end-of-data sequence puts back after the last line.
+        // What the server counts: our bytes plus the line break that the
+        // end-of-data sequence puts back after the last line.
         let wire_size = plan.size + 2;
         if let Some(limit) = self.features.size
             && limit > 0
@@ -501,7 +450,7 @@ impl SmtpSession {
         mut verdicts: Vec<RcptVerdict>,
     ) -> TxResult {
         log::debug!("C: DATA");
-        if let Err(e) = self.conn.command(Data) {
+        if let Err(e) = self.conn.command("DATA") {
             let (reply, reusable) = match reply_of(&e) {
                 Some(r) => (r, true),
                 None => (
@@ -537,9 +486,9 @@ impl SmtpSession {
     /// Send the message (one write when small, else streamed) and read the
     /// final reply: its verdict, the reply, and whether the session lives.
     fn transfer(&mut self, tx: &Transaction<'_>, plan: &wire::WirePlan) -> (Verdict, Reply, bool) {
-        let _ = self.conn.set_timeout(Some(self.data_timeout));
+        self.conn.set_timeout(self.data_timeout);
         let result = self.write_message(tx, plan);
-        let _ = self.conn.set_timeout(Some(self.command_timeout));
+        self.conn.set_timeout(self.command_timeout);
         log::debug!("C: <message, {} bytes>", plan.size);
         match result {
             Err(read_error) => (
@@ -550,10 +499,7 @@ impl SmtpSession {
                 false,
             ),
             Ok(Ok(r)) => {
-                let reply = Reply {
-                    code: r.code().to_string().parse().unwrap_or(250),
-                    text: r.message().collect::<Vec<_>>().join(" "),
-                };
+                let reply = positive(&r);
                 log::debug!("S: {reply}");
                 (Verdict::Sent, reply, true)
             }
@@ -581,36 +527,23 @@ impl SmtpSession {
         &mut self,
         tx: &Transaction<'_>,
         plan: &wire::WirePlan,
-    ) -> Result<Result<Response, lettre::transport::smtp::Error>, String> {
+    ) -> Result<Result<super::reply::RawReply, conn::Error>, String> {
         if plan.size <= ONE_WRITE_MAX
             && let Some(payload) = one_write_payload(tx, plan)?
         {
-            return Ok(self.conn.command(payload));
+            return Ok(self
+                .conn
+                .send(payload.0.as_bytes())
+                .and_then(|_| self.conn.response()));
         }
-        let chunks = wire::stream(tx.file, tx.start, tx.len, plan);
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let iter = chunks.map(|c| match c {
-                Ok(v) => v,
-                Err(e) => {
-                    // Abort the transfer without the final dot: unwind out of
-                    // lettre's writer; the connection is then dropped.
-                    std::panic::resume_unwind(Box::new(e.to_string()))
-                }
-            });
-            self.conn.message_iter(iter)
-        }))
-        .map_err(|payload| {
-            payload
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "read error".into())
-        })
+        self.conn
+            .message(wire::stream(tx.file, tx.start, tx.len, plan))
     }
 
     /// Close politely.
     pub fn quit(mut self) {
         log::debug!("C: QUIT");
-        let _ = self.conn.command(Quit);
+        let _ = self.conn.command("QUIT");
     }
 
     /// True when the connection is still usable.
@@ -641,14 +574,35 @@ impl transport::Session for SmtpSession {
     }
 }
 
+/// TCP connect, implicit TLS when `tls` is given, the banner and the first
+/// EHLO (what decides STARTTLS).
+fn open(
+    addr: &SocketAddr,
+    timeout: Duration,
+    hello: &str,
+    tls: Option<&TlsParameters>,
+) -> Result<(Conn, Features), conn::Error> {
+    let mut conn = Conn::connect(addr, timeout)?;
+    conn.set_timeout(timeout);
+    if let Some(params) = tls {
+        conn.handshake(params)?;
+    }
+    conn.response()?;
+    let ehlo = conn.command(&format!("EHLO {hello}"))?;
+    let offer = Features::parse(ehlo.lines.iter().map(|l| l.as_str()));
+    Ok((conn, offer))
+}
+
 /// STARTTLS, which `tls = "starttls"` requires (never a silent downgrade).
+/// A byte after its `220` is an attack on the connection (RFC 3207 §6): the
+/// session ends as a TLS failure, so the message is deferred.
 fn starttls(
-    conn: &mut SmtpConnection,
+    conn: &mut Conn,
+    offer: &Features,
     tls: Option<&TlsParameters>,
     label: &str,
-    hello: &ClientId,
 ) -> Result<(), ConnectError> {
-    if !conn.can_starttls() {
+    if !offer.starttls {
         conn.abort();
         return Err(ConnectError::Tls(format!(
             "{label} does not offer STARTTLS (tls = \"starttls\" requires it; mail is never sent in clear text silently)"
@@ -658,24 +612,29 @@ fn starttls(
         return Err(ConnectError::Local("no TLS parameters".into()));
     };
     log::debug!("C: STARTTLS");
-    if let Err(e) = conn.starttls(params, hello) {
-        return Err(ConnectError::Tls(format!(
-            "STARTTLS with {label} failed: {}",
-            describe(&e)
-        )));
+    match conn.starttls(params) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut why = describe(&e);
+            if e.is_plaintext_in_handshake() {
+                why.push_str(" (not TLS after the STARTTLS reply: possible STARTTLS response injection, or a relay that does not start TLS)");
+            }
+            if let conn::Error::Injection(_) = e {
+                log::warn!("possible attack on the connection to {label}: {why}");
+            } else if e.reply().is_some() {
+                conn.abort();
+            }
+            Err(ConnectError::Tls(format!(
+                "STARTTLS with {label} failed: {why}"
+            )))
+        }
     }
-    Ok(())
 }
 
 /// The (second) EHLO: what the server offers.
-fn ehlo(
-    conn: &mut SmtpConnection,
-    cfg: &Config,
-    label: &str,
-    hello: &ClientId,
-) -> Result<Features, ConnectError> {
+fn ehlo(conn: &mut Conn, cfg: &Config, label: &str, hello: &str) -> Result<Features, ConnectError> {
     log::debug!("C: EHLO {}", cfg.helo_name());
-    let ehlo = conn.command(Ehlo::new(hello.clone())).map_err(|e| {
+    let ehlo = conn.command(&format!("EHLO {hello}")).map_err(|e| {
         let msg = describe(&e);
         if is_tls_error(&msg) {
             ConnectError::Tls(format!("TLS with {label} failed: {msg}"))
@@ -683,7 +642,7 @@ fn ehlo(
             ConnectError::Refused(format!("{label}: EHLO failed: {msg}"))
         }
     })?;
-    let lines: Vec<&str> = ehlo.message().collect();
+    let lines: Vec<&str> = ehlo.lines.iter().map(|l| l.as_str()).collect();
     for l in &lines {
         log::debug!("S: 250 {l}");
     }
@@ -706,7 +665,7 @@ pub fn learn_size(cfg: &Config, relay: &Relay, size: Option<u64>) {
 /// `allow_plaintext = true`, logged at each session), with the first allowed
 /// mechanism the server offers.
 fn authenticate(
-    conn: &mut SmtpConnection,
+    conn: &mut Conn,
     relay: &Relay,
     user: &str,
     features: &Features,
@@ -727,16 +686,12 @@ fn authenticate(
     let secret = crate::deliver::credentials::secret(relay)
         .map_err(|e| ConnectError::Local(e.message().to_string()))?
         .unwrap_or_default();
-    let mechs: Vec<Mechanism> = relay
+    let mechs: Vec<&str> = relay
         .auth_mechanisms
         .iter()
-        .filter_map(|m| match m.as_str() {
-            "PLAIN" => Some(Mechanism::Plain),
-            "LOGIN" => Some(Mechanism::Login),
-            "XOAUTH2" => Some(Mechanism::Xoauth2),
-            _ => None,
-        })
-        .filter(|m| features.auth.iter().any(|a| a == &m.to_string()))
+        .map(|m| m.as_str())
+        .filter(|m| matches!(*m, "PLAIN" | "LOGIN" | "XOAUTH2"))
+        .filter(|m| features.auth.iter().any(|a| a == m))
         .collect();
     if mechs.is_empty() {
         conn.abort();
@@ -751,12 +706,8 @@ fn authenticate(
         )));
     }
     log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
-    match conn.auth(&mechs, &Credentials::new(user.to_string(), secret)) {
-        Ok(r) => log::debug!(
-            "S: {} {}",
-            r.code(),
-            r.message().collect::<Vec<_>>().join(" ")
-        ),
+    match conn.auth(mechs[0], user, &secret) {
+        Ok(r) => log::debug!("S: {}", positive(&r)),
         Err(e) => {
             let why = match reply_of(&e) {
                 Some(r) => r.to_string(),

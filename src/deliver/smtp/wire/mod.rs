@@ -19,7 +19,8 @@
 //! What the output looks like:
 //!
 //! * Every line break is CRLF (bare LF, lone CR and CRLF all become CRLF). One
-//!   trailing CRLF is dropped, because lettre's `message_iter` appends
+//!   trailing CRLF is dropped, because the connection's DATA writer
+//!   (`smtp::conn`, byte for byte what lettre's `message_iter` did) appends
 //!   `\r\n.\r\n` itself.
 //! * A leaf part (or a non-MIME body) with identity encoding (absent, `7bit`,
 //!   `8bit`, `binary`) whose body has a line over 998 octets or a NUL byte (or
@@ -42,7 +43,7 @@
 //!   `message/rfc822` / `message/global` are walked into, up to a nesting
 //!   depth of 50 and 10,000 entities.
 //!
-//! What it never does: dot-stuffing (lettre stuffs a `.` at every line start
+//! What it never does: dot-stuffing (`smtp::conn` stuffs a `.` at every line start
 //! after CRLF, and this module makes sure every line start *is* after CRLF);
 //! touching 8-bit bytes in header fields (they are passed through and reported
 //! in `eight_bit`); re-encoding parts whose body is not identity-encoded. Note
