@@ -8,7 +8,7 @@
 //! daemon (user postern) <-- trigger FIFO / timer
 //!   pickup maildrop/ -> queue/ (distrust: regular, 1 link, ready, strict decode)
 //!   resolve recipients (aliases, local users), rewrite sender
-//!   deliver through the smart host (lettre SmtpConnection): per-recipient
+//!   deliver through the smart host (deliver::smtp, rustls): per-recipient
 //!   outcomes, state saved after each transaction; retry with backoff;
 //!   RFC 3464 bounce after max_lifetime; remove when every recipient is done
 //! ```
