@@ -19,7 +19,7 @@
 //!   so does one submitted after the space came back.
 //! - A read-only spool: `sendmail` exits 73 or 75 with one clear line.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

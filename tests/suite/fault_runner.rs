@@ -10,7 +10,7 @@
 //! the runner's state save (the one window at-least-once delivery leaves
 //! open), and the counts of such duplicates are printed.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};

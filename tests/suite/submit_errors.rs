@@ -2,7 +2,7 @@
 //! on stderr (`sendmail: …`), and that nothing deliverable is left in the
 //! spool afterwards.
 
-mod support;
+use crate::support;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;

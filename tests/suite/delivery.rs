@@ -4,7 +4,7 @@
 //! RFC 3464, session reuse, DSN/SIZE/8BITMIME/SMTPUTF8 parameters, and the
 //! daemon's wake-up, reload and stop.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

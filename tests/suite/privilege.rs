@@ -30,7 +30,7 @@
 //! `postern daemon` refusing a secret file readable by others (exit 78)
 //! does not need root and always runs.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -7,7 +7,7 @@
 //! (`pip install prometheus_client`); tests that need it say so and skip
 //! when it is missing.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::Path;

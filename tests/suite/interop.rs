@@ -4,7 +4,7 @@
 //! Skips (with a message) when python3 or aiosmtpd is missing; `.ci/run`
 //! installs both.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

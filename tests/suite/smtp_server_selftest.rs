@@ -1,9 +1,8 @@
-//! Self-tests of the SMTP test server in `tests/support/smtp_server.rs`,
+//! Self-tests of the SMTP test server in `tests/suite/support/smtp_server.rs`,
 //! driven by a raw `TcpStream` client (and a rustls client for TLS), so the
 //! harness the integration tests rely on is itself tested.
 
-#[path = "support/smtp_server.rs"]
-mod smtp_server;
+use crate::support::smtp_server;
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
