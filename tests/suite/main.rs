@@ -1,11 +1,17 @@
 //! The integration tests, one binary (`cargo test --test suite`): the real
 //! `postern` binary (`CARGO_BIN_EXE_postern`) run against real SMTP servers
 //! on 127.0.0.1, in throwaway installations. The shared support code
-//! (`support`: the test installation, the controllable SMTP server) is
-//! compiled once for all of them.
+//! (`support`: the test installation, the controllable SMTP server, the
+//! skip rules) is compiled once for all of them.
 //!
 //! One module per area; a test's name says where it lives, e.g.
 //! `cargo test --test suite delivery::` or `fault_runner::`.
+//!
+//! Skips: a test that needs root is `#[ignore = "needs root ..."]` and calls
+//! `support::require_root()`; scripts/test.sh adds `--include-ignored` when
+//! run as root (CI is). A test that needs something the host may lack
+//! (python3 aiosmtpd or prometheus_client, a tmpfs mount, a mount
+//! namespace) calls `support::skip_unless_ci`, which fails under CI=true.
 
 mod support;
 

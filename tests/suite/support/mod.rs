@@ -209,6 +209,34 @@ impl TestEnv {
     }
 }
 
+/// Whether this is a CI run (`CI=true`), where no test may skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// This host lacks something a test needs (`reason`): under CI=true the
+/// test fails here; elsewhere it says so on stderr and the caller returns
+/// (or leaves out that part). Tests that need root are
+/// `#[ignore = "needs root ..."]` instead and call [`require_root`].
+#[track_caller]
+pub fn skip_unless_ci(reason: &str) {
+    assert!(
+        !in_ci(),
+        "CI=true: a test may not skip, but this host cannot run it: {reason}"
+    );
+    eprintln!("SKIPPED (allowed only outside CI): {reason}");
+}
+
+/// For `#[ignore = "needs root ..."]` tests: fail with a clear message when
+/// run (with --include-ignored) by someone else than root.
+#[track_caller]
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: run it as root (scripts/test.sh adds --include-ignored then)"
+    );
+}
+
 /// A parsed queue entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
