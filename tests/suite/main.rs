@@ -2,7 +2,7 @@
 //! `postern` binary (`CARGO_BIN_EXE_postern`) run against real SMTP servers
 //! on 127.0.0.1, in throwaway installations. The shared support code
 //! (`support`: the test installation, the controllable SMTP server, the
-//! skip rules) is compiled once for all of them.
+//! test clock, skip rules) is compiled once for all of them.
 //!
 //! One module per area; a test's name says where it lives, e.g.
 //! `cargo test --test suite delivery::` or `fault_runner::`.
