@@ -1,5 +1,5 @@
 //! A standalone SMTP sink built from the integration-test server
-//! (`tests/support/smtp_server.rs`), for the README quick start and the
+//! (`tests/suite/support/smtp_server.rs`), for the README quick start and the
 //! benchmark.
 //!
 //! ```text
@@ -14,7 +14,7 @@
 //! generated into `--cert-dir` (`ca.pem`, `cert.pem`, `key.pem`) unless
 //! `cert.pem` is already there; point clients at `ca.pem`.
 
-#[path = "../tests/support/smtp_server.rs"]
+#[path = "../tests/suite/support/smtp_server.rs"]
 mod smtp_server;
 
 use std::path::PathBuf;

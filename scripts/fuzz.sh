@@ -15,7 +15,7 @@
 # A crash leaves its input in fuzz/artifacts/<target>/ and makes the script
 # exit 1 after every target has run; reproduce it with
 # `cargo +nightly fuzz run <target> fuzz/artifacts/<target>/crash-...`, fix
-# it in src/, and add the input to the corpus (tests/fuzz_corpus.rs then
+# it in src/, and add the input to the corpus (tests/suite/fuzz_corpus.rs then
 # replays it on stable in `cargo test`).
 set -u
 cd "$(dirname "$0")/.."

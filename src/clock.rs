@@ -1,24 +1,57 @@
 //! Wall-clock time, RFC 5322 date formatting, and the test clock.
 //!
 //! Every "now" in Postern comes from [`now`]. An unprivileged process (tests,
-//! development) may set `POSTERN_NOW=<unix seconds>`: the clock then starts at
-//! that instant and advances with real elapsed time, so retry schedules and
-//! lifetimes can be tested without sleeping. The installed setgid binary never
-//! reads it (see [`init`]).
+//! development) may set a frozen test clock with `POSTERN_NOW`; the
+//! installed setgid binary never reads it (see [`init`]):
+//! - `POSTERN_NOW=<unix seconds>`: the clock stands still at that instant
+//!   (every [`now`] returns exactly it), so retry schedules and lifetimes are
+//!   tested without sleeping and without margins for elapsed time. Each CLI
+//!   run of a test gets its own value.
+//! - `POSTERN_NOW=@<file>`: the instant written in the file (unix seconds),
+//!   read again on every [`now`]; a test moves the clock of a long-running
+//!   daemon by replacing the file (write and rename). Timers wait at most a
+//!   short tick under such a clock ([`wait_limit`]), so a moved clock is
+//!   noticed at once.
+//!
+//! Timeouts and elapsed times never use this clock: they use `Instant`.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-static BASE: OnceLock<Option<(SystemTime, Instant)>> = OnceLock::new();
+/// A test clock set by `POSTERN_NOW` (see the module header).
+enum TestClock {
+    /// `<unix seconds>`: this instant, standing still.
+    Fixed(SystemTime),
+    /// `@<file>`: the instant in the file, re-read on every call; the last
+    /// good reading while the file is briefly unreadable.
+    File(PathBuf, Mutex<SystemTime>),
+}
+
+static BASE: OnceLock<Option<TestClock>> = OnceLock::new();
+
+/// Unix seconds from `POSTERN_NOW` text; None when not a usable number.
+fn parse_secs(text: &str) -> Option<SystemTime> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(from_unix_f64)
+}
 
 /// Honour `POSTERN_NOW` when `allow_override` (an unprivileged process).
 pub fn init(allow_override: bool) {
     let base = if allow_override {
         std::env::var("POSTERN_NOW")
             .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(|s| (from_unix_f64(s), Instant::now()))
+            .and_then(|v| match v.strip_prefix('@') {
+                Some(path) => {
+                    let path = PathBuf::from(path);
+                    let t = parse_secs(&std::fs::read_to_string(&path).ok()?)?;
+                    Some(TestClock::File(path, Mutex::new(t)))
+                }
+                None => parse_secs(&v).map(TestClock::Fixed),
+            })
     } else {
         None
     };
@@ -28,8 +61,28 @@ pub fn init(allow_override: bool) {
 /// The current time.
 pub fn now() -> SystemTime {
     match BASE.get() {
-        Some(Some((t, i))) => *t + i.elapsed(),
+        Some(Some(TestClock::Fixed(t))) => *t,
+        Some(Some(TestClock::File(path, last))) => {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| parse_secs(&s))
+            {
+                *last = t;
+            }
+            *last
+        }
         _ => SystemTime::now(),
+    }
+}
+
+/// How long to block while waiting for a clock time `d` ahead: `d`, or at
+/// most a short tick under a test clock that a test may move
+/// (`POSTERN_NOW=@<file>`), so that the waiter sees the moved clock.
+pub fn wait_limit(d: Duration) -> Duration {
+    match BASE.get() {
+        Some(Some(TestClock::File(..))) => d.min(Duration::from_millis(50)),
+        _ => d,
     }
 }
 

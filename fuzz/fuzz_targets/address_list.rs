@@ -1,7 +1,7 @@
 //! Fuzz target `address_list`: `address::parse` on arbitrary header values
 //! and single addresses; spans in bounds, results that parse back.
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

@@ -9,7 +9,7 @@
 //! use. Asserts no panic, bounded output, and that every final address is
 //! non-empty.
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

@@ -6,7 +6,7 @@
 //! grammar accepts as a sender, full name or recipient carries no CR, LF or
 //! NUL (those would break a header or an envelope line).
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

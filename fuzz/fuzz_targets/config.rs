@@ -4,7 +4,7 @@
 //! whose message is one line; an accepted config satisfies the validation
 //! rules the rest of Postern relies on.
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

@@ -11,7 +11,7 @@
 //! its name, still parses, has the same number of mailboxes, and no longer
 //! has an unqualified one.
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

@@ -6,7 +6,7 @@
 //! precision, so they may move by less than 1 µs once), and that a decoded
 //! message range lies inside the input.
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

@@ -10,7 +10,7 @@
 //! committed messages; and that each committed entry is a whole, ready,
 //! decodable file whose envelope matches what `run` returned.
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

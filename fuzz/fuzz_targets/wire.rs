@@ -2,7 +2,7 @@
 //! plan and stream through `postern::deliver::smtp::wire` without panicking, and
 //! the stream must be legal SMTP `DATA` content of exactly the planned size.
 //!
-//! The checks live in `checks/mod.rs` (shared with tests/fuzz_corpus.rs).
+//! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).
 
 #![no_main]
 

@@ -355,6 +355,7 @@ pub fn daemon(cfg: Config, source: ConfigSource, requests: RequestHandler) -> Re
             next_wake = next_wake.min(due.as_secs_f64());
         }
         let timeout = Duration::from_secs_f64(next_wake.clamp(0.01, MAX_SLEEP.as_secs_f64()));
+        let timeout = clock::wait_limit(timeout); // a test may move POSTERN_NOW=@file
         let mut fds = [
             nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
             nix::poll::PollFd::new(sig_r.as_fd(), nix::poll::PollFlags::POLLIN),

@@ -1,7 +1,7 @@
 //! The checks behind Postern's fuzz targets, one function per target.
 //!
 //! Each `fuzz_targets/<name>.rs` is a one-line libFuzzer wrapper around
-//! `checks::<name>`, and `tests/fuzz_corpus.rs` (stable, `cargo test`)
+//! `checks::<name>`, and `tests/suite/fuzz_corpus.rs` (stable, `cargo test`)
 //! includes this same file and replays every committed corpus through the
 //! same functions. Only std and the `postern` library are used here.
 //! Each function asserts no panic plus cheap invariants; see the comment
@@ -503,7 +503,7 @@ pub mod smtpd {
 // ---- address_list ----
 
 /// The assertions of `fuzz_targets/address_list.rs` (owned by the address
-/// parser's developers), repeated here so `tests/fuzz_corpus.rs` replays
+/// parser's developers), repeated here so `tests/suite/fuzz_corpus.rs` replays
 /// that corpus on stable too.
 pub mod address_list {
     use postern::address::parse::{parse_address_list, parse_single_address};
@@ -539,7 +539,7 @@ pub mod address_list {
 // ---- wire ----
 
 /// The assertions of `fuzz_targets/wire.rs` (owned by the wire
-/// normaliser's developers), repeated here so `tests/fuzz_corpus.rs`
+/// normaliser's developers), repeated here so `tests/suite/fuzz_corpus.rs`
 /// replays that corpus on stable too: any bytes plan and stream without a
 /// panic, the stream has exactly the planned size and is legal SMTP DATA
 /// content (CRLF only, lines of at most 998 octets, one trailing CRLF

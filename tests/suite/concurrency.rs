@@ -16,7 +16,7 @@
 //!   `sendmail -q` at the same time, over several rounds: every message
 //!   exactly once.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;

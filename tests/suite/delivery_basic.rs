@@ -1,6 +1,6 @@
 //! Smoke test of the whole path: sendmail -> spool -> queue run -> SMTP server.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::TestEnv;

@@ -4,7 +4,7 @@
 //! write); every accepted message must be committed to its own spool entry
 //! before its `250 … queued as ID`.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Stdio};

@@ -3,7 +3,7 @@
 //! callers pass (accepted and ignored), unknown and unsupported flags (64),
 //! and one sysexits code per error class.
 
-mod support;
+use crate::support;
 
 use std::os::unix::process::CommandExt;
 use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};

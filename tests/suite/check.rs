@@ -4,7 +4,7 @@
 //! wrongly named certificates, a wrong password, a closed port, a server
 //! that never greets, a port that swallows connection attempts.
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

@@ -209,6 +209,68 @@ impl TestEnv {
     }
 }
 
+/// A frozen test clock that a test moves: `POSTERN_NOW=@<file>` (see
+/// src/clock.rs). Every process given [`TestClock::env_value`] reads the
+/// instant in the file on each "now", so a running daemon sees [`set`]
+/// at once (its timers wait at most a short tick under such a clock).
+///
+/// [`set`]: TestClock::set
+pub struct TestClock {
+    path: PathBuf,
+}
+
+impl TestClock {
+    /// A clock file in `dir` standing at `t` (unix seconds).
+    pub fn new(dir: &Path, t: f64) -> TestClock {
+        let c = TestClock {
+            path: dir.join("test-clock"),
+        };
+        c.set(t);
+        c
+    }
+
+    /// Move the clock to `t`: written whole and renamed into place, so a
+    /// reader never sees a partial number.
+    pub fn set(&self, t: f64) {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{t}\n")).expect("clock file");
+        std::fs::rename(&tmp, &self.path).expect("clock file");
+    }
+
+    /// The value for `POSTERN_NOW`.
+    pub fn env_value(&self) -> String {
+        format!("@{}", self.path.display())
+    }
+}
+
+/// Whether this is a CI run (`CI=true`), where no test may skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// This host lacks something a test needs (`reason`): under CI=true the
+/// test fails here; elsewhere it says so on stderr and the caller returns
+/// (or leaves out that part). Tests that need root are
+/// `#[ignore = "needs root ..."]` instead and call [`require_root`].
+#[track_caller]
+pub fn skip_unless_ci(reason: &str) {
+    assert!(
+        !in_ci(),
+        "CI=true: a test may not skip, but this host cannot run it: {reason}"
+    );
+    eprintln!("SKIPPED (allowed only outside CI): {reason}");
+}
+
+/// For `#[ignore = "needs root ..."]` tests: fail with a clear message when
+/// run (with --include-ignored) by someone else than root.
+#[track_caller]
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: run it as root (scripts/test.sh adds --include-ignored then)"
+    );
+}
+
 /// A parsed queue entry.
 #[derive(Debug, Clone)]
 pub struct Entry {

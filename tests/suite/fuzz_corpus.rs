@@ -5,7 +5,7 @@
 //! A corpus whose target has no replay here is reported and skipped (its
 //! owners add it to `replay`). Fails on any panic, naming the input file.
 
-#[path = "../fuzz/fuzz_targets/checks/mod.rs"]
+#[path = "../../fuzz/fuzz_targets/checks/mod.rs"]
 mod checks;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! `-bv`, and content that arrives intact (long lines, 8-bit bodies with and
 //! without 8BITMIME, UTF-8 Subject, a 20 MB attachment, dots everywhere).
 
-mod support;
+use crate::support;
 
 use mail_parser::MessageParser;
 use std::time::Duration;

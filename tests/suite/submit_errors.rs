@@ -2,7 +2,7 @@
 //! on stderr (`sendmail: …`), and that nothing deliverable is left in the
 //! spool afterwards.
 
-mod support;
+use crate::support;
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -125,11 +125,9 @@ fn as_nobody(env: &TestEnv, args: &[&str]) -> Out {
 }
 
 #[test]
+#[ignore = "needs root: runs the binary as another user"]
 fn unwritable_spool_is_73() {
-    if !nix::unistd::getuid().is_root() {
-        eprintln!("skipped: needs root to run the binary as another user");
-        return;
-    }
+    support::require_root();
     let env = TestEnv::new();
     // let nobody reach the config and the binary links
     std::fs::set_permissions(&env.root, std::fs::Permissions::from_mode(0o755)).unwrap();

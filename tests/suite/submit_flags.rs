@@ -3,7 +3,7 @@
 //! real SMTP server on 127.0.0.1). Assertions are on the committed spool
 //! entry (envelope and exact stored bytes) or on what the server received.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};

@@ -4,7 +4,7 @@
 //! Skips (with a message) when python3 or aiosmtpd is missing; `.ci/run`
 //! installs both.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -119,7 +119,7 @@ fn config(env: &TestEnv, port: u16, tls: &str, certs: &Path) -> String {
 #[test]
 fn aiosmtpd_starttls_and_implicit_tls_with_auth() {
     if !aiosmtpd_available() {
-        eprintln!("SKIPPED: python3 with aiosmtpd is not installed (pip install aiosmtpd)");
+        support::skip_unless_ci("python3 with aiosmtpd is not installed (pip install aiosmtpd)");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 //! RFC 3464, session reuse, DSN/SIZE/8BITMIME/SMTPUTF8 parameters, and the
 //! daemon's wake-up, reload and stop.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -884,6 +884,98 @@ fn daemon_picks_up_new_mail_reloads_on_hup_and_stops_on_term() {
     let o = env.run("postern", &["daemon"], b"");
     assert_eq!(o.code, 75, "{o:?}");
     assert!(o.stderr.contains("already running"));
+}
+
+/// The frozen test clock moved under a running daemon (`POSTERN_NOW=@file`):
+/// the clock stands still (no retry while it does, log lines carry the
+/// test instant), and the deferred message is retried as soon as the test
+/// moves the clock past its retry time, without waiting for it in real time.
+#[test]
+fn daemon_retries_when_the_test_moves_the_frozen_clock() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let defer = Arc::new(AtomicBool::new(true));
+    let d2 = Arc::clone(&defer);
+    let server = SmtpServer::start(ServerConfig {
+        script: script(move |e| match e {
+            Event::Rcpt { .. } if d2.load(Ordering::SeqCst) => {
+                Action::Reply(450, "4.2.1 try later".into())
+            }
+            _ => Action::Default,
+        }),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(server.port(), ""));
+    let t0 = 1_900_000_000.0_f64; // 2030-03-17T17:46:40Z
+    let clock = support::TestClock::new(&env.root, t0);
+    let mut c = env.cmd("postern");
+    c.env("POSTERN_NOW", clock.env_value())
+        .arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _d = Daemon(c.spawn().expect("daemon"));
+    assert!(
+        env.wait_log(10, |l| l.contains("daemon started")),
+        "daemon did not start: {}",
+        env.log()
+    );
+    assert_eq!(
+        env.sendmail(&["later@x.test"], b"Subject: c\n\nx\n").code,
+        0
+    );
+    // The first attempt is deferred; wait for its saved state.
+    let start = std::time::Instant::now();
+    let st = loop {
+        if let Some(st) = env
+            .files("state")
+            .first()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| postern::spool::state::State::decode(&t))
+            && st.tries >= 1
+        {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "first attempt not recorded: {}",
+            env.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(st.tries, 1);
+    assert!(env.log().contains("status=deferred"), "{}", env.log());
+    assert_eq!(
+        st.last_attempt, t0,
+        "the attempt happened at the test instant"
+    );
+    assert!(st.next > t0 + 50.0, "retry in about a minute: {st:?}");
+    assert!(
+        env.log().contains("2030-03-17T17:46:40"),
+        "log lines carry the frozen time: {}",
+        env.log()
+    );
+    // The clock stands still: however long we wait, nothing is due.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        state_of(&env).tries,
+        1,
+        "retried while the clock stood still"
+    );
+    // Move it past the retry time: the daemon notices without a poke.
+    defer.store(false, Ordering::SeqCst);
+    clock.set(st.next + 1.0);
+    assert_eq!(
+        server.wait_for(1, Duration::from_secs(10)).len(),
+        1,
+        "not retried after the clock moved: {}",
+        env.log()
+    );
+    assert!(
+        env.wait_log(10, |l| l.contains("status=sent")),
+        "{}",
+        env.log()
+    );
 }
 
 #[test]

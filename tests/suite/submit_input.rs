@@ -5,7 +5,7 @@
 //! on the exact bytes stored in the entry (or, for delivery-side promises,
 //! the bytes an SMTP server on 127.0.0.1 received after `postern queue run`).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::smtp_server::{ServerConfig, SmtpServer};

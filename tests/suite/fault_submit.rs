@@ -16,7 +16,7 @@
 //! a not-ready, unlocked entry whose mtime/ctime is at least that old; a
 //! test cannot age ctime, so it waits just over one second once).
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
