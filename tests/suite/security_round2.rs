@@ -1,7 +1,7 @@
 //! Security round 2 (issue 11): regressions for what an attacker found,
 //! each through the real binary.
 
-mod support;
+use crate::support;
 
 use support::TestEnv;
 

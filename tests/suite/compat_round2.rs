@@ -1,7 +1,7 @@
 //! Compatibility, round 2 (issue 12): what real callers and the peers' own
 //! test cases caught. Each test goes through the real binary.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::smtp_server::{ServerConfig, SmtpServer};

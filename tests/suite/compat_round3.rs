@@ -4,7 +4,7 @@
 //! loopback relay only when the config says so. Each test goes through the
 //! real binary against the test SMTP server.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::smtp_server::{AuthConfig, ServerConfig, SmtpServer};

@@ -6,7 +6,7 @@
 //! connection with the bytes escaped, and `postern check` reports it as the
 //! reason the relay is not usable.
 
-mod support;
+use crate::support;
 
 use postern::spool::state::{RcptStatus, State};
 use support::smtp_server::{AuthConfig, ServerConfig, SmtpServer, TlsMode};
