@@ -1,0 +1,202 @@
+//! Hostile operations (issue 11, items 3, 4, 5 and 7): what a local user
+//! or a relay can do to the daemon and to an admin's terminal through the
+//! operational commands — request spam, terminal escapes, flush spam — and
+//! a delivery that panics. Every test talks to the test SMTP server on
+//! 127.0.0.1 and is bounded in time and count.
+//!
+//! Tests that act as another user (`nobody`) need root; without it they
+//! print why and pass without running. They open the test installation to
+//! that user the way an installed spool is open to the set-group-id binary:
+//! the maildrop directory (1777) and the trigger FIFO (0622) — what the
+//! daemon sees (an entry owned by the caller's uid, a byte in its FIFO) is
+//! the same.
+
+#![allow(dead_code, unused_imports)]
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
+use support::{Out, TestEnv};
+
+const NOBODY: u32 = 65534;
+
+// ---- helpers -----------------------------------------------------------------
+
+fn wait_until(secs: u64, mut pred: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if pred() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    pred()
+}
+
+fn postern(env: &TestEnv, args: &[&str]) -> Out {
+    env.run("postern", args, b"")
+}
+
+fn submit(env: &TestEnv, args: &[&str], msg: &str) {
+    let mut a = vec!["-i"];
+    a.extend_from_slice(args);
+    let o = env.sendmail(&a, msg.as_bytes());
+    assert_eq!(o.code, 0, "sendmail failed: {o:?}");
+}
+
+/// Ids in queue/, sorted.
+fn queued(env: &TestEnv) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(env.spool.join("queue"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(env: &TestEnv, vars: &[(&str, &str)]) -> Daemon {
+        let mut c = env.cmd("postern");
+        c.arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let d = Daemon(c.spawn().expect("start the daemon"));
+        assert!(
+            wait_until(20, || env.log().contains("daemon started")),
+            "the daemon did not start: {}",
+            env.log()
+        );
+        d
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `config` with `opts` added to its [queue] section.
+fn queue_opts(config: &str, opts: &str) -> String {
+    config.replacen("[queue]\n", &format!("[queue]\n{opts}\n"), 1)
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Open the (root-owned) test installation to `nobody` as an installed
+/// spool is open to the set-group-id binary: the config readable, the
+/// maildrop writable (sticky), the trigger FIFO writable.
+fn open_to_nobody(env: &TestEnv) {
+    let chmod = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    chmod(&env.root, 0o755);
+    chmod(&env.config, 0o644);
+    chmod(&env.spool.join("maildrop"), 0o1777);
+    chmod(&env.spool.join("trigger"), 0o622);
+    // The log file: nobody's own lines land there too.
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&env.log);
+    chmod(&env.log, 0o666);
+}
+
+/// `argv0 args` run as `nobody`.
+fn as_nobody(env: &TestEnv, argv0: &str, args: &[&str], stdin: &[u8]) -> Out {
+    let mut c = env.cmd(argv0);
+    c.uid(NOBODY).gid(NOBODY);
+    env.run_cmd(c, args, stdin)
+}
+
+/// Spawn `argv0 args` as `nobody` without waiting.
+fn spawn_as_nobody(env: &TestEnv, argv0: &str, args: &[&str]) -> Child {
+    let mut c = env.cmd(argv0);
+    c.uid(NOBODY)
+        .gid(NOBODY)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c.spawn().expect("spawn as nobody")
+}
+
+/// Is there any raw control byte (C0 but TAB and LF, DEL, or a C1
+/// character) in `text`?
+fn raw_control(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| (c.is_control() && c != '\t' && c != '\n') || ('\u{80}'..='\u{9f}').contains(&c))
+}
+
+// ---- item 7: a panicking delivery ----------------------------------------------
+
+#[test]
+fn a_panicking_delivery_is_deferred_and_the_worker_lives_on() {
+    let server = SmtpServer::start(ServerConfig::default());
+    let env = TestEnv::new();
+    env.write_config(&queue_opts(
+        &env.relay_config(server.port(), ""),
+        "parallel = 1",
+    ));
+    let _d = Daemon::start(&env, &[("POSTERN_TEST_PANIC", "panic@example.com")]);
+    submit(
+        &env,
+        &["-f", "panic@example.com", "erin@example.org"],
+        "Subject: boom\n\nx\n",
+    );
+    assert!(
+        wait_until(20, || env.log().contains("internal error")),
+        "no panic logged: {}",
+        env.log()
+    );
+    let ids = queued(&env);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let id = ids[0].clone();
+    // Deferred with a clear reason, not left in flight.
+    assert!(
+        wait_until(10, || {
+            let o = postern(&env, &["queue", "show", &id]);
+            o.stdout.contains("internal error")
+        }),
+        "{:?}",
+        postern(&env, &["queue", "show", &id])
+    );
+    let o = env.run("mailq", &[], b"");
+    assert!(o.stdout.contains("internal error"), "{o:?}");
+    // The single worker lives on: the next message leaves.
+    submit(&env, &["frank@example.org"], "Subject: fine\n\nx\n");
+    let got = server.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "{}", env.log());
+    assert_eq!(got[0].rcpts, vec!["frank@example.org".to_string()]);
+    // The panic is logged once, and the panicking message is still queued.
+    let log = env.log();
+    assert_eq!(log.matches("the delivery panicked").count(), 1, "{log}");
+    assert_eq!(queued(&env), vec![id]);
+}
