@@ -38,6 +38,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod error;
+pub mod escape;
 #[cfg(test)]
 mod layering;
 pub mod logging;

@@ -20,6 +20,7 @@
 //! one object on one line for every `--json` report.
 
 use crate::clock;
+use crate::escape;
 use crate::spool::state::{RcptStatus, State};
 use crate::spool::{Spool, id_micros, queue};
 use serde::Serialize;
@@ -105,9 +106,9 @@ pub fn text(items: &[Item]) -> String {
                     ' '
                 };
                 let sender = if st.sender.is_empty() {
-                    "MAILER-DAEMON"
+                    "MAILER-DAEMON".into()
                 } else {
-                    &st.sender
+                    escape::field(&st.sender)
                 };
                 let _ = writeln!(
                     out,
@@ -122,10 +123,10 @@ pub fn text(items: &[Item]) -> String {
                         && !r.reply.is_empty()
                         && last_reason != Some(r.reply.as_str())
                     {
-                        let _ = writeln!(out, "{:<48}({})", "", r.reply);
+                        let _ = writeln!(out, "{:<48}({})", "", escape::field(&r.reply));
                         last_reason = Some(&r.reply);
                     }
-                    let _ = writeln!(out, "{:<48}{}", "", r.address);
+                    let _ = writeln!(out, "{:<48}{}", "", escape::field(&r.address));
                 }
                 out.push('\n');
             }
@@ -138,7 +139,8 @@ pub fn text(items: &[Item]) -> String {
         total.div_ceil(1024),
         if n == 1 { "" } else { "s" }
     );
-    out
+    // Whatever else came from outside: no raw control reaches a terminal.
+    escape::text(&out).into_owned()
 }
 
 /// The fields every JSON queue object starts with: `mailq --json` lines and

@@ -200,3 +200,58 @@ fn a_panicking_delivery_is_deferred_and_the_worker_lives_on() {
     assert_eq!(log.matches("the delivery panicked").count(), 1, "{log}");
     assert_eq!(queued(&env), vec![id]);
 }
+
+// ---- item 4: terminal escapes -------------------------------------------------
+
+#[test]
+fn relay_replies_senders_and_headers_reach_no_terminal_raw() {
+    // A relay that answers RCPT with a title-setting, screen-clearing
+    // reply carrying BEL, NUL and a bare CR.
+    let server = SmtpServer::start(ServerConfig {
+        script: Arc::new(|ev: &Event| match ev {
+            Event::Rcpt { .. } => Action::Reply(
+                450,
+                "4.2.0 \x1b]2;TITLE\x07\x1b[2J busy\x00 now\rX \u{9b}31m".into(),
+            ),
+            _ => Action::Default,
+        }),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(server.port(), ""));
+    submit(
+        &env,
+        &["-f", "evil\u{9b}2J\u{85}@example.com", "erin@example.org"],
+        "Subject: hi \x1b[2J\x07 there\nX-Evil: \u{9b}31m red\n\nbody\n",
+    );
+    let o = env.queue_run();
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        server.connection_count() >= 1,
+        "the relay was not asked: {}",
+        env.log()
+    );
+    let ids = queued(&env);
+    assert_eq!(ids.len(), 1, "{ids:?} {}", env.log());
+    let id = &ids[0];
+
+    let mailq = env.run("mailq", &[], b"");
+    let show = postern(&env, &["queue", "show", id]);
+    let status = postern(&env, &["status"]);
+    let log = env.log();
+    // The outside text is there, escaped.
+    assert!(mailq.stdout.contains("\\x1b]2;TITLE\\x07"), "{mailq:?}");
+    assert!(mailq.stdout.contains("evil\\u{9b}2J"), "{mailq:?}");
+    assert!(show.stdout.contains("\\x1b[2J"), "{show:?}");
+    assert!(show.stdout.contains("\\u{9b}31m red"), "{show:?}");
+    assert!(status.stdout.contains("\\x1b]2;TITLE"), "{status:?}");
+    assert!(log.contains("\\x1b]2;TITLE\\x07"), "{log}");
+    for (what, text) in [
+        ("mailq", &mailq.stdout),
+        ("queue show", &show.stdout),
+        ("status", &status.stdout),
+        ("log", &log),
+    ] {
+        assert_eq!(raw_control(text), None, "raw control in {what}: {text:?}");
+    }
+}
