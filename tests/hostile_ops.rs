@@ -7,7 +7,8 @@
 //! Tests that act as another user (`nobody`) need root; without it they
 //! print why and pass without running. They open the test installation to
 //! that user the way an installed spool is open to the set-group-id binary:
-//! the maildrop directory (1777) and the trigger FIFO (0622) — what the
+//! the maildrop directory (1777), `public/` (0711) and the trigger FIFO
+//! (0622) — what the
 //! daemon sees (an entry owned by the caller's uid, a byte in its FIFO) is
 //! the same.
 
@@ -119,8 +120,17 @@ fn open_to_nobody(env: &TestEnv) {
     };
     chmod(&env.root, 0o755);
     chmod(&env.config, 0o644);
+    // Every directory a development spool has (nobody cannot create them).
+    for d in ["maildrop", "queue", "state", "tmp", "corrupt", "public"] {
+        let _ = std::fs::create_dir_all(env.spool.join(d));
+    }
     chmod(&env.spool.join("maildrop"), 0o1777);
-    chmod(&env.spool.join("trigger"), 0o622);
+    // The trigger exists once a daemon or a queue run laid the spool out.
+    chmod(&env.spool.join("public"), 0o711);
+    let trigger = env.spool.join("public").join("trigger");
+    if trigger.exists() {
+        chmod(&trigger, 0o622);
+    }
     // The log file: nobody's own lines land there too.
     let _ = std::fs::OpenOptions::new()
         .create(true)
@@ -254,4 +264,89 @@ fn relay_replies_senders_and_headers_reach_no_terminal_raw() {
     ] {
         assert_eq!(raw_control(text), None, "raw control in {what}: {text:?}");
     }
+}
+
+// ---- item 3: request spam does not stall the daemon ------------------------------
+
+#[test]
+fn request_spam_against_a_message_in_delivery_does_not_stall_other_mail() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as nobody");
+        return;
+    }
+    let server = SmtpServer::start(ServerConfig {
+        script: Arc::new(|ev: &Event| match ev {
+            Event::Rcpt { to, .. } if to.starts_with("slow@") => {
+                Action::Reply(450, "4.2.0 mailbox busy, try later".into())
+            }
+            _ => Action::Default,
+        }),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(server.port(), ""));
+    let _d = Daemon::start(&env, &[]);
+    open_to_nobody(&env);
+    // nobody's message, deferred once (so its state says whose it is).
+    let o = as_nobody(
+        &env,
+        "sendmail",
+        &["-i", "slow@example.org"],
+        b"Subject: m\n\nx\n",
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        wait_until(20, || env.log().contains("status=deferred")),
+        "{}",
+        env.log()
+    );
+    let ids = queued(&env);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let m = ids[0].clone();
+
+    // M is being delivered: its lock is held (as a delivery holds it).
+    let f = std::fs::File::open(env.spool.join("queue").join(&m)).expect("open M");
+    f.lock().expect("lock M");
+
+    // 40 parallel deletions of M by its owner, nobody.
+    let spam: Vec<Child> = (0..40)
+        .map(|_| spawn_as_nobody(&env, "postern", &["queue", "delete", &m]))
+        .collect();
+    assert!(
+        wait_until(20, || env.log().matches("queued for the daemon").count()
+            >= 40),
+        "the requests were not all made: {}",
+        env.log()
+    );
+    // An unrelated message from root arrives within a small bound.
+    let start = Instant::now();
+    submit(&env, &["ok@example.org"], "Subject: unrelated\n\nx\n");
+    let got = server.wait_for(1, Duration::from_secs(40));
+    let took = start.elapsed();
+    assert_eq!(got.len(), 1, "{}", env.log());
+    assert_eq!(got[0].rcpts, vec!["ok@example.org".to_string()]);
+    assert!(
+        took < Duration::from_secs(5),
+        "the unrelated message waited {took:?}: {}",
+        env.log()
+    );
+    // The budget: at most 30 requests a minute from one uid.
+    assert!(
+        wait_until(10, || env.log().contains("more than 30 requests a minute")),
+        "{}",
+        env.log()
+    );
+    // The delivery ends: a kept request is applied at the next pickup.
+    drop(f);
+    submit(&env, &["ok2@example.org"], "Subject: wake\n\nx\n");
+    assert!(
+        wait_until(10, || !queued(&env).contains(&m)),
+        "M was not deleted after its delivery ended: {}",
+        env.log()
+    );
+    for mut c in spam {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    eprintln!("unrelated message delivered {took:?} after submission under request spam");
 }
