@@ -12,14 +12,12 @@
 //! daemon sees (an entry owned by the caller's uid, a byte in its FIFO) is
 //! the same.
 
-#![allow(dead_code, unused_imports)]
-
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::smtp_server::{Action, Event, ServerConfig, SmtpServer};
@@ -208,7 +206,12 @@ fn a_panicking_delivery_is_deferred_and_the_worker_lives_on() {
     // The panic is logged once, and the panicking message is still queued.
     let log = env.log();
     assert_eq!(log.matches("the delivery panicked").count(), 1, "{log}");
-    assert_eq!(queued(&env), vec![id]);
+    assert!(
+        wait_until(10, || queued(&env) == vec![id.clone()]),
+        "{:?} {}",
+        queued(&env),
+        env.log()
+    );
 }
 
 // ---- item 4: terminal escapes -------------------------------------------------
@@ -349,4 +352,67 @@ fn request_spam_against_a_message_in_delivery_does_not_stall_other_mail() {
         let _ = c.wait();
     }
     eprintln!("unrelated message delivered {took:?} after submission under request spam");
+}
+
+// ---- item 5: flush as a weapon --------------------------------------------------
+
+#[test]
+fn flushes_by_a_user_make_a_bounded_number_of_connections() {
+    if !is_root() {
+        eprintln!("skipped: needs root to act as nobody");
+        return;
+    }
+    // A relay that hangs up at MAIL (say, a provider enforcing a rate
+    // limit): every attempt is a new connection.
+    let server = SmtpServer::start(ServerConfig {
+        script: Arc::new(|ev: &Event| match ev {
+            Event::Mail { .. } => Action::Drop,
+            _ => Action::Default,
+        }),
+        ..Default::default()
+    });
+    let env = TestEnv::new();
+    env.write_config(&env.relay_config(server.port(), ""));
+    let _d = Daemon::start(&env, &[]);
+    open_to_nobody(&env);
+    for i in 0..3 {
+        submit(&env, &[&format!("r{i}@example.org")], "Subject: d\n\nx\n");
+    }
+    assert!(
+        wait_until(20, || env.log().matches("status=deferred").count() >= 3),
+        "{}",
+        env.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let before = server.connection_count();
+
+    // 10 flushes by nobody in 3 s.
+    for _ in 0..10 {
+        let o = as_nobody(&env, "postern", &["flush"], b"");
+        assert_eq!(o.code, 0, "{o:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let by_nobody = server.connection_count() - before;
+    let attempts = env.log().matches("status=deferred").count() - 3;
+    eprintln!(
+        "10 flushes by nobody made {by_nobody} connection(s), {attempts} attempt(s) for 3 deferred messages"
+    );
+    // Nothing is due (retry_min is a minute): a user's flush forces nothing.
+    assert!(by_nobody <= 1, "{by_nobody} connections: {}", env.log());
+    assert!(
+        env.log().contains("flush asked by a user ignored"),
+        "{}",
+        env.log()
+    );
+    assert_eq!(attempts, 0, "{}", env.log());
+
+    // Root's flush is unchanged: everything now.
+    let o = postern(&env, &["flush"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        wait_until(20, || env.log().matches("status=deferred").count() >= 6),
+        "root's flush did not deliver: {}",
+        env.log()
+    );
 }
