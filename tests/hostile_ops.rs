@@ -339,6 +339,13 @@ fn request_spam_against_a_message_in_delivery_does_not_stall_other_mail() {
         "{}",
         env.log()
     );
+    // ... logged once, not once per dropped request.
+    assert_eq!(
+        env.log().matches("more than 30 requests a minute").count(),
+        1,
+        "{}",
+        env.log()
+    );
     // The delivery ends: a kept request is applied at the next pickup.
     drop(f);
     submit(&env, &["ok2@example.org"], "Subject: wake\n\nx\n");

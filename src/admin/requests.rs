@@ -218,12 +218,21 @@ struct Budgets {
     counted: HashSet<String>,
 }
 
+/// What [`charge`] decided.
+#[derive(PartialEq)]
+enum Charge {
+    Ok,
+    /// Over budget: the first drop of this uid in this minute (logged).
+    FirstDrop,
+    /// Over budget again (not logged: the log must not be a flood either).
+    Drop,
+}
+
 static BUDGETS: Mutex<Option<Budgets>> = Mutex::new(None);
 
-/// Charge one request of `uid` (entry `name`) to its budget: false when the
-/// budget of this minute is spent. An entry kept for a later pickup is
-/// charged once.
-fn charge(uid: u32, name: &str) -> bool {
+/// Charge one request of `uid` (entry `name`) to its budget. An entry kept
+/// for a later pickup is charged once.
+fn charge(uid: u32, name: &str) -> Charge {
     let mut g = match BUDGETS.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -238,14 +247,17 @@ fn charge(uid: u32, name: &str) -> bool {
         b.used.clear();
     }
     if b.counted.contains(name) {
-        return true;
+        return Charge::Ok;
     }
     let n = b.used.entry(uid).or_insert(0);
-    if *n >= REQUESTS_PER_MINUTE {
-        return false;
+    *n = n.saturating_add(1);
+    if *n == REQUESTS_PER_MINUTE + 1 {
+        Charge::FirstDrop
+    } else if *n > REQUESTS_PER_MINUTE {
+        Charge::Drop
+    } else {
+        Charge::Ok
     }
-    *n += 1;
-    true
 }
 
 /// Remember (`keep`) or forget an entry kept for a later pickup.
@@ -336,12 +348,17 @@ pub fn handle(
         // Only a queue runner has what a bounce needs: leave it for one.
         return false;
     }
-    if uid != 0 && uid != me && !charge(uid, name) {
-        log::warn!(
-            "{name}: request \"{what}\" from uid {uid} dropped: more than {REQUESTS_PER_MINUTE} requests a minute"
-        );
-        mark_kept(name, false);
-        return true;
+    if uid != 0 && uid != me {
+        let c = charge(uid, name);
+        if c == Charge::FirstDrop {
+            log::warn!(
+                "{name}: request \"{what}\" from uid {uid} dropped: more than {REQUESTS_PER_MINUTE} requests a minute (further ones this minute are dropped silently)"
+            );
+        }
+        if c != Charge::Ok {
+            mark_kept(name, false);
+            return true;
+        }
     }
     let how = format!("request {name}");
     let mut changed = false;
