@@ -90,6 +90,9 @@ impl Report<'_> {
             }
             None => "--",
         };
+        // The detail quotes the relay (replies, certificate names): no raw
+        // control reaches the terminal.
+        let detail = crate::escape::text(detail);
         let _ = writeln!(self.out, "  {name:<12} {v:<7}{detail}");
         let _ = self.out.flush();
     }

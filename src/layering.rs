@@ -6,7 +6,7 @@
 //! services  daemon, admin, mailq, status, stats, check
 //! mail      submit, address, deliver, bounce
 //! spool     spool
-//! base      config, clock, error, logging
+//! base      config, clock, error, logging, escape
 //! ```
 //! The test reads the source text (comments and string literals removed) and
 //! finds every path that starts at the crate root — `crate::X`,
@@ -27,6 +27,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("clock", 0),
     ("error", 0),
     ("logging", 0),
+    ("escape", 0),
     ("spool", 1),
     ("submit", 2),
     ("address", 2),

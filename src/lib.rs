@@ -15,7 +15,7 @@
 //! Layers, lowest first; a module names only its own layer or below (the
 //! test in `layering.rs` keeps this):
 //! ```text
-//! base      config, clock, error, logging
+//! base      config, clock, error, logging, escape (outside text made safe to print)
 //! spool     spool (format, request entries, maildrop, queue store, state)
 //! mail      submit, address, deliver, bounce
 //! services  daemon (pickup, runner, schedule), admin, mailq, status, stats, check
@@ -38,6 +38,7 @@ pub mod config;
 pub mod daemon;
 pub mod deliver;
 pub mod error;
+pub mod escape;
 #[cfg(test)]
 mod layering;
 pub mod logging;

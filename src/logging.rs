@@ -4,8 +4,10 @@
 //! The syslog writer speaks RFC 3164 over the `/dev/log` datagram socket,
 //! reconnects once when syslogd was restarted, and falls back to stderr when
 //! there is no socket (containers). It never falls back to the network. Each
-//! record is one line: control characters are replaced by spaces and a line
-//! is capped at 2 KiB. The timestamp is left to the syslog daemon.
+//! record is one line: every control character (C0 but TAB, DEL, C1 — line
+//! feeds too) becomes a visible escape (`\x1b`, `\u{9b}`; `crate::escape`),
+//! so no line written from outside text can drive a terminal or forge a
+//! second line, and a line is capped at 2 KiB. The timestamp is left to the syslog daemon.
 //!
 //! The sendmail front end uses `quiet_stderr`: when it falls back to stderr it
 //! prints only warnings and errors, because callers such as cron and PHP
@@ -84,10 +86,9 @@ pub fn init(target: Target, quiet_stderr: bool, verbose: bool) {
 }
 
 fn clean(msg: &str) -> String {
-    let mut s: String = msg
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    // Every byte from outside (a relay's reply, a sender, a header) may
+    // be in a message: controls become visible escapes (`crate::escape`).
+    let mut s = crate::escape::field(msg).into_owned();
     if s.len() > MAX_LINE {
         let mut cut = MAX_LINE;
         while !s.is_char_boundary(cut) {
@@ -220,7 +221,8 @@ mod tests {
 
     #[test]
     fn lines_are_cleaned_and_capped() {
-        assert_eq!(clean("a\nb\r\tc"), "a b  c");
+        assert_eq!(clean("a\nb\r\tc"), "a\\x0ab\\x0d\tc");
+        assert_eq!(clean("\x1b]2;T\x07 \u{9b}"), "\\x1b]2;T\\x07 \\u{9b}");
         let long = "x".repeat(5000);
         assert_eq!(clean(&long).len(), MAX_LINE + 3);
         let multi = "é".repeat(2000);

@@ -27,6 +27,7 @@
 //! one object on one line for every `--json` report.
 
 use crate::clock;
+use crate::escape;
 use crate::spool::format::Envelope;
 use crate::spool::state::{RcptStatus, State};
 use crate::spool::{Spool, id_micros, queue};
@@ -86,20 +87,6 @@ fn peek(spool: &Spool, id: &str, viewer: u32) -> Option<(Envelope, u64)> {
     }
     let (env, _, len) = queue::read_entry(&file).ok()?;
     (env.id == id).then_some((env, len))
-}
-
-/// `s` safe to print on a terminal: control characters (C0, DEL, C1) and
-/// the bidirectional overrides as `\u{..}` escapes.
-pub fn terminal_safe(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// One line of the listing.
@@ -169,7 +156,7 @@ pub fn text(items: &[Item], waiting: &Waiting) -> String {
                 let sender = if env.sender.is_empty() {
                     "MAILER-DAEMON".to_string()
                 } else {
-                    terminal_safe(&env.sender)
+                    escape::field(&env.sender).into_owned()
                 };
                 let _ = writeln!(
                     out,
@@ -178,7 +165,7 @@ pub fn text(items: &[Item], waiting: &Waiting) -> String {
                 );
                 let _ = writeln!(out, "{:<48}(waiting for pickup)", "");
                 for r in &env.recipients {
-                    let _ = writeln!(out, "{:<48}{}", "", terminal_safe(r));
+                    let _ = writeln!(out, "{:<48}{}", "", escape::field(r));
                 }
                 out.push('\n');
             }
@@ -203,9 +190,9 @@ pub fn text(items: &[Item], waiting: &Waiting) -> String {
                     ' '
                 };
                 let sender = if st.sender.is_empty() {
-                    "MAILER-DAEMON"
+                    "MAILER-DAEMON".into()
                 } else {
-                    &st.sender
+                    escape::field(&st.sender)
                 };
                 let _ = writeln!(
                     out,
@@ -220,10 +207,10 @@ pub fn text(items: &[Item], waiting: &Waiting) -> String {
                         && !r.reply.is_empty()
                         && last_reason != Some(r.reply.as_str())
                     {
-                        let _ = writeln!(out, "{:<48}({})", "", r.reply);
+                        let _ = writeln!(out, "{:<48}({})", "", escape::field(&r.reply));
                         last_reason = Some(&r.reply);
                     }
-                    let _ = writeln!(out, "{:<48}{}", "", r.address);
+                    let _ = writeln!(out, "{:<48}{}", "", escape::field(&r.address));
                 }
                 out.push('\n');
             }
@@ -236,7 +223,8 @@ pub fn text(items: &[Item], waiting: &Waiting) -> String {
         total.div_ceil(1024),
         if n == 1 { "" } else { "s" }
     );
-    out
+    // Whatever else came from outside: no raw control reaches a terminal.
+    escape::text(&out).into_owned()
 }
 
 /// The fields every JSON queue object starts with: `mailq --json` lines and
@@ -445,19 +433,4 @@ pub fn json(it: &Item, waiting: &Waiting) -> String {
 /// the same rather than a panic.
 pub fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_safe_escapes_controls_and_bidi_overrides() {
-        assert_eq!(terminal_safe("a@b.example"), "a@b.example");
-        assert_eq!(terminal_safe("é@b"), "é@b");
-        assert_eq!(
-            terminal_safe("x\u{1b}[2J\u{7}\u{9b}\u{202e}y"),
-            "x\\u{1b}[2J\\u{7}\\u{9b}\\u{202e}y"
-        );
-    }
 }

@@ -140,10 +140,17 @@ fn may_deliver(p: &Prepared, cfg: &Config) -> bool {
 
 fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
     let spool = Spool::new(&cfg.spool_dir);
+    let byte = daemon::flush_byte(p.privileged, p.uid, &spool);
     if let Some(f) = p.take_trigger(&spool)
-        && daemon::poke(&f, b'F')
+        && daemon::poke(&f, byte)
     {
-        log::info!("asked the daemon to deliver the whole queue now");
+        if byte == b'F' {
+            log::info!("asked the daemon to deliver the whole queue now");
+        } else {
+            log::info!(
+                "asked the daemon to deliver what is due now (a user's flush keeps retry times; only root's flushes everything)"
+            );
+        }
         return Ok(0);
     }
     if !may_deliver(p, cfg) {

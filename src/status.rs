@@ -353,7 +353,9 @@ pub fn text(s: &Status) -> String {
     for p in &s.problems {
         let _ = writeln!(o, "problem:         {p}");
     }
-    o
+    // Relay replies, recipients and reasons come from outside: no raw
+    // control reaches a terminal.
+    crate::escape::text(&o).into_owned()
 }
 
 /// The oldest deferred message and its latest reason.
@@ -373,7 +375,12 @@ fn push_oldest_deferred(o: &mut String, s: &Status) {
                 d.state.tries,
                 if d.state.tries == 1 { "y" } else { "ies" }
             );
-            let _ = writeln!(o, "                 {}: {}", d.recipient, d.reason);
+            let _ = writeln!(
+                o,
+                "                 {}: {}",
+                crate::escape::field(&d.recipient),
+                crate::escape::field(&d.reason)
+            );
         }
         None => {
             let _ = writeln!(o, "oldest deferred: none");
@@ -397,7 +404,11 @@ fn push_relays(o: &mut String, s: &Status) {
                 human(s.now - r.last_success.unwrap_or(s.now))
             ),
             "failing" => match &r.last_error {
-                Some((t, e)) => format!("FAILING {} ago: {e}", human(s.now - t)),
+                Some((t, e)) => format!(
+                    "FAILING {} ago: {}",
+                    human(s.now - t),
+                    crate::escape::field(e)
+                ),
                 None => "FAILING".into(),
             },
             _ if !s.event_log_readable => "unknown (event log not readable)".into(),

@@ -22,9 +22,15 @@
 //! Everything else is refused and logged. A `bounce` request is applied only
 //! by a queue runner (the daemon, or a `postern queue run`), which has the
 //! configuration the DSN needs; any other pickup leaves it in maildrop for
-//! one. Changes take the per-message lock for at most 2 seconds (the pickup
-//! must not stall); after a change other than a deletion the daemon's own
-//! FIFO gets `R` (rescan).
+//! one. Authority is checked before anything else (for an owner's deletion
+//! on `st_uid` of `queue/<ID>`, without opening the message); each uid
+//! other than root and the spool owner has a budget of
+//! [`REQUESTS_PER_MINUTE`] requests (the excess is dropped and logged); the
+//! per-message lock is tried once, never waited for — the pickup runs on
+//! the daemon's main loop and must not stall — and a request for a message
+//! being delivered stays in maildrop for a later pickup (at most a minute).
+//! After a change other than a deletion the daemon's own FIFO gets `R`
+//! (rescan).
 
 use super::apply::{Outcome, apply, lock, no_such, now, target_ids};
 use super::caller::{Caller, caller_in_group, uid_in_group};
@@ -32,12 +38,12 @@ use crate::daemon::runner;
 use crate::error::{Error, Kind, Result, spool_write_kind};
 use crate::spool::request::{self, Entry, Op, Target, VOID_REQUEST};
 use crate::spool::{self, Spool, maildrop, queue};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long the daemon's pickup waits for the lock (it must not stall).
-const REQUEST_LOCK_WAIT: Duration = Duration::from_secs(2);
 /// How long a caller waits for the daemon to apply its request.
 const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
@@ -197,11 +203,104 @@ pub(crate) fn request(p: &mut Caller, spool: &Spool, op: Op, t: Target) -> Resul
     }
 }
 
+/// How many requests one uid (other than root and the spool owner) may
+/// have handled per minute; the excess is dropped and logged.
+pub const REQUESTS_PER_MINUTE: u32 = 30;
+/// How long a request for a message being delivered is kept for a later
+/// pickup before it is dropped.
+const BUSY_KEEP: Duration = Duration::from_secs(60);
+
+/// Per-uid request budgets and the entries already counted (kept for a
+/// later pickup because their message was busy).
+struct Budgets {
+    window: Instant,
+    used: HashMap<u32, u32>,
+    counted: HashSet<String>,
+}
+
+/// What [`charge`] decided.
+#[derive(PartialEq)]
+enum Charge {
+    Ok,
+    /// Over budget: the first drop of this uid in this minute (logged).
+    FirstDrop,
+    /// Over budget again (not logged: the log must not be a flood either).
+    Drop,
+}
+
+static BUDGETS: Mutex<Option<Budgets>> = Mutex::new(None);
+
+/// Charge one request of `uid` (entry `name`) to its budget. An entry kept
+/// for a later pickup is charged once.
+fn charge(uid: u32, name: &str) -> Charge {
+    let mut g = match BUDGETS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let b = g.get_or_insert_with(|| Budgets {
+        window: Instant::now(),
+        used: HashMap::new(),
+        counted: HashSet::new(),
+    });
+    if b.window.elapsed() >= Duration::from_secs(60) {
+        b.window = Instant::now();
+        b.used.clear();
+    }
+    if b.counted.contains(name) {
+        return Charge::Ok;
+    }
+    let n = b.used.entry(uid).or_insert(0);
+    *n = n.saturating_add(1);
+    if *n == REQUESTS_PER_MINUTE + 1 {
+        Charge::FirstDrop
+    } else if *n > REQUESTS_PER_MINUTE {
+        Charge::Drop
+    } else {
+        Charge::Ok
+    }
+}
+
+/// Remember (`keep`) or forget an entry kept for a later pickup.
+fn mark_kept(name: &str, keep: bool) {
+    let mut g = match BUDGETS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(b) = g.as_mut() {
+        if keep {
+            b.counted.insert(name.to_string());
+        } else {
+            b.counted.remove(name);
+        }
+    }
+}
+
+/// The owner of `queue/<id>` (its `st_uid`: the submitter), read without
+/// opening or locking the message. None when there is no such message.
+fn queued_owner(spool: &Spool, id: &str) -> Option<u32> {
+    if !spool::is_valid_id(id) {
+        return None;
+    }
+    std::fs::symlink_metadata(spool.queue().join(id))
+        .ok()
+        .map(|m| m.uid())
+}
+
 /// Handle the request entry `name` written by user `uid` (the file's
 /// owner), as decoded by the spool (`entry`: a change, void, or why it is
-/// malformed), from the queue runner's pickup. Never fails: every outcome is
-/// logged. Returns false when the entry must stay in maildrop (a bounce
-/// that only a queue runner, `ctx`, can apply).
+/// malformed), from the queue runner's pickup. Never fails and never
+/// blocks: every outcome is logged. Returns false when the entry must stay
+/// in maildrop (a bounce that only a queue runner, `ctx`, can apply, or a
+/// request for a message being delivered right now).
+///
+/// Order, so that no request can stall the pickup (it runs on the daemon's
+/// main loop): who asks is checked first (root, the spool owner, group
+/// `postern`; or the owner of the message — `st_uid` of `queue/<ID>` —
+/// for a deletion), then the caller's budget ([`REQUESTS_PER_MINUTE`] per
+/// uid other than root and the spool owner; the excess is dropped and
+/// logged), and only then the message's lock, taken **without waiting**: a
+/// message being delivered keeps the request in maildrop for a later pickup
+/// (the end of the delivery wakes the daemon), for at most a minute.
 pub fn handle(
     spool: &Spool,
     ctx: Option<&runner::Ctx>,
@@ -220,7 +319,8 @@ pub fn handle(
             return true;
         }
     };
-    let admin = uid == 0 || uid == nix::unistd::geteuid().as_raw() || uid_in_group(uid);
+    let me = nix::unistd::geteuid().as_raw();
+    let admin = uid == 0 || uid == me || uid_in_group(uid);
     let what = format!("{} {}", req.op.verb(), req.target.word());
     let owner_delete = req.op == Op::Delete && matches!(req.target, Target::Id(_));
     if !admin && !owner_delete {
@@ -229,19 +329,45 @@ pub fn handle(
         );
         return true;
     }
+    if !admin && let Target::Id(id) = &req.target {
+        match queued_owner(spool, id) {
+            Some(owner) if owner == uid => {}
+            Some(owner) => {
+                log::warn!(
+                    "{name}: request \"{what}\" from uid {uid} refused: {id} belongs to uid {owner}"
+                );
+                return true;
+            }
+            None => {
+                log::warn!("{name}: request \"{what}\" from uid {uid}: no such message");
+                return true;
+            }
+        }
+    }
     if req.op == Op::Bounce && ctx.is_none() {
         // Only a queue runner has what a bounce needs: leave it for one.
         return false;
     }
+    if uid != 0 && uid != me {
+        let c = charge(uid, name);
+        if c == Charge::FirstDrop {
+            log::warn!(
+                "{name}: request \"{what}\" from uid {uid} dropped: more than {REQUESTS_PER_MINUTE} requests a minute (further ones this minute are dropped silently)"
+            );
+        }
+        if c != Charge::Ok {
+            mark_kept(name, false);
+            return true;
+        }
+    }
     let how = format!("request {name}");
     let mut changed = false;
+    let mut busy = false;
     for id in target_ids(spool, &req.target) {
-        let q = match lock(spool, &id, REQUEST_LOCK_WAIT) {
+        let q = match lock(spool, &id, Duration::ZERO) {
             Ok(Some(q)) => q,
             Ok(None) => {
-                log::warn!(
-                    "{name}: request \"{what}\" from uid {uid}: {id} is being delivered; not applied"
-                );
+                busy = true;
                 continue;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -277,5 +403,27 @@ pub fn handle(
             spool::poke(&f, b'R');
         }
     }
+    if busy {
+        let age = spool::id_micros(name)
+            .map(|m| clock_micros().saturating_sub(m))
+            .map(Duration::from_micros)
+            .unwrap_or(BUSY_KEEP);
+        if matches!(req.target, Target::Id(_)) && age < BUSY_KEEP {
+            // Being delivered: try again at a later pickup.
+            mark_kept(name, true);
+            return false;
+        }
+        log::warn!(
+            "{name}: request \"{what}\" from uid {uid}: a message was being delivered; not applied to it"
+        );
+    }
+    mark_kept(name, false);
     true
+}
+
+fn clock_micros() -> u64 {
+    crate::clock::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }

@@ -26,6 +26,7 @@ use super::apply::{io_kind, no_such, now};
 use super::caller::{Caller, may_read_body};
 use crate::clock;
 use crate::error::{Error, Kind, Result};
+use crate::escape;
 use crate::mailq;
 use crate::spool::Spool;
 use crate::spool::queue::{self, Queued};
@@ -45,7 +46,7 @@ fn header_section(q: &Queued) -> io::Result<String> {
         .map(|i| i + 1)
         .or_else(|| buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2))
         .unwrap_or(buf.len());
-    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+    Ok(lossless(&buf[..end]))
 }
 
 fn body_of(q: &Queued) -> io::Result<String> {
@@ -54,7 +55,21 @@ fn body_of(q: &Queued) -> io::Result<String> {
     use std::io::Seek;
     f.seek(io::SeekFrom::Start(q.start))?;
     f.take(q.len).read_to_end(&mut buf)?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    Ok(lossless(&buf))
+}
+
+/// Message bytes as text for both renderers: an invalid UTF-8 byte becomes
+/// a visible `\xNN` (controls are the text renderer's to escape; JSON
+/// escapes them itself).
+fn lossless(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for x in chunk.invalid() {
+            out.push_str(&format!("\\x{x:02x}"));
+        }
+    }
+    out
 }
 
 fn status_word(s: RcptStatus) -> &'static str {
@@ -193,7 +208,7 @@ fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
         )
     };
     let _ = writeln!(o, "Status:        {state}");
-    let _ = writeln!(o, "Sender:        <{}>", st.sender);
+    let _ = writeln!(o, "Sender:        <{}>", escape::field(&st.sender));
     let user = q
         .map(|q| q.env.user.clone())
         .unwrap_or_else(|| crate::submit::User::lookup(st.uid).name);
@@ -207,7 +222,7 @@ fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
     let _ = writeln!(o, "Size:          {} bytes", st.size);
     if let Some(q) = q {
         if let Some(m) = &q.env.message_id {
-            let _ = writeln!(o, "Message-ID:    {m}");
+            let _ = writeln!(o, "Message-ID:    {}", escape::field(m));
         }
         if q.env.dsn_notify.is_some() || q.env.dsn_ret.is_some() || q.env.envid.is_some() {
             let _ = writeln!(
@@ -242,16 +257,22 @@ fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
         } else {
             String::new()
         };
-        let _ = writeln!(o, "  {:<9}{}{orig}", status_word(r.status), r.address);
+        let _ = writeln!(
+            o,
+            "  {:<9}{}{}",
+            status_word(r.status),
+            escape::field(&r.address),
+            escape::field(&orig)
+        );
         if !r.reply.is_empty() {
-            let _ = writeln!(o, "           {}", r.reply);
+            let _ = writeln!(o, "           {}", escape::field(&r.reply));
         }
     }
     match headers {
         Some(h) => {
             let _ = writeln!(o, "Headers:");
             for l in h.lines() {
-                let _ = writeln!(o, "  {}", l.trim_end_matches('\r'));
+                let _ = writeln!(o, "  {}", escape::field(l.trim_end_matches('\r')));
             }
         }
         None => {
@@ -268,5 +289,6 @@ fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
             o.push('\n');
         }
     }
-    o
+    // Whatever else came from outside: no raw control reaches a terminal.
+    escape::text(&o).into_owned()
 }

@@ -121,7 +121,9 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
                 println!("{id}: {what}");
                 changed.push(id.clone());
             }
-            Ok(Outcome::Unchanged(why)) => println!("{id}: unchanged: {why}"),
+            Ok(Outcome::Unchanged(why)) => {
+                println!("{id}: unchanged: {}", crate::escape::field(&why))
+            }
             Err(e) => {
                 let err = Error::io(io_kind(&e), format!("{id}: cannot {}", op.verb()), &e);
                 if single {
@@ -196,7 +198,9 @@ fn report_run(results: Vec<(String, runner::Done)>) {
             runner::Done::Finished { sent, bounced, .. } => {
                 println!("{id}: delivery finished: {sent} sent, {bounced} bounced")
             }
-            runner::Done::Deferred(why) => println!("{id}: deferred: {why}"),
+            runner::Done::Deferred(why) => {
+                println!("{id}: deferred: {}", crate::escape::field(&why))
+            }
             runner::Done::Busy => println!("{id}: being delivered by another runner"),
             runner::Done::Skipped => println!("{id}: skipped"),
         }

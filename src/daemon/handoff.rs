@@ -141,7 +141,7 @@ impl Handoff<'_> {
                     bounced,
                     last_bounce: Some(reply),
                 } if bounced > 0 => {
-                    eprintln!("sendmail: {id}: refused: {reply}");
+                    eprintln!("sendmail: {id}: refused: {}", crate::escape::field(&reply));
                     code = if reply.contains(" 5.1.") {
                         Kind::NoUser.exit_code()
                     } else {
@@ -166,7 +166,7 @@ impl Handoff<'_> {
                 Some(st) if st.tries > 0 || st.is_done() => {
                     if st.is_done() && st.rcpts.iter().all(|r| r.status == RcptStatus::Bounced) {
                         let reply = st.rcpts.last().map(|r| r.reply.clone()).unwrap_or_default();
-                        eprintln!("sendmail: {id}: refused: {reply}");
+                        eprintln!("sendmail: {id}: refused: {}", crate::escape::field(&reply));
                         let mut ack = vec![b'A'];
                         ack.extend_from_slice(id.as_bytes());
                         let mut f = fifo;

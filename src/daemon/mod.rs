@@ -4,8 +4,10 @@
 //!
 //! The daemon holds `run.lock` for its lifetime (so a second daemon, or a
 //! detached run, knows it is there), reads the trigger FIFO (a byte from a
-//! submitter: `W` new mail, `F` flush everything now, `R` rescan after an
-//! admin change), keeps the retry schedule in memory (rebuilt from
+//! submitter: `W` new mail, `F` flush everything now — root's or the spool
+//! owner's flush —, `f` a flush by any other user: at most one a minute,
+//! delivering what is due without resetting retry times or relay failures,
+//! `R` rescan after an admin change), keeps the retry schedule in memory (rebuilt from
 //! `state/` at start and every few minutes), and hands due messages to the
 //! worker pool. No busy polling: it sleeps in poll(2) until a poke, a signal,
 //! a worker finishing, or the next retry time. SIGTERM/SIGINT stop it after
@@ -39,6 +41,26 @@ use std::time::{Duration, Instant};
 const RESCAN: Duration = Duration::from_secs(300);
 /// Longest sleep between wake-ups.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// At most one flush by a user other than root and the spool owner (`f`)
+/// is honoured in this interval.
+pub const USER_FLUSH_EVERY: Duration = Duration::from_secs(60);
+
+/// The poke byte of a flush (`postern flush`, `sendmail -q`) by `uid`
+/// (`privileged`: through the installed set-group-id binary): `F` (flush
+/// everything now and forget relay failures) for root and the spool owner
+/// (user `postern`), `f` (rate-limited; delivers what is due, keeps every
+/// retry time and the relays' failures) for everyone else. The FIFO carries
+/// no credentials, but only the set-group-id binary (or the spool owner)
+/// can write it, and it writes this byte.
+pub fn flush_byte(privileged: bool, uid: u32, spool: &Spool) -> u8 {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(spool.root()).map(|m| m.uid()).ok();
+    if uid == 0 || owner == Some(uid) || (!privileged && owner.is_none()) {
+        b'F'
+    } else {
+        b'f'
+    }
+}
 
 /// Which messages a one-shot run takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +310,8 @@ pub fn daemon(cfg: Config, source: ConfigSource, requests: RequestHandler) -> Re
     let mut buf = [0u8; 512];
     let mut carry: Vec<u8> = Vec::new();
     let mut last_metrics = Instant::now() - Duration::from_secs(3600);
+    let mut last_user_flush: Option<Instant> = None;
+    let mut user_flush_refusal_logged = false;
     loop {
         if term.load(Ordering::Relaxed) {
             break;
@@ -385,6 +409,26 @@ pub fn daemon(cfg: Config, source: ConfigSource, requests: RequestHandler) -> Re
                     pool.ctx().forget_relay_failures();
                 }
                 b'R' => last_scan = Instant::now() - RESCAN * 2,
+                b'f' => {
+                    // A user's flush is no weapon: at most one a minute,
+                    // and it forces nothing — no retry time is reset, no
+                    // relay failure forgotten (other users' mail keeps its
+                    // backoff); it only delivers what is due now.
+                    if last_user_flush.is_none_or(|t| t.elapsed() >= USER_FLUSH_EVERY) {
+                        last_user_flush = Some(Instant::now());
+                        user_flush_refusal_logged = false;
+                        last_scan = Instant::now() - RESCAN * 2;
+                        log::info!(
+                            "flush asked by a user: delivering what is due (retry times and relay failures kept)"
+                        );
+                    } else if !user_flush_refusal_logged {
+                        user_flush_refusal_logged = true;
+                        log::warn!(
+                            "flush asked by a user ignored: at most one every {} s",
+                            USER_FLUSH_EVERY.as_secs()
+                        );
+                    }
+                }
                 b'A' => {
                     let end = i + 1 + crate::spool::ID_LEN;
                     if end > carry.len() {
@@ -414,7 +458,7 @@ pub fn daemon(cfg: Config, source: ConfigSource, requests: RequestHandler) -> Re
     Ok(0)
 }
 
-/// Poke a running daemon through the trigger FIFO (`byte`: W, F or R).
+/// Poke a running daemon through the trigger FIFO (`byte`: W, F, f or R).
 /// Returns false when no daemon is reading it. (The trigger is part of the
 /// spool's layout; this is `spool::poke`.)
 pub use crate::spool::poke;

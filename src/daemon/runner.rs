@@ -162,6 +162,7 @@ impl Worker {
             Ok(x) => x,
             Err(done) => return done,
         };
+        pool::injected_panic(id, &q.env.sender);
         let mut a = Attempt {
             now: clock::unix_f64(clock::now()),
             newly: Vec::new(),
@@ -522,6 +523,38 @@ pub(crate) fn return_to_sender(ctx: &Ctx, q: &Queued, mut st: State, reason: &st
     }
     let _ = queue::save_state(&ctx.spool, &st, true);
     Done::Deferred("the bounce could not be queued; will retry".into())
+}
+
+/// A delivery of `id` panicked (`what`: the panic's message): the worker
+/// caught it; defer the message with the reason `internal error: …` so it
+/// is retried after the usual backoff instead of staying in flight.
+pub(crate) fn defer_after_panic(ctx: &Ctx, id: &str, what: &str) -> Done {
+    let reason = format!("internal error: {what}");
+    let q = match queue::open(&ctx.spool, id, true) {
+        Ok(Some(q)) => q,
+        Ok(None) => return Done::Busy,
+        Err(_) => return Done::Skipped,
+    };
+    let mut st = queue::load_state(&ctx.spool, id)
+        .unwrap_or_else(|| queue::initial_state(&q.env, q.len, q.owner));
+    let now = clock::unix_f64(clock::now());
+    for r in st.rcpts.iter_mut().filter(|r| !r.status.is_final()) {
+        r.status = RcptStatus::Deferred;
+        r.changed = now;
+        r.reply = reason.clone();
+    }
+    st.tries += 1;
+    let delay = schedule::backoff(
+        st.tries,
+        ctx.cfg.queue.retry_min,
+        ctx.cfg.queue.retry_max,
+        id,
+    );
+    st.next = now + delay.as_secs_f64();
+    if let Err(e) = queue::save_state(&ctx.spool, &st, true) {
+        log::error!("{id}: cannot save delivery state: {e}");
+    }
+    Done::Deferred(reason)
 }
 
 /// Ids that are due now: not held, not done, next attempt reached.

@@ -1,10 +1,26 @@
 //! The worker pool: threads that take message ids from a shared job list
 //! and deliver them one at a time, each through its own `Worker` (and so
 //! its own relay session); the context is swapped as a whole on reload.
+//!
+//! Panic isolation: each delivery runs under `catch_unwind`. A panic (a bug)
+//! releases the message's lock as it unwinds; the worker then logs it once
+//! (`ID: internal error: the delivery panicked (…)`), defers the message
+//! with the reason `internal error: …` and the usual backoff (mailq shows
+//! it), and goes on with fresh relay sessions — the message is never left
+//! marked in flight.
+//!
+//! Test-only fault injection: `POSTERN_TEST_PANIC=<text>` makes the
+//! delivery of a message whose queue id or envelope sender is `<text>`
+//! panic. It exists for the test suite only. Like `POSTERN_NOW` it cannot
+//! reach an installed system through a user: the set-group-id start-up
+//! clears the whole environment (`privilege::enter`), so only a process
+//! whose environment its starter already controls (root's, the daemon's
+//! unit, an unprivileged development run) can honour it.
 
 use super::{Ctx, Done, Worker};
 use std::collections::{HashSet, VecDeque};
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -178,7 +194,26 @@ fn worker_loop(shared: Arc<(Mutex<Jobs>, Condvar)>, ctx: Arc<RwLock<Arc<Ctx>>>) 
             Ok(c) => Arc::clone(&c),
             Err(p) => Arc::clone(&p.into_inner()),
         };
-        let done = w.deliver(&c, &job.0, job.1);
+        // Panic isolation: a panic in one delivery defers that message
+        // (retried after the usual backoff) and this worker lives on with
+        // fresh sessions (the old ones may be mid-transaction).
+        let done = match std::panic::catch_unwind(AssertUnwindSafe(|| w.deliver(&c, &job.0, job.1)))
+        {
+            Ok(done) => done,
+            Err(payload) => {
+                let what = panic_message(payload.as_ref());
+                log::error!(
+                    "{}: internal error: the delivery panicked ({what}); deferred, the worker continues",
+                    job.0
+                );
+                w = Worker::new();
+                let c2 = Arc::clone(&c);
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    super::defer_after_panic(&c2, &job.0, &what)
+                }))
+                .unwrap_or_else(|_| Done::Deferred(format!("internal error: {what}")))
+            }
+        };
         if let Ok(mut j) = m.lock() {
             j.in_flight -= 1;
             j.known.remove(&job.0);
@@ -190,5 +225,42 @@ fn worker_loop(shared: Arc<(Mutex<Jobs>, Condvar)>, ctx: Arc<RwLock<Arc<Ctx>>>) 
             }
         }
         cv.notify_all();
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// Test-only fault injection (see the module documentation): panic when
+/// `POSTERN_TEST_PANIC` names this message's id or envelope sender.
+pub(super) fn injected_panic(id: &str, sender: &str) {
+    static ON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let on = ON.get_or_init(|| {
+        std::env::var("POSTERN_TEST_PANIC")
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    if let Some(v) = on
+        && (v == id || v == sender)
+    {
+        panic!("injected test fault (POSTERN_TEST_PANIC) for {id}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_messages_are_read() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(super::panic_message(p.as_ref()), "boom 1");
+        let p = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(super::panic_message(p.as_ref()), "static");
     }
 }
