@@ -13,9 +13,9 @@
 //! the length into the header, checks the file size, then commits: mode 0704
 //! (the owner-execute bit means "ready"), fsync the file, fsync the
 //! directory, unlock. Only after that may the caller exit 0. On any failure
-//! the entry is emptied, left not-ready and closed (which releases the
-//! lock); it is also unlinked when the caller has the right to, so nothing
-//! deliverable remains.
+//! the entry is emptied, given mode 0404 ([`abandon`]) and closed (which
+//! releases the lock); it is also unlinked when the caller has the right
+//! to, so nothing deliverable remains.
 //!
 //! Reader side: [`claim`] says what one name holds ([`Claim`], and for a
 //! committed entry its [`Content`]: a message, a request, or something
@@ -45,6 +45,10 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 /// Mode of an entry being written: readable by the runner (others cannot
 /// traverse maildrop/) so it can see the writer's lock.
 pub const MODE_WRITING: u32 = 0o604;
+/// Mode a failed writer gives its entry before letting go of it: not
+/// ready, still readable by the runner, and — unlike a lock that goes
+/// away — a change the pickup's `fstatat` sees.
+pub const MODE_ABANDONED: u32 = 0o404;
 /// Mode of an entry between `O_CREAT` and its lock (microseconds).
 pub const MODE_CREATING: u32 = 0o000;
 /// How long an unreadable, not-ready entry may stay unchanged before the
@@ -230,8 +234,7 @@ impl Drop for MessageWriter {
         // Leave nothing deliverable: empty the file, keep it not-ready, and
         // unlink it where we may (an installed submitter may not). Closing
         // it releases the lock, which tells the runner it is abandoned.
-        let _ = file.set_len(0);
-        let _ = fchmod(&file, Mode::from_bits_truncate(MODE_WRITING));
+        abandon(&file);
         let _ = nix::unistd::unlinkat(
             &self.dir,
             self.id.as_str(),
@@ -262,6 +265,13 @@ pub fn keeps_free(fd: &impl std::os::fd::AsFd, reserve: u64) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Mark the entry `file` abandoned before its writer lets go of it: empty,
+/// mode [`MODE_ABANDONED`]. The runner removes it at its next look.
+pub fn abandon(file: &File) {
+    let _ = file.set_len(0);
+    let _ = fchmod(file, Mode::from_bits_truncate(MODE_ABANDONED));
 }
 
 /// `n` bytes for a person: "512 KiB", "95.4 MiB".
@@ -305,8 +315,7 @@ pub fn commit_request(id: &str, file: &File, dir: &File, text: &[u8]) -> io::Res
         Ok(())
     })();
     if result.is_err() {
-        let _ = file.set_len(0);
-        let _ = fchmod(file, Mode::from_bits_truncate(MODE_WRITING));
+        abandon(file);
         let _ = nix::unistd::unlinkat(dir, id, nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
     let _ = file.unlock();

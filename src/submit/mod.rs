@@ -102,6 +102,17 @@ pub enum EntrySource {
     Direct,
 }
 
+impl Drop for EntrySource {
+    fn drop(&mut self) {
+        // An entry opened before the privilege drop and never used (the
+        // arguments were refused): mark it abandoned so the daemon removes
+        // it at its next look.
+        if let EntrySource::Preopened(Some(Ok((_, file)))) = self {
+            maildrop::abandon(file);
+        }
+    }
+}
+
 /// Per-message envelope choices made before the data is read.
 #[derive(Debug, Clone, Default)]
 pub struct MessageOptions {
