@@ -725,6 +725,7 @@ fn disk_reserve_holds_against_nobody_but_not_root() {
         );
     }
     let free = inst.free();
+    eprintln!("refused: {}", refused[0].stderr.trim_end());
     eprintln!(
         "10 x 8 MiB from nobody on a 64 MiB spool with a 40 MiB reserve: {accepted} accepted, {} refused, {} MiB left free",
         refused.len(),

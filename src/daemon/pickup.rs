@@ -14,9 +14,10 @@
 //! are remembered with what `fstatat` said of them: a later pickup (every
 //! poke starts one) skips such an entry with one `fstatat` as long as it has
 //! not changed and was judged less than [`RECHECK`] ago, instead of opening
-//! and locking it again; a writer that commits or fails changes the inode
-//! (mode, size, times), and one that was killed is seen at the next look
-//! after [`RECHECK`].
+//! and locking it again; a writer that commits or fails changes the entry's
+//! mode before it lets go of the lock (ready, or abandoned: 0404, see
+//! `maildrop::abandon`), and such an entry is never remembered; one whose
+//! writer was killed is seen at the first look after [`RECHECK`].
 
 use super::runner::Ctx;
 use crate::spool::Spool;
@@ -148,7 +149,15 @@ pub fn pickup(
                 }
             },
             Ok(Claim::Busy) => {
-                if let Some(st) = stamp(&dir, &name) {
+                // Remember only an entry whose next step changes its inode:
+                // one being written (commit and failure both change its
+                // mode) or unreadable (judged by age). A ready or abandoned
+                // entry that is still locked is between its last change and
+                // the unlock that follows at once: look again next time.
+                if let Some(st) = stamp(&dir, &name)
+                    && st.mode & maildrop::READY_BIT == 0
+                    && st.mode & 0o777 != maildrop::MODE_ABANDONED
+                {
                     busy.insert(name, (st, now + RECHECK));
                 }
             }
