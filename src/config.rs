@@ -162,8 +162,13 @@ pub struct Queue {
     pub parallel: usize,
     /// Start a one-shot queue run after submission when no daemon answers.
     pub run_on_submit: bool,
-    /// Age after which an unfinished maildrop entry counts as abandoned.
+    /// How long a submitter may hold a maildrop entry locked without
+    /// committing it before the runner removes it (an entry whose writer
+    /// let go of it is removed at once).
     pub maildrop_stale_after: Duration,
+    /// Free bytes a submission (other than root's) must leave on the
+    /// spool's file system (0: no reserve).
+    pub min_free: u64,
 }
 
 /// The `[smtp]` section: client behaviour.
@@ -382,6 +387,7 @@ struct RawQueue {
     parallel: Option<usize>,
     run_on_submit: Option<bool>,
     maildrop_stale_after: Option<Dur>,
+    min_free: Option<Size>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -428,6 +434,11 @@ impl<'de> Deserialize<'de> for Dur {
 /// A size written as bytes (integer) or `25M`, `512k`, `1G` (binary multiples).
 #[derive(Debug, Clone, Copy)]
 struct Size(u64);
+
+/// Default `[queue] min_free`: room for a few large messages from root
+/// (two of the 50 MiB fallback limit) and for the daemon's state, log and
+/// bounce writes once other users' submissions are refused.
+pub const DEFAULT_MIN_FREE: u64 = 100 * 1024 * 1024;
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
@@ -762,6 +773,7 @@ impl Config {
             parallel: q.parallel.unwrap_or(2),
             run_on_submit: q.run_on_submit.unwrap_or(true),
             maildrop_stale_after: dur(q.maildrop_stale_after, 86400),
+            min_free: q.min_free.map(|s| s.0).unwrap_or(DEFAULT_MIN_FREE),
         };
         if queue.parallel == 0 || queue.parallel > 64 {
             return Err(bad("queue.parallel", "must be between 1 and 64".into()));
@@ -1036,6 +1048,19 @@ mod tests {
         assert_eq!(c.relays[0].tls, TlsMode::Starttls);
         assert_eq!(c.relays[0].kind, RelayKind::Smtp);
         assert_eq!(c.max_message_size, None);
+        assert_eq!(c.queue.min_free, DEFAULT_MIN_FREE);
+        let c = Config::parse(
+            "hostname = \"h.example\"\n[queue]\nmin_free = \"0\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.queue.min_free, 0);
+        let c = Config::parse(
+            "hostname = \"h.example\"\n[queue]\nmin_free = \"2G\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.queue.min_free, 2 * 1024 * 1024 * 1024);
     }
 
     #[test]

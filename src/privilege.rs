@@ -17,7 +17,10 @@
 //!    yet picked up), the trigger FIFO (O_NONBLOCK: ENXIO means no daemon);
 //!    for `-bs`, which may submit any number of messages, it forks a tiny
 //!    helper that keeps the group and does nothing but create entries on
-//!    request and pass their fds back over a socketpair,
+//!    request and pass their fds back over a socketpair — at most
+//!    [`MAX_OUTSTANDING`] not yet committed at a time: before each new one
+//!    (and when the session ends) it removes those it handed out whose
+//!    writer let go of the lock without committing (a failed DATA),
 //! 5. drops the group (and a set-uid, should someone install it so) for good
 //!    with setresgid/setresuid and verifies the drop with getresgid.
 //!
@@ -51,6 +54,10 @@ pub enum Intent {
     /// Nothing.
     Nothing,
 }
+
+/// Most entries a `-bs` session's helper hands out that are neither
+/// committed nor abandoned (an honest session has one at a time).
+pub const MAX_OUTSTANDING: usize = 4;
 
 /// Creates maildrop entries on request through a helper that kept the group.
 #[derive(Debug)]
@@ -95,6 +102,9 @@ impl maildrop::OpenEntry for Opener {
                 }
                 Ok((id, File::from(fd)))
             }
+            (_, 1) if buf[0] == b'L' => Err(io::Error::other(format!(
+                "too many unfinished messages in this session (at most {MAX_OUTSTANDING})"
+            ))),
             (_, n) if n >= 5 && buf[0] == b'E' => {
                 let errno = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
                 Err(io::Error::from_raw_os_error(errno))
@@ -173,7 +183,8 @@ fn open_trigger(spool: &Spool) -> io::Result<File> {
     spool.open_trigger()
 }
 
-fn spawn_opener(dir: &File) -> io::Result<Opener> {
+/// Fork the entry helper for `dir` (see the module docs); `pub` for tests.
+pub fn spawn_opener(dir: &File) -> io::Result<Opener> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     use nix::unistd::{ForkResult, fork};
     let (parent, child) = socketpair(
@@ -215,13 +226,36 @@ fn opener_child(sock: OwnedFd, dir: &File) {
         }
     }
     let mut req = [0u8; 1];
+    // Entries handed out and not yet seen committed or abandoned.
+    let mut handed: Vec<String> = Vec::new();
     loop {
         match nix::unistd::read(&sock, &mut req) {
             Ok(1) => {}
-            _ => return,
+            _ => {
+                // The session is over: nothing it left unfinished may stay.
+                prune(dir, &mut handed);
+                return;
+            }
+        }
+        prune(dir, &mut handed);
+        if handed.len() >= MAX_OUTSTANDING {
+            if sendmsg::<()>(
+                sock.as_raw_fd(),
+                &[IoSlice::new(b"L")],
+                &[],
+                MsgFlags::empty(),
+                None,
+            )
+            .is_err()
+            {
+                prune(dir, &mut handed);
+                return;
+            }
+            continue;
         }
         let sent = match maildrop::create(dir) {
             Ok((id, file)) => {
+                handed.push(id.clone());
                 let fds = [file.as_raw_fd()];
                 sendmsg::<()>(
                     sock.as_raw_fd(),
@@ -244,9 +278,50 @@ fn opener_child(sock: OwnedFd, dir: &File) {
             }
         };
         if sent.is_err() {
+            prune(dir, &mut handed);
             return;
         }
     }
+}
+
+/// Forget the entries in `handed` that are gone or committed, and remove
+/// those nobody holds locked any more (the writer failed or went away; a
+/// writer holds the lock from creation to commit). The helper runs as the
+/// caller, who owns the entries, and keeps the group, which may unlink in
+/// maildrop.
+fn prune(dir: &File, handed: &mut Vec<String>) {
+    use nix::fcntl::{OFlag, openat};
+    use std::os::unix::fs::MetadataExt;
+    handed.retain(|id| {
+        let fd = match openat(
+            dir,
+            id.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return false,
+            // Not ours to judge any more (the mode was changed): counted.
+            Err(_) => return true,
+        };
+        let file = File::from(fd);
+        match file.metadata() {
+            Ok(md) if md.mode() & maildrop::READY_BIT != 0 => return false,
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = nix::unistd::unlinkat(
+                    dir,
+                    id.as_str(),
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+                false
+            }
+            Err(_) => true,
+        }
+    });
 }
 
 fn drop_privilege(ruid: Uid, rgid: Gid) -> Result<(), String> {
@@ -342,5 +417,60 @@ impl Prepared {
             None if !self.privileged => open_trigger(spool).ok(),
             None => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::maildrop::OpenEntry;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn helper_bounds_unfinished_entries_and_removes_abandoned_ones() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = maildrop::open_dir(tmp.path()).expect("dir");
+        let opener = spawn_opener(&dir).expect("helper");
+        let mut held = Vec::new();
+        for _ in 0..MAX_OUTSTANDING {
+            held.push(opener.open_entry().expect("entry"));
+        }
+        let e = opener.open_entry().expect_err("past the bound");
+        assert!(e.to_string().contains("too many unfinished"), "{e}");
+        assert_eq!(names(tmp.path()).len(), MAX_OUTSTANDING);
+        // A writer that fails lets go of its entry: the next request
+        // removes it and is served.
+        let (gone, file) = held.pop().expect("one");
+        drop(file);
+        let (_new, _f) = opener.open_entry().expect("entry after one was abandoned");
+        assert!(
+            !names(tmp.path()).contains(&gone),
+            "abandoned entry still there"
+        );
+        assert_eq!(names(tmp.path()).len(), MAX_OUTSTANDING);
+        // Many failed messages in a row never pile up.
+        drop(_f);
+        for _ in 0..50 {
+            let (_, f) = opener.open_entry().expect("entry");
+            drop(f);
+        }
+        assert_eq!(names(tmp.path()).len(), MAX_OUTSTANDING);
+        // The session ends: what it left unfinished (and unlocked) goes.
+        drop(held);
+        drop(opener);
+        let start = std::time::Instant::now();
+        while !names(tmp.path()).is_empty() && start.elapsed().as_secs() < 5 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(names(tmp.path()).is_empty(), "{:?}", names(tmp.path()));
     }
 }

@@ -244,35 +244,50 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         let stdout = std::io::stdout();
         postern::submit::smtpd::run(&mut sub, stdin.lock(), stdout.lock())?
     } else {
-        let sender = match &a.sender {
-            Some(s) => sub.parse_sender(s)?,
-            None => sub.default_sender(),
-        };
-        let mut recipients = Vec::new();
-        for r in &a.recipients {
-            recipients.push(sub.parse_recipient(r)?);
+        let plain = (|| -> Result<postern::submit::Committed> {
+            let sender = match &a.sender {
+                Some(s) => sub.parse_sender(s)?,
+                None => sub.default_sender(),
+            };
+            let mut recipients = Vec::new();
+            for r in &a.recipients {
+                recipients.push(sub.parse_recipient(r)?);
+            }
+            let opts = MessageOptions {
+                sender,
+                recipients,
+                extract: a.extract,
+                fullname: a.fullname.clone(),
+                notify: a.notify.clone(),
+                ret: a.ret.clone(),
+                envid: a.envid.clone(),
+                interactive: a.delivery == DeliveryMode::Interactive,
+            };
+            let term = if a.ignore_dots {
+                Terminator::Eof
+            } else {
+                Terminator::DotOrEof
+            };
+            let stdin = std::io::stdin();
+            let mut reader = LineReader::new(
+                std::io::BufReader::with_capacity(64 * 1024, stdin.lock()),
+                term,
+            );
+            sub.submit(&mut reader, &opts)
+        })();
+        match plain {
+            Ok(c) => vec![c],
+            Err(e) => {
+                // The entry opened for this message is abandoned: close it
+                // (which releases its lock) and wake the daemon so that it
+                // is removed now rather than at the daemon's next run.
+                drop(sub);
+                if let Some(f) = p.take_trigger(&spool) {
+                    daemon::poke(&f, b'W');
+                }
+                return Err(e);
+            }
         }
-        let opts = MessageOptions {
-            sender,
-            recipients,
-            extract: a.extract,
-            fullname: a.fullname.clone(),
-            notify: a.notify.clone(),
-            ret: a.ret.clone(),
-            envid: a.envid.clone(),
-            interactive: a.delivery == DeliveryMode::Interactive,
-        };
-        let term = if a.ignore_dots {
-            Terminator::Eof
-        } else {
-            Terminator::DotOrEof
-        };
-        let stdin = std::io::stdin();
-        let mut reader = LineReader::new(
-            std::io::BufReader::with_capacity(64 * 1024, stdin.lock()),
-            term,
-        );
-        vec![sub.submit(&mut reader, &opts)?]
     };
     let handoff = Handoff {
         cfg: &cfg,

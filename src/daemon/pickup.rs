@@ -8,14 +8,58 @@
 //! with the uid of the file's owner to the [`RequestHandler`] the front end
 //! gave the daemon (the admin service's `admin::requests::handle`: the
 //! daemon never names admin), anything undecodable is moved to `corrupt/`.
+//!
+//! An abandoned entry (not ready, its writer's lock gone) is removed at the
+//! first look, so dead entries do not pile up. Entries still being written
+//! are remembered with what `fstatat` said of them: a later pickup (every
+//! poke starts one) skips such an entry with one `fstatat` as long as it has
+//! not changed and was judged less than [`RECHECK`] ago, instead of opening
+//! and locking it again; a writer that commits or fails changes the entry's
+//! mode before it lets go of the lock (ready, or abandoned: 0404, see
+//! `maildrop::abandon`), and such an entry is never remembered; one whose
+//! writer was killed is seen at the first look after [`RECHECK`].
 
 use super::runner::Ctx;
 use crate::spool::Spool;
 use crate::spool::maildrop::{self, Claim, Content};
 use crate::spool::queue::{self, Admitted};
 use crate::spool::request::Entry;
+use std::collections::HashMap;
 use std::io;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a maildrop entry judged busy is skipped while unchanged.
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+/// What `fstatat` says of an entry: enough to notice any change a writer
+/// makes (content, mode, a new file under the same name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    ino: u64,
+    mode: u32,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+fn stamp(dir: &std::fs::File, name: &str) -> Option<Stamp> {
+    let st = nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+    Some(Stamp {
+        ino: st.st_ino,
+        mode: st.st_mode,
+        size: st.st_size,
+        mtime: (st.st_mtime, st.st_mtime_nsec),
+        ctime: (st.st_ctime, st.st_ctime_nsec),
+    })
+}
+
+/// Busy entries of one maildrop directory: name → (stamp, judged until).
+type Memo = HashMap<String, (Stamp, Instant)>;
+
+/// The remembered busy entries, per maildrop directory.
+static BUSY: Mutex<Option<(PathBuf, Memo)>> = Mutex::new(None);
 
 /// What becomes of a user's request entry (`spool::request`): authorised
 /// against `uid`, the owner of the entry file, and applied. Arguments: the
@@ -55,7 +99,21 @@ pub fn pickup(
     let mut picked = Vec::new();
     let names = queue::list_ids(&dir_path)?;
     let lazy = names.len() <= attempt_now;
+    let mut memo_guard = BUSY.lock().unwrap_or_else(|p| p.into_inner());
+    if memo_guard.as_ref().is_none_or(|(p, _)| *p != dir_path) {
+        *memo_guard = Some((dir_path.clone(), HashMap::new()));
+    }
+    let old = std::mem::take(&mut memo_guard.as_mut().expect("set above").1);
+    let mut busy = Memo::new();
+    let now = Instant::now();
     for name in names {
+        if let Some(&(seen, until)) = old.get(&name)
+            && until > now
+            && stamp(&dir, &name) == Some(seen)
+        {
+            busy.insert(name, (seen, until));
+            continue;
+        }
         match maildrop::claim(&dir, &name, stale_after) {
             // The entry stays open and locked until it has been dealt with.
             Ok(Claim::Ready {
@@ -90,11 +148,27 @@ pub fn pickup(
                     });
                 }
             },
-            Ok(Claim::Busy) | Ok(Claim::Vanished) => {}
+            Ok(Claim::Busy) => {
+                // Remember only an entry whose next step changes its inode:
+                // one being written (commit and failure both change its
+                // mode) or unreadable (judged by age). A ready or abandoned
+                // entry that is still locked is between its last change and
+                // the unlock that follows at once: look again next time.
+                if let Some(st) = stamp(&dir, &name)
+                    && st.mode & maildrop::READY_BIT == 0
+                    && st.mode & 0o777 != maildrop::MODE_ABANDONED
+                {
+                    busy.insert(name, (st, now + RECHECK));
+                }
+            }
+            Ok(Claim::Vanished) => {}
             Ok(Claim::Abandoned) => log::info!("{name}: removed an abandoned submission"),
             Ok(Claim::Corrupt(why)) => queue::quarantine(spool, &dir_path, &name, &why),
             Err(e) => log::warn!("{name}: cannot examine maildrop entry: {e}"),
         }
+    }
+    if let Some((_, memo)) = memo_guard.as_mut() {
+        *memo = busy;
     }
     Ok(picked)
 }

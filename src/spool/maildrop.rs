@@ -2,15 +2,20 @@
 //! takes it over.
 //!
 //! Writer side (runs as the caller, after the privilege drop). An entry is
-//! created `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0604, and locked (`flock`) by
-//! whoever creates it — `privilege.rs` before the drop in an installed setup,
-//! [`create`] directly in an unprivileged one. [`MessageWriter`] streams the
-//! message into it, appends the envelope and trailer, patches the length
-//! into the header, checks the file size, then commits: mode 0744 (the
-//! owner-execute bit means "ready"), fsync the file, fsync the directory,
-//! unlock. Only after that may the caller exit 0. On any failure the entry
-//! is emptied and left not-ready (it is also unlinked when the caller has
-//! the right to), so nothing deliverable remains.
+//! created `O_CREAT|O_EXCL|O_NOFOLLOW` with mode 0000, locked (`flock`) and
+//! only then given mode 0604 with `fchmod` (so the caller's umask cannot
+//! change it, and an entry the runner can read is always one whose writer
+//! took the lock) — by whoever creates it: `privilege.rs` before the drop
+//! in an installed setup, [`create`] directly in an unprivileged one.
+//! [`MessageWriter`] streams the message into it (checking the spool's free
+//! space against a reserve before the first byte and every
+//! [`RESERVE_CHECK_EVERY`] bytes), appends the envelope and trailer, patches
+//! the length into the header, checks the file size, then commits: mode 0704
+//! (the owner-execute bit means "ready"), fsync the file, fsync the
+//! directory, unlock. Only after that may the caller exit 0. On any failure
+//! the entry is emptied, given mode 0404 ([`abandon`]) and closed (which
+//! releases the lock); it is also unlinked when the caller has the right
+//! to, so nothing deliverable remains.
 //!
 //! Reader side: [`claim`] says what one name holds ([`Claim`], and for a
 //! committed entry its [`Content`]: a message, a request, or something
@@ -18,8 +23,16 @@
 //! trusts nothing in maildrop: it opens with `O_NOFOLLOW|O_NONBLOCK`,
 //! requires a regular file with one link and the ready bit, takes the uid
 //! from `st_uid` and decodes strictly (the pickup moves anything undecodable
-//! to `corrupt/`). A not-ready entry that nobody holds locked and that is
-//! older than the stale limit is an abandoned submission and is removed.
+//! to `corrupt/`).
+//!
+//! An entry that is not ready is abandoned — and removed at once — when
+//! nobody holds its lock any more (its writer failed, exited or was killed:
+//! the lock goes with the last descriptor). Only its owner can change its
+//! mode, so an entry the runner cannot read (mode 0000 between `O_CREAT`
+//! and the `fchmod`, or a mode its owner set by hand) is removed once it
+//! has not changed for [`UNREADABLE_GRACE`]; an entry still locked but not
+//! ready after `maildrop_stale_after` (a writer that stalled) is removed
+//! too, and that writer's commit then fails.
 
 use crate::spool::format::{self, Envelope};
 use crate::spool::request;
@@ -32,6 +45,22 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 /// Mode of an entry being written: readable by the runner (others cannot
 /// traverse maildrop/) so it can see the writer's lock.
 pub const MODE_WRITING: u32 = 0o604;
+/// Mode a failed writer gives its entry before letting go of it: not
+/// ready, still readable by the runner, and — unlike a lock that goes
+/// away — a change the pickup's `fstatat` sees.
+pub const MODE_ABANDONED: u32 = 0o404;
+/// Mode of an entry between `O_CREAT` and its lock (microseconds).
+pub const MODE_CREATING: u32 = 0o000;
+/// How long an unreadable, not-ready entry may stay unchanged before the
+/// runner removes it (a writer that died between `O_CREAT` and `fchmod`,
+/// or an owner that made its entry unreadable).
+pub const UNREADABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// The spool's free space is checked against the reserve before the first
+/// byte and again after every this many bytes written.
+pub const RESERVE_CHECK_EVERY: u64 = 1024 * 1024;
+/// Start of the message of a refusal for want of free space (the SMTP
+/// server answers it with 452 4.3.1).
+pub const RESERVE_REFUSAL: &str = "not enough free space in the spool";
 /// Mode of a committed ("ready") entry: the ready bit added to
 /// [`MODE_WRITING`]. No group bit: the group (postern-drop) only ever
 /// creates entries, it never needs to read one.
@@ -50,11 +79,21 @@ pub fn create(dir: &File) -> io::Result<(String, File)> {
             dir,
             id.as_str(),
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(MODE_WRITING),
+            Mode::from_bits_truncate(MODE_CREATING),
         ) {
             Ok(fd) => {
                 let file = File::from(fd);
-                file.lock()?;
+                let locked = file.lock().and_then(|()| {
+                    fchmod(&file, Mode::from_bits_truncate(MODE_WRITING)).map_err(io::Error::from)
+                });
+                if let Err(e) = locked {
+                    let _ = nix::unistd::unlinkat(
+                        dir,
+                        id.as_str(),
+                        nix::unistd::UnlinkatFlags::NoRemoveDir,
+                    );
+                    return Err(e);
+                }
                 return Ok((id, file));
             }
             Err(nix::errno::Errno::EEXIST) => continue,
@@ -76,9 +115,14 @@ pub fn open_dir(path: &std::path::Path) -> io::Result<File> {
 /// Streams one message into a maildrop entry and commits it.
 pub struct MessageWriter {
     id: String,
-    out: BufWriter<File>,
+    /// None only while being dropped.
+    out: Option<BufWriter<File>>,
     dir: File,
     len: u64,
+    /// Free bytes the spool's file system must keep (0: no reserve).
+    reserve: u64,
+    /// Bytes written since the free space was last checked.
+    unchecked: u64,
     committed: bool,
 }
 
@@ -89,11 +133,31 @@ impl MessageWriter {
         out.write_all(format::header(0).as_bytes())?;
         Ok(MessageWriter {
             id,
-            out,
+            out: Some(out),
             dir,
             len: 0,
+            reserve: 0,
+            unchecked: 0,
             committed: false,
         })
+    }
+
+    /// Keep `min_free` bytes free on the spool's file system: refuse now
+    /// when it has less (one `fstatvfs`), and again whenever that happens
+    /// while the message is written (checked every [`RESERVE_CHECK_EVERY`]
+    /// bytes). 0 disables the check.
+    pub fn keep_free(&mut self, min_free: u64) -> io::Result<()> {
+        self.reserve = min_free;
+        self.check_free()
+    }
+
+    fn file(&self) -> &File {
+        self.out.as_ref().expect("writer in use").get_ref()
+    }
+
+    fn check_free(&mut self) -> io::Result<()> {
+        self.unchecked = 0;
+        keeps_free(self.file(), self.reserve)
     }
 
     /// The queue id.
@@ -113,8 +177,12 @@ impl MessageWriter {
 
     /// Append message bytes.
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.out.write_all(bytes)?;
+        self.out.as_mut().expect("writer in use").write_all(bytes)?;
         self.len += bytes.len() as u64;
+        self.unchecked += bytes.len() as u64;
+        if self.reserve > 0 && self.unchecked >= RESERVE_CHECK_EVERY {
+            self.check_free()?;
+        }
         Ok(())
     }
 
@@ -123,9 +191,10 @@ impl MessageWriter {
     pub fn commit(mut self, env: &Envelope) -> io::Result<()> {
         let envelope = format::encode_envelope(env)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.0))?;
-        self.out.write_all(envelope.as_bytes())?;
-        self.out.flush()?;
-        let file = self.out.get_ref();
+        let out = self.out.as_mut().expect("writer in use");
+        out.write_all(envelope.as_bytes())?;
+        out.flush()?;
+        let file = out.get_ref();
         file.write_all_at(format::header(self.len).as_bytes(), 0)?;
         let expect = format::HEADER_LEN + self.len + envelope.len() as u64;
         let got = file.metadata()?.len();
@@ -154,20 +223,72 @@ impl MessageWriter {
 
 impl Drop for MessageWriter {
     fn drop(&mut self) {
+        let Some(out) = self.out.take() else {
+            return;
+        };
+        // Never flush what is buffered: take the file without writing.
+        let (file, _unwritten) = out.into_parts();
         if self.committed {
             return;
         }
         // Leave nothing deliverable: empty the file, keep it not-ready, and
-        // unlink it where we may (an installed submitter may not; the runner
-        // removes abandoned entries).
-        let file = self.out.get_ref();
-        let _ = file.set_len(0);
-        let _ = fchmod(file, Mode::from_bits_truncate(MODE_WRITING));
+        // unlink it where we may (an installed submitter may not). Closing
+        // it releases the lock, which tells the runner it is abandoned.
+        abandon(&file);
         let _ = nix::unistd::unlinkat(
             &self.dir,
             self.id.as_str(),
             nix::unistd::UnlinkatFlags::NoRemoveDir,
         );
+        drop(file);
+    }
+}
+
+/// Refuse (`StorageFull`, a message starting with [`RESERVE_REFUSAL`] and
+/// naming the free space and the reserve) when the file system holding
+/// `fd` has less than `reserve` bytes free for unprivileged users; one
+/// `fstatvfs`. A `reserve` of 0 checks nothing.
+pub fn keeps_free(fd: &impl std::os::fd::AsFd, reserve: u64) -> io::Result<()> {
+    if reserve == 0 {
+        return Ok(());
+    }
+    let st = nix::sys::statvfs::fstatvfs(fd).map_err(io::Error::from)?;
+    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+    if free < reserve {
+        return Err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!(
+                "{RESERVE_REFUSAL}: {} free, the reserve is {} (queue.min_free)",
+                human_size(free),
+                human_size(reserve)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Mark the entry `file` abandoned before its writer lets go of it: empty,
+/// mode [`MODE_ABANDONED`]. The runner removes it at its next look.
+pub fn abandon(file: &File) {
+    let _ = file.set_len(0);
+    let _ = fchmod(file, Mode::from_bits_truncate(MODE_ABANDONED));
+}
+
+/// `n` bytes for a person: "512 KiB", "95.4 MiB".
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} bytes")
+    } else if v >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -194,8 +315,7 @@ pub fn commit_request(id: &str, file: &File, dir: &File, text: &[u8]) -> io::Res
         Ok(())
     })();
     if result.is_err() {
-        let _ = file.set_len(0);
-        let _ = fchmod(file, Mode::from_bits_truncate(MODE_WRITING));
+        abandon(file);
         let _ = nix::unistd::unlinkat(dir, id, nix::unistd::UnlinkatFlags::NoRemoveDir);
     }
     let _ = file.unlock();
@@ -215,9 +335,12 @@ pub enum Claim {
         /// What the file holds.
         content: Content,
     },
-    /// Still being written (locked, or not ready and recent).
+    /// Still being written (locked and not ready, or unreadable and changed
+    /// within [`UNREADABLE_GRACE`]).
     Busy,
-    /// Abandoned (not ready, unlocked, older than the stale limit): removed.
+    /// Abandoned (not ready and nobody holds its lock, unreadable and
+    /// unchanged for [`UNREADABLE_GRACE`], or locked but not ready for longer
+    /// than the stale limit): removed.
     Abandoned,
     /// Not something a submitter could have written correctly.
     Corrupt(String),
@@ -225,7 +348,8 @@ pub enum Claim {
     Vanished,
 }
 
-/// Examine `maildrop/<name>` for pickup.
+/// Examine `maildrop/<name>` for pickup. `stale_after`: how long a writer
+/// may hold an entry locked without committing it.
 pub fn claim(dir: &File, name: &str, stale_after: std::time::Duration) -> io::Result<Claim> {
     if !crate::spool::is_valid_id(name) {
         return Ok(Claim::Corrupt("file name is not a queue id".into()));
@@ -240,8 +364,9 @@ pub fn claim(dir: &File, name: &str, stale_after: std::time::Duration) -> io::Re
         Err(nix::errno::Errno::ENOENT) => return Ok(Claim::Vanished),
         Err(nix::errno::Errno::ELOOP) => return Ok(Claim::Corrupt("a symbolic link".into())),
         Err(nix::errno::Errno::EACCES) => {
-            // Not readable yet: mode 0600 while being written by another user.
-            return Ok(stale_or_busy(dir, name, stale_after));
+            // Its owner made it unreadable (mode 0000 between O_CREAT and
+            // the lock, or by hand): the lock cannot be seen.
+            return Ok(unreadable(dir, name));
         }
         Err(e) => return Err(io::Error::from(e)),
     };
@@ -253,14 +378,30 @@ pub fn claim(dir: &File, name: &str, stale_after: std::time::Duration) -> io::Re
     if md.nlink() != 1 {
         return Ok(Claim::Corrupt(format!("{} hard links", md.nlink())));
     }
+    if md.mode() & 0o777 == MODE_CREATING {
+        // Being created (a root runner could open it before its writer
+        // locked it): judge it like an unreadable one.
+        return Ok(unreadable(dir, name));
+    }
+    let ready = md.mode() & READY_BIT != 0;
     match file.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(Claim::Busy),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            if !ready && age(&md) >= stale_after.as_secs() as i64 && remove(dir, name) {
+                return Ok(Claim::Abandoned);
+            }
+            return Ok(Claim::Busy);
+        }
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
-    if md.mode() & READY_BIT == 0 {
-        let _ = file.unlock();
-        return Ok(stale_or_busy(dir, name, stale_after));
+    if !ready {
+        // Not ready and nobody holds the lock: its writer failed or died
+        // (a live writer locks the entry before it becomes readable).
+        return Ok(if remove(dir, name) {
+            Claim::Abandoned
+        } else {
+            Claim::Busy
+        });
     }
     let content = content(&file, name);
     Ok(Claim::Ready {
@@ -268,6 +409,16 @@ pub fn claim(dir: &File, name: &str, stale_after: std::time::Duration) -> io::Re
         uid: md.uid(),
         content,
     })
+}
+
+/// Seconds since `md` last changed (content or inode).
+fn age(md: &std::fs::Metadata) -> i64 {
+    let now = crate::clock::unix_secs(std::time::SystemTime::now()) as i64;
+    now - md.mtime().max(md.ctime())
+}
+
+fn remove(dir: &File, name: &str) -> bool {
+    nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir).is_ok()
 }
 
 /// What a committed maildrop entry holds.
@@ -305,21 +456,18 @@ fn content(file: &File, name: &str) -> Content {
     }
 }
 
-fn stale_or_busy(dir: &File, name: &str, stale_after: std::time::Duration) -> Claim {
+/// An entry the runner may not read: removed once it has not changed for
+/// [`UNREADABLE_GRACE`] (a live writer locks and `fchmod`s a new entry to
+/// 0604 within microseconds; a ready entry is 0704).
+fn unreadable(dir: &File, name: &str) -> Claim {
     let st = match nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(_) => return Claim::Vanished,
     };
     let now = crate::clock::unix_secs(std::time::SystemTime::now()) as i64;
     let age = now - st.st_mtime.max(st.st_ctime);
-    if age >= stale_after.as_secs() as i64 {
-        // An unlocked, not-ready entry is a submission that died. If a
-        // submitter still held it, its lock would have made us return Busy
-        // before we got here, except for an unreadable (0600, other user)
-        // entry: that one is only removed when it is also stale.
-        if nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir).is_ok() {
-            return Claim::Abandoned;
-        }
+    if age >= UNREADABLE_GRACE.as_secs() as i64 && remove(dir, name) {
+        return Claim::Abandoned;
     }
     Claim::Busy
 }

@@ -103,6 +103,17 @@ pub enum EntrySource {
     Direct,
 }
 
+impl Drop for EntrySource {
+    fn drop(&mut self) {
+        // An entry opened before the privilege drop and never used (the
+        // arguments were refused): mark it abandoned so the daemon removes
+        // it at its next look.
+        if let EntrySource::Preopened(Some(Ok((_, file)))) = self {
+            maildrop::abandon(file);
+        }
+    }
+}
+
 /// Per-message envelope choices made before the data is read.
 #[derive(Debug, Clone, Default)]
 pub struct MessageOptions {
@@ -189,6 +200,24 @@ impl<'a> Submitter<'a> {
             EntrySource::Direct => maildrop::create(&self.dir),
         };
         r.map_err(|e| spool_error("cannot create the queue file", &e))
+    }
+
+    /// Free space this caller's submission must leave on the spool's file
+    /// system (`[queue] min_free`): root is exempt, so that root's own mail
+    /// still fits when everyone else is refused.
+    fn reserve(&self) -> u64 {
+        if self.user.uid == 0 {
+            0
+        } else {
+            self.cfg.queue.min_free
+        }
+    }
+
+    /// Whether the spool still has room above the reserve for this caller
+    /// (one `fstatvfs`; the SMTP server asks at MAIL).
+    pub fn check_reserve(&self) -> Result<()> {
+        maildrop::keeps_free(&self.dir, self.reserve())
+            .map_err(|e| spool_error("cannot accept mail now", &e))
     }
 
     /// The default envelope sender of the caller: `user@domain`.
@@ -344,6 +373,7 @@ impl<'a> Submitter<'a> {
             .try_clone()
             .map_err(|e| spool_error("cannot use the spool directory", &e))?;
         let w = MessageWriter::new(id.clone(), file, dir)
+            .and_then(|mut w| w.keep_free(self.reserve()).map(|()| w))
             .map_err(|e| spool_error("cannot write the queue file", &e))?;
         Ok((
             id,

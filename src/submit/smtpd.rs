@@ -24,6 +24,7 @@ use super::input::{LineReader, Terminator};
 use super::limit::SizeLimit;
 use super::{Committed, MessageOptions, Submitter};
 use crate::error::{Error, Kind, Result};
+use crate::spool::maildrop;
 use std::io::{BufRead, BufReader, Read, Write};
 
 /// Longest command line read; anything longer is discarded (and refused).
@@ -198,6 +199,10 @@ impl<W: Write> Session<'_, '_, W> {
     fn mail(&mut self, arg: &str) -> String {
         if self.mail.is_some() {
             return "503 5.5.1 Error: nested MAIL command".into();
+        }
+        if let Err(e) = self.sub.check_reserve() {
+            log::warn!("{e}");
+            return format!("452 4.3.1 {}", e.message());
         }
         let (path, params) = match split_path(arg) {
             Ok(p) => p,
@@ -421,6 +426,10 @@ pub fn run<R: Read, W: Write>(
                                     format!("552 5.3.4 {}", e.message())
                                 }
                                 Kind::DataErr => format!("554 5.6.0 {}", e.message()),
+                                _ if e.message().contains(maildrop::RESERVE_REFUSAL) => {
+                                    log::warn!("{e}");
+                                    format!("452 4.3.1 {}", e.message())
+                                }
                                 Kind::Usage => format!("554 5.5.1 {}", e.message()),
                                 _ => {
                                     log::error!("{e}");

@@ -30,6 +30,7 @@ mod fault_submit;
 mod fuzz_corpus;
 mod hostile_ops;
 mod interop;
+mod maildrop_hostile;
 mod operability;
 mod privilege;
 mod security_round2;
