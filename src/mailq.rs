@@ -50,13 +50,28 @@ impl Waiting {
     /// Read the envelope of every incoming item in `items` that `viewer`
     /// (a real uid) may read: root, or the entry's owner, provided the
     /// process can open it at all.
-    pub fn read(spool: &Spool, items: &[Item], viewer: u32) -> Waiting {
+    ///
+    /// `opened`: entries the set-gid step opened for the caller before it
+    /// dropped the group (`spool::maildrop::open_own_ready`: the caller's
+    /// own, which it could not reach afterwards); each is decoded the same
+    /// strict way.
+    pub fn read(
+        spool: &Spool,
+        items: &[Item],
+        viewer: u32,
+        opened: Vec<(String, std::fs::File)>,
+    ) -> Waiting {
+        let mut opened: HashMap<String, std::fs::File> = opened.into_iter().collect();
         let mut shown = HashMap::new();
         for it in items {
-            if let Item::Incoming(id) = it
-                && let Some(e) = peek(spool, id, viewer)
-            {
-                shown.insert(id.clone(), e);
+            if let Item::Incoming(id) = it {
+                let found = match opened.remove(id) {
+                    Some(file) => decode_waiting(&file, id),
+                    None => peek(spool, id, viewer),
+                };
+                if let Some(e) = found {
+                    shown.insert(id.clone(), e);
+                }
             }
         }
         Waiting { shown }
@@ -85,7 +100,13 @@ fn peek(spool: &Spool, id: &str, viewer: u32) -> Option<(Envelope, u64)> {
     if !may_read || !md.file_type().is_file() || md.nlink() != 1 || !ready {
         return None;
     }
-    let (env, _, len) = queue::read_entry(&file).ok()?;
+    decode_waiting(&file, id)
+}
+
+/// The envelope and message length of the open entry `id`, decoded
+/// strictly; None unless whole and named as the file is.
+fn decode_waiting(file: &std::fs::File, id: &str) -> Option<(Envelope, u64)> {
+    let (env, _, len) = queue::read_entry(file).ok()?;
     (env.id == id).then_some((env, len))
 }
 

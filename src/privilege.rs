@@ -131,6 +131,10 @@ pub struct Prepared {
     pub maildrop_dir: Option<io::Result<File>>,
     /// The trigger FIFO, if a daemon is reading it (privileged).
     pub trigger: Option<io::Result<File>>,
+    /// The caller's own ready maildrop entries, opened before the drop for
+    /// a queue listing (privileged ListQueue): after the drop the caller
+    /// can no longer search maildrop, yet may see their own mail waiting.
+    pub own_waiting: Vec<(String, File)>,
 }
 
 fn ensure_std_fds() {
@@ -375,6 +379,7 @@ pub fn enter<T>(learn: impl FnOnce(&[String], bool) -> (T, Intent)) -> (Prepared
         opener: None,
         maildrop_dir: None,
         trigger: None,
+        own_waiting: Vec::new(),
     };
     if privileged {
         let spool = Spool::new(DEFAULT_SPOOL);
@@ -391,6 +396,9 @@ pub fn enter<T>(learn: impl FnOnce(&[String], bool) -> (T, Intent)) -> (Prepared
             match want {
                 Intent::SubmitOne => p.entry = Some(maildrop::create(dir)),
                 Intent::SubmitMany => p.opener = Some(spawn_opener(dir)),
+                Intent::ListQueue => {
+                    p.own_waiting = maildrop::open_own_ready(dir, uids.real.as_raw())
+                }
                 _ => {}
             }
         }

@@ -123,7 +123,8 @@ fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
         return Ok(0);
     }
     let items = postern::mailq::collect(&spool, incoming);
-    let waiting = postern::mailq::Waiting::read(&spool, &items, p.uid);
+    let waiting =
+        postern::mailq::Waiting::read(&spool, &items, p.uid, std::mem::take(&mut p.own_waiting));
     if json {
         for it in &items {
             println!("{}", postern::mailq::json(it, &waiting));

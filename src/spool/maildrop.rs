@@ -504,3 +504,42 @@ pub fn names(dir: File) -> Vec<String> {
     }
     out
 }
+
+/// Most entries [`open_own_ready`] keeps open for one listing.
+pub const MAX_OWN_OPEN: usize = 200;
+
+/// The caller's own committed entries, opened through `dir` while the
+/// process can still search maildrop (the set-gid step of a queue listing),
+/// so that after the group is dropped `mailq` can show the caller the
+/// envelopes of their own mail waiting for pickup. An entry is kept only
+/// when it is a regular file with one link, owned by `uid` and ready;
+/// another user's entry is closed unread. At most [`MAX_OWN_OPEN`].
+pub fn open_own_ready(dir: &File, uid: u32) -> Vec<(String, File)> {
+    let Ok(listing) = dir.try_clone() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names(listing) {
+        if out.len() >= MAX_OWN_OPEN {
+            break;
+        }
+        let Ok(fd) = openat(
+            dir,
+            name.as_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let file = File::from(fd);
+        let Ok(md) = file.metadata() else { continue };
+        if md.file_type().is_file()
+            && md.nlink() == 1
+            && md.uid() == uid
+            && md.mode() & READY_BIT != 0
+        {
+            out.push((name, file));
+        }
+    }
+    out
+}

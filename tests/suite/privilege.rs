@@ -613,6 +613,23 @@ fn setgid_install_as_an_unprivileged_caller() {
     // Nobody but its owner may change a committed entry.
     let mode = std::fs::metadata(&www[0]).expect("md").mode() & 0o777;
     assert_eq!(mode & 0o022, 0, "entry writable by others: {mode:o}");
+    // While it waits for pickup, its owner's mailq shows its envelope (the
+    // set-gid step opened the owner's own entries before the drop); nobody
+    // sees its id alone.
+    let o = run(inst.cmd(Some(WWW), "mailq", &[]), b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains(&www_id) && o.stdout.contains("customer@example.org"),
+        "the owner sees its waiting message: {o:?}"
+    );
+    assert!(!o.stdout.contains("TOKEN-www-data-private-body"));
+    let o = run(inst.cmd(Some(NOBODY), "mailq", &[]), b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains(&www_id), "{o:?}");
+    assert!(
+        !o.stdout.contains("customer@example.org"),
+        "nobody saw www-data's recipient: {o:?}"
+    );
     // The queue runner (root, continuing as the spool owner) picks it up.
     let o = run(inst.cmd(None, "postern", &["queue", "run"]), b"");
     assert_eq!(o.code, 0, "{o:?}");
