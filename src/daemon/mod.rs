@@ -13,29 +13,24 @@
 //! a worker finishing, or the next retry time. SIGTERM/SIGINT stop it after
 //! the transactions in flight end; SIGHUP reloads the configuration.
 //!
-//! Pickup from maildrop (messages into the queue, request entries to the
-//! admin service) is [`pickup`]; delivery is [`runner`]; backoff is
-//! [`schedule`].
+//! The service loop, one named step at a time, is [`service`]; pickup from
+//! maildrop (messages into the queue, request entries to the handler the
+//! front end gave) is [`pickup`]; delivery is [`runner`]; backoff is
+//! [`schedule`]; what a submitter does after its commit is [`handoff`].
 
 pub mod handoff;
 pub mod pickup;
 pub use pickup::RequestHandler;
 pub mod runner;
 pub mod schedule;
+pub mod service;
 
-use crate::clock;
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Kind, Result};
 use crate::spool::{Spool, queue};
 use runner::{Ctx, Done, Pool};
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the full state directory is rescanned.
 const RESCAN: Duration = Duration::from_secs(300);
@@ -233,226 +228,18 @@ pub fn run_auto(cfg: Config, requests: RequestHandler) -> Result<()> {
     }
 }
 
-/// `postern daemon`.
+/// `postern daemon`: check the secrets, take the run lock, clean the spool,
+/// then run the service loop (`service.rs`) until SIGTERM.
 pub fn daemon(cfg: Config, source: ConfigSource, requests: RequestHandler) -> Result<u8> {
     for r in &cfg.relays {
         crate::deliver::credentials::check_secret_file(r)?;
     }
     let spool = prepare(&cfg)?;
     let lock = open_lock(&spool)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(Error::new(
-                Kind::TempFail,
-                format!(
-                    "another postern daemon is already running for {}",
-                    spool.root().display()
-                ),
-            ));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::io(Kind::TempFail, "run lock", &e));
-        }
-    }
+    service::take_run_lock(&lock, &spool)?;
     queue::clean(&spool);
-    let fifo = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(spool.trigger())
-            .map_err(|e| {
-                Error::io(
-                    Kind::TempFail,
-                    format!("cannot open {}", spool.trigger().display()),
-                    &e,
-                )
-            })?
-    };
-    let term = Arc::new(AtomicBool::new(false));
-    let hup = Arc::new(AtomicBool::new(false));
-    let (mut sig_r, sig_w) =
-        UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
-    sig_r.set_nonblocking(true).ok();
-    for (sig, flag) in [
-        (signal_hook::consts::SIGTERM, &term),
-        (signal_hook::consts::SIGINT, &term),
-        (signal_hook::consts::SIGHUP, &hup),
-    ] {
-        signal_hook::flag::register(sig, Arc::clone(flag))
-            .map_err(|e| Error::io(Kind::OsErr, "signal handler", &e))?;
-        let w = sig_w
-            .try_clone()
-            .map_err(|e| Error::io(Kind::OsErr, "signal pipe", &e))?;
-        signal_hook::low_level::pipe::register(sig, w)
-            .map_err(|e| Error::io(Kind::OsErr, "signal handler", &e))?;
-    }
-    let (mut done_r, done_w) =
-        UnixStream::pair().map_err(|e| Error::io(Kind::OsErr, "socketpair", &e))?;
-    done_r.set_nonblocking(true).ok();
-    done_w.set_nonblocking(true).ok();
-
-    let parallel = cfg.queue.parallel;
-    let mut generation = 1;
-    let pool = Pool::new(Ctx::new(cfg, generation), parallel, true);
-    pool.set_notify(done_w);
-    log::info!(
-        "daemon started (spool {}, {} relay(s), {parallel} session(s))",
-        spool.root().display(),
-        pool.ctx().cfg.relays.len()
-    );
-
-    let mut schedule: HashMap<String, f64> = HashMap::new();
-    let mut last_scan = Instant::now() - RESCAN * 2;
-    let mut flush = false;
-    let mut buf = [0u8; 512];
-    let mut carry: Vec<u8> = Vec::new();
-    let mut last_metrics = Instant::now() - Duration::from_secs(3600);
-    let mut last_user_flush: Option<Instant> = None;
-    let mut user_flush_refusal_logged = false;
-    loop {
-        if term.load(Ordering::Relaxed) {
-            break;
-        }
-        if hup.swap(false, Ordering::Relaxed) {
-            match Config::load(&source) {
-                Ok(c) => {
-                    generation += 1;
-                    pool.replace_ctx(Ctx::new(c, generation));
-                    log::info!("configuration reloaded");
-                    last_scan = Instant::now() - RESCAN * 2;
-                }
-                Err(e) => log::error!("configuration not reloaded, keeping the old one: {e}"),
-            }
-        }
-        let ctx = pool.ctx();
-        for id in pickup::take_in(&ctx, pool.idle_workers(), requests)
-            .into_iter()
-            .chain(ctx.take_new_ids())
-        {
-            schedule.insert(id, 0.0);
-        }
-        if last_scan.elapsed() >= RESCAN {
-            schedule = queue::states(&ctx.spool)
-                .into_iter()
-                .filter(|s| !s.held)
-                .map(|s| (s.id, s.next))
-                .collect();
-            last_scan = Instant::now();
-        }
-        for (id, d) in pool.take_results() {
-            match d {
-                Done::Deferred(_) => {
-                    if let Some(st) = queue::load_state(&ctx.spool, &id) {
-                        schedule.insert(id, st.next);
-                    }
-                }
-                Done::Busy => {
-                    schedule.insert(id, clock::unix_f64(clock::now()) + 5.0);
-                }
-                Done::Finished { .. } | Done::Skipped => {
-                    schedule.remove(&id);
-                }
-            }
-        }
-        if last_metrics.elapsed() >= Duration::from_secs(10) {
-            crate::stats::write_textfile(&ctx.cfg, &ctx.spool);
-            last_metrics = Instant::now();
-        }
-        let now = clock::unix_f64(clock::now());
-        let mut next_wake = MAX_SLEEP.as_secs_f64();
-        for (id, next) in &schedule {
-            if flush || *next <= now {
-                if !pool.knows(id) {
-                    pool.push(id, false);
-                }
-            } else {
-                next_wake = next_wake.min(*next - now);
-            }
-        }
-        flush = false;
-        if ctx.cfg.stats.prometheus_textfile.is_some() {
-            // Wake for the next metrics write even when the queue is idle.
-            let due = Duration::from_secs(10).saturating_sub(last_metrics.elapsed());
-            next_wake = next_wake.min(due.as_secs_f64());
-        }
-        let timeout = Duration::from_secs_f64(next_wake.clamp(0.01, MAX_SLEEP.as_secs_f64()));
-        let timeout = clock::wait_limit(timeout); // a test may move POSTERN_NOW=@file
-        let mut fds = [
-            nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(sig_r.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(done_r.as_fd(), nix::poll::PollFlags::POLLIN),
-        ];
-        let t = nix::poll::PollTimeout::try_from(timeout).unwrap_or(nix::poll::PollTimeout::MAX);
-        match nix::poll::poll(&mut fds, t) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => {
-                log::error!("poll: {e}");
-                std::thread::sleep(Duration::from_secs(1));
-            }
-        }
-        // Drain the wake-up sources.
-        loop {
-            match (&fifo).read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => carry.extend_from_slice(&buf[..n]),
-                Err(_) => break,
-            }
-        }
-        let mut i = 0;
-        while i < carry.len() {
-            match carry[i] {
-                b'F' => {
-                    flush = true;
-                    pool.ctx().forget_relay_failures();
-                }
-                b'R' => last_scan = Instant::now() - RESCAN * 2,
-                b'f' => {
-                    // A user's flush is no weapon: at most one a minute,
-                    // and it forces nothing — no retry time is reset, no
-                    // relay failure forgotten (other users' mail keeps its
-                    // backoff); it only delivers what is due now.
-                    if last_user_flush.is_none_or(|t| t.elapsed() >= USER_FLUSH_EVERY) {
-                        last_user_flush = Some(Instant::now());
-                        user_flush_refusal_logged = false;
-                        last_scan = Instant::now() - RESCAN * 2;
-                        log::info!(
-                            "flush asked by a user: delivering what is due (retry times and relay failures kept)"
-                        );
-                    } else if !user_flush_refusal_logged {
-                        user_flush_refusal_logged = true;
-                        log::warn!(
-                            "flush asked by a user ignored: at most one every {} s",
-                            USER_FLUSH_EVERY.as_secs()
-                        );
-                    }
-                }
-                b'A' => {
-                    let end = i + 1 + crate::spool::ID_LEN;
-                    if end > carry.len() {
-                        break; // the rest arrives with the next read
-                    }
-                    if let Ok(id) = std::str::from_utf8(&carry[i + 1..end])
-                        && crate::spool::is_valid_id(id)
-                    {
-                        runner::acknowledge(&pool.ctx(), id);
-                        schedule.remove(id);
-                    }
-                    i = end;
-                    continue;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        carry.drain(..i.min(carry.len()));
-        while matches!(sig_r.read(&mut buf), Ok(n) if n > 0) {}
-        while matches!(done_r.read(&mut buf), Ok(n) if n > 0) {}
-    }
-    log::info!("daemon stopping: finishing the transactions in flight");
-    pool.shutdown();
+    let (wake, done_w) = service::Wakeups::open(&spool)?;
+    service::Service::start(cfg, source, requests, wake, done_w).run();
     drop(lock);
     log::info!("daemon stopped");
     Ok(0)
