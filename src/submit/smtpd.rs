@@ -329,9 +329,7 @@ pub fn run<R: Read, W: Write>(
     output: W,
 ) -> Result<Vec<Committed>> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
-    let hostname = sub.cfg.hostname.clone();
     let limit = SizeLimit::for_submission(sub.cfg);
-    let max = limit.advertised();
     let mut s = Session {
         sub,
         out: std::io::BufWriter::new(output),
@@ -340,13 +338,12 @@ pub fn run<R: Read, W: Write>(
         committed: Vec::new(),
         limit,
     };
-    let io = |e: std::io::Error| Error::io(Kind::IoErr, "SMTP session", &e);
-    s.reply(&format!("220 {hostname} ESMTP Postern"))
-        .map_err(io)?;
-    s.out.flush().map_err(io)?;
+    let greeting = format!("220 {} ESMTP Postern", s.sub.cfg.hostname);
+    s.reply(&greeting).map_err(io_err)?;
+    s.out.flush().map_err(io_err)?;
     let mut line = Vec::new();
     loop {
-        let too_long = match read_command(&mut reader, &mut line).map_err(io)? {
+        let too_long = match read_command(&mut reader, &mut line).map_err(io_err)? {
             None => break, // client went away
             Some(t) => t,
         };
@@ -355,109 +352,22 @@ pub fn run<R: Read, W: Write>(
             Some((v, a)) => (v.to_ascii_uppercase(), a.to_string()),
             None => (text.to_ascii_uppercase(), String::new()),
         };
-        let mut quit = false;
-        let no_arg = arg.trim().is_empty();
-        let reply: String = if too_long || line.len() + 2 > line_limit(&verb) {
-            "500 5.5.2 Error: line too long".into()
+        let next = if too_long || line.len() + 2 > line_limit(&verb) {
+            Next::Reply("500 5.5.2 Error: line too long".into())
         } else {
-            match verb.as_str() {
-                "EHLO" | "HELO" if no_arg => format!("501 5.5.4 Syntax: {verb} hostname"),
-                "EHLO" => {
-                    s.helo = true;
-                    s.mail = None;
-                    format!(
-                        "250-{hostname}\r\n250-PIPELINING\r\n250-SIZE {max}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP"
-                    )
-                }
-                "HELO" => {
-                    s.helo = true;
-                    s.mail = None;
-                    format!("250 {hostname}")
-                }
-                "DATA" | "RSET" | "QUIT" if !no_arg => format!("501 5.5.4 Syntax: {verb}"),
-                "VRFY" if no_arg => "501 5.5.4 Syntax: VRFY address".into(),
-                "MAIL" => match arg.get(..5) {
-                    Some(p) if p.eq_ignore_ascii_case("FROM:") => s.mail(&arg[5..]),
-                    _ => "501 5.5.4 Syntax: MAIL FROM:<address>".into(),
-                },
-                "RCPT" => match arg.get(..3) {
-                    Some(p) if p.eq_ignore_ascii_case("TO:") => s.rcpt(&arg[3..]),
-                    _ => "501 5.5.4 Syntax: RCPT TO:<address>".into(),
-                },
-                "DATA" => {
-                    if s.mail.is_none() {
-                        "503 5.5.1 Error: need MAIL command".into()
-                    } else if s.mail.as_ref().is_some_and(|m| m.recipients.is_empty()) {
-                        "554 5.5.1 Error: no valid recipients".into()
-                    } else {
-                        s.reply("354 End data with <CR><LF>.<CR><LF>").map_err(io)?;
-                        s.out.flush().map_err(io)?;
-                        let opts = s.mail.take().unwrap_or_default();
-                        let mut lr = LineReader::new(&mut reader, Terminator::SmtpData);
-                        let result = s.sub.submit(&mut lr, &opts);
-                        // Whatever happened, consume the rest of the DATA
-                        // section so the dialogue stays in step.
-                        let mut drained = true;
-                        if result.is_err() {
-                            loop {
-                                match lr.next_piece() {
-                                    Ok(super::input::Piece::End) => break,
-                                    Ok(_) => {}
-                                    Err(_) => {
-                                        drained = false;
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                        let truncated = lr.truncated;
-                        match result {
-                            Ok(c) => {
-                                let r = format!("250 2.0.0 Ok: queued as {}", c.id);
-                                s.committed.push(c);
-                                r
-                            }
-                            Err(_) if truncated || !drained => {
-                                log::warn!("SMTP client went away during DATA; nothing queued");
-                                break;
-                            }
-                            Err(e) => match e.kind() {
-                                Kind::DataErr if e.message().starts_with("message too big") => {
-                                    format!("552 5.3.4 {}", e.message())
-                                }
-                                Kind::DataErr => format!("554 5.6.0 {}", e.message()),
-                                _ if e.message().contains(maildrop::RESERVE_REFUSAL) => {
-                                    log::warn!("{e}");
-                                    format!("452 4.3.1 {}", e.message())
-                                }
-                                Kind::Usage => format!("554 5.5.1 {}", e.message()),
-                                _ => {
-                                    log::error!("{e}");
-                                    format!("451 4.3.0 {}", e.message())
-                                }
-                            },
-                        }
-                    }
-                }
-                "RSET" => {
-                    s.mail = None;
-                    "250 2.0.0 Ok".into()
-                }
-                "NOOP" => "250 2.0.0 Ok".into(),
-                "VRFY" => "252 2.0.0 Cannot VRFY user, but will accept message".into(),
-                "HELP" => "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT".into(),
-                "QUIT" => {
-                    quit = true;
-                    "221 2.0.0 Bye".into()
-                }
-                "STARTTLS" | "AUTH" | "BDAT" => "502 5.5.1 Error: command not implemented".into(),
-                "" => "500 5.5.2 Error: empty command".into(),
-                _ => "500 5.5.2 Error: command not recognized".into(),
-            }
+            s.command(&verb, &arg)
         };
-        s.reply(&reply).map_err(io)?;
+        let (reply, quit) = match next {
+            Next::Reply(r) => (r, false),
+            Next::Quit(r) => (r, true),
+            Next::Data => match s.data(&mut reader)? {
+                Some(r) => (r, false),
+                None => break, // the client went away during DATA
+            },
+        };
+        s.reply(&reply).map_err(io_err)?;
         if quit || reader.buffer().is_empty() {
-            s.out.flush().map_err(io)?;
+            s.out.flush().map_err(io_err)?;
         }
         if quit {
             break;
@@ -465,6 +375,128 @@ pub fn run<R: Read, W: Write>(
     }
     let _ = s.out.flush();
     Ok(s.committed)
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::io(Kind::IoErr, "SMTP session", &e)
+}
+
+/// What one command line asks for.
+enum Next {
+    /// Send this reply and read the next command.
+    Reply(String),
+    /// Send this reply and end the session.
+    Quit(String),
+    /// DATA was accepted: read the message.
+    Data,
+}
+
+impl<W: Write> Session<'_, '_, W> {
+    /// The reply to one command (DATA's message is read by [`Self::data`]).
+    fn command(&mut self, verb: &str, arg: &str) -> Next {
+        let no_arg = arg.trim().is_empty();
+        let hostname = &self.sub.cfg.hostname;
+        let r: String = match verb {
+            "EHLO" | "HELO" if no_arg => format!("501 5.5.4 Syntax: {verb} hostname"),
+            "EHLO" => {
+                self.helo = true;
+                self.mail = None;
+                format!(
+                    "250-{hostname}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP",
+                    self.limit.advertised()
+                )
+            }
+            "HELO" => {
+                self.helo = true;
+                self.mail = None;
+                format!("250 {hostname}")
+            }
+            "DATA" | "RSET" | "QUIT" if !no_arg => format!("501 5.5.4 Syntax: {verb}"),
+            "VRFY" if no_arg => "501 5.5.4 Syntax: VRFY address".into(),
+            "MAIL" => match arg.get(..5) {
+                Some(p) if p.eq_ignore_ascii_case("FROM:") => self.mail(&arg[5..]),
+                _ => "501 5.5.4 Syntax: MAIL FROM:<address>".into(),
+            },
+            "RCPT" => match arg.get(..3) {
+                Some(p) if p.eq_ignore_ascii_case("TO:") => self.rcpt(&arg[3..]),
+                _ => "501 5.5.4 Syntax: RCPT TO:<address>".into(),
+            },
+            "DATA" => match &self.mail {
+                None => "503 5.5.1 Error: need MAIL command".into(),
+                Some(m) if m.recipients.is_empty() => "554 5.5.1 Error: no valid recipients".into(),
+                Some(_) => return Next::Data,
+            },
+            "RSET" => {
+                self.mail = None;
+                "250 2.0.0 Ok".into()
+            }
+            "NOOP" => "250 2.0.0 Ok".into(),
+            "VRFY" => "252 2.0.0 Cannot VRFY user, but will accept message".into(),
+            "HELP" => "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT".into(),
+            "QUIT" => return Next::Quit("221 2.0.0 Bye".into()),
+            "STARTTLS" | "AUTH" | "BDAT" => "502 5.5.1 Error: command not implemented".into(),
+            "" => "500 5.5.2 Error: empty command".into(),
+            _ => "500 5.5.2 Error: command not recognized".into(),
+        };
+        Next::Reply(r)
+    }
+
+    /// After DATA: 354, read and commit the message, the final reply.
+    /// None when the client went away during DATA (nothing queued).
+    fn data<R: Read>(&mut self, reader: &mut BufReader<R>) -> Result<Option<String>> {
+        self.reply("354 End data with <CR><LF>.<CR><LF>")
+            .map_err(io_err)?;
+        self.out.flush().map_err(io_err)?;
+        let opts = self.mail.take().unwrap_or_default();
+        let mut lr = LineReader::new(reader, Terminator::SmtpData);
+        let result = self.sub.submit(&mut lr, &opts);
+        // Whatever happened, consume the rest of the DATA section so the
+        // dialogue stays in step.
+        let drained = result.is_ok() || drain(&mut lr);
+        let truncated = lr.truncated;
+        Ok(match result {
+            Ok(c) => {
+                let r = format!("250 2.0.0 Ok: queued as {}", c.id);
+                self.committed.push(c);
+                Some(r)
+            }
+            Err(_) if truncated || !drained => {
+                log::warn!("SMTP client went away during DATA; nothing queued");
+                None
+            }
+            Err(e) => Some(data_refusal(&e)),
+        })
+    }
+}
+
+/// Read the rest of a DATA section; false when the input failed.
+fn drain<R: std::io::BufRead>(lr: &mut LineReader<R>) -> bool {
+    loop {
+        match lr.next_piece() {
+            Ok(super::input::Piece::End) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The reply to a message that could not be queued.
+fn data_refusal(e: &Error) -> String {
+    match e.kind() {
+        Kind::DataErr if e.message().starts_with("message too big") => {
+            format!("552 5.3.4 {}", e.message())
+        }
+        Kind::DataErr => format!("554 5.6.0 {}", e.message()),
+        _ if e.message().contains(maildrop::RESERVE_REFUSAL) => {
+            log::warn!("{e}");
+            format!("452 4.3.1 {}", e.message())
+        }
+        Kind::Usage => format!("554 5.5.1 {}", e.message()),
+        _ => {
+            log::error!("{e}");
+            format!("451 4.3.0 {}", e.message())
+        }
+    }
 }
 
 #[cfg(test)]
