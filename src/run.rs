@@ -189,94 +189,19 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         }
     }
     let spool = Spool::new(&cfg.spool_dir);
-    let (dir, source) = if p.privileged {
-        let dir = match p.maildrop_dir.take() {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                return Err(Error::io(
-                    spool_write_kind(&e),
-                    format!("cannot open the spool {}", spool.maildrop().display()),
-                    &e,
-                ));
-            }
-            None => return Err(Error::new(Kind::Software, "maildrop not prepared")),
-        };
-        let source = match a.mode {
-            Mode::Smtp => match p.opener.take() {
-                Some(Ok(o)) => EntrySource::Helper(Box::new(o)),
-                Some(Err(e)) => {
-                    return Err(Error::io(
-                        Kind::TempFail,
-                        "cannot start the entry helper",
-                        &e,
-                    ));
-                }
-                None => return Err(Error::new(Kind::Software, "entry helper not prepared")),
-            },
-            _ => EntrySource::Preopened(p.entry.take()),
-        };
-        (dir, source)
-    } else {
-        spool.ensure_layout().map_err(|e| {
-            Error::io(
-                spool_write_kind(&e),
-                format!("cannot create the spool {}", spool.root().display()),
-                &e,
-            )
-        })?;
-        let dir = maildrop::open_dir(&spool.maildrop()).map_err(|e| {
-            Error::io(
-                spool_write_kind(&e),
-                format!("cannot open the spool {}", spool.maildrop().display()),
-                &e,
-            )
-        })?;
-        (dir, EntrySource::Direct)
-    };
+    let (dir, source) = entry_source(&mut p, &spool, &a.mode)?;
     let maildrop_handle = if p.privileged {
         dir.try_clone().ok()
     } else {
         None
     };
-    let user = User::lookup(p.uid);
-    let mut sub = Submitter::new(&cfg, user, source, dir);
+    let mut sub = Submitter::new(&cfg, User::lookup(p.uid), source, dir);
     let committed = if a.mode == Mode::Smtp {
         let stdin = std::io::stdin();
         let stdout = std::io::stdout();
         postern::submit::smtpd::run(&mut sub, stdin.lock(), stdout.lock())?
     } else {
-        let plain = (|| -> Result<postern::submit::Committed> {
-            let sender = match &a.sender {
-                Some(s) => sub.parse_sender(s)?,
-                None => sub.default_sender(),
-            };
-            let mut recipients = Vec::new();
-            for r in &a.recipients {
-                recipients.push(sub.parse_recipient(r)?);
-            }
-            let opts = MessageOptions {
-                sender,
-                recipients,
-                extract: a.extract,
-                fullname: a.fullname.clone(),
-                notify: a.notify.clone(),
-                ret: a.ret.clone(),
-                envid: a.envid.clone(),
-                interactive: a.delivery == DeliveryMode::Interactive,
-            };
-            let term = if a.ignore_dots {
-                Terminator::Eof
-            } else {
-                Terminator::DotOrEof
-            };
-            let stdin = std::io::stdin();
-            let mut reader = LineReader::new(
-                std::io::BufReader::with_capacity(64 * 1024, stdin.lock()),
-                term,
-            );
-            sub.submit(&mut reader, &opts)
-        })();
-        match plain {
+        match submit_stdin(&mut sub, &a) {
             Ok(c) => vec![c],
             Err(e) => {
                 // The entry opened for this message is abandoned: close it
@@ -305,6 +230,84 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         (_, d) => d,
     };
     handoff.run(&committed, mode)
+}
+
+/// The maildrop directory and where this process's entries come from: what
+/// the set-gid step opened (installed binary), or the spool itself
+/// (unprivileged development setup, created on first use).
+fn entry_source(
+    p: &mut Prepared,
+    spool: &Spool,
+    mode: &Mode,
+) -> Result<(std::fs::File, EntrySource)> {
+    let open_err = |e: std::io::Error, what: &str, path: &std::path::Path| {
+        Error::io(
+            spool_write_kind(&e),
+            format!("cannot {what} the spool {}", path.display()),
+            &e,
+        )
+    };
+    if !p.privileged {
+        spool
+            .ensure_layout()
+            .map_err(|e| open_err(e, "create", spool.root()))?;
+        let dir = maildrop::open_dir(&spool.maildrop())
+            .map_err(|e| open_err(e, "open", &spool.maildrop()))?;
+        return Ok((dir, EntrySource::Direct));
+    }
+    let dir = match p.maildrop_dir.take() {
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return Err(open_err(e, "open", &spool.maildrop())),
+        None => return Err(Error::new(Kind::Software, "maildrop not prepared")),
+    };
+    let source = match mode {
+        Mode::Smtp => match p.opener.take() {
+            Some(Ok(o)) => EntrySource::Helper(Box::new(o)),
+            Some(Err(e)) => {
+                return Err(Error::io(
+                    Kind::TempFail,
+                    "cannot start the entry helper",
+                    &e,
+                ));
+            }
+            None => return Err(Error::new(Kind::Software, "entry helper not prepared")),
+        },
+        _ => EntrySource::Preopened(p.entry.take()),
+    };
+    Ok((dir, source))
+}
+
+/// One message from stdin with the command line's envelope.
+fn submit_stdin(sub: &mut Submitter<'_>, a: &SendmailArgs) -> Result<postern::submit::Committed> {
+    let sender = match &a.sender {
+        Some(s) => sub.parse_sender(s)?,
+        None => sub.default_sender(),
+    };
+    let mut recipients = Vec::new();
+    for r in &a.recipients {
+        recipients.push(sub.parse_recipient(r)?);
+    }
+    let opts = MessageOptions {
+        sender,
+        recipients,
+        extract: a.extract,
+        fullname: a.fullname.clone(),
+        notify: a.notify.clone(),
+        ret: a.ret.clone(),
+        envid: a.envid.clone(),
+        interactive: a.delivery == DeliveryMode::Interactive,
+    };
+    let term = if a.ignore_dots {
+        Terminator::Eof
+    } else {
+        Terminator::DotOrEof
+    };
+    let stdin = std::io::stdin();
+    let mut reader = LineReader::new(
+        std::io::BufReader::with_capacity(64 * 1024, stdin.lock()),
+        term,
+    );
+    sub.submit(&mut reader, &opts)
 }
 
 fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
