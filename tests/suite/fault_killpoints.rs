@@ -616,7 +616,7 @@ fn runner_shapes() -> Vec<RunnerShape> {
         RunnerShape {
             name: "large message",
             parallel: 1,
-            sizes: vec![150_000],
+            sizes: vec![100_000],
         },
     ]
 }
