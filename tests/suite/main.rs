@@ -25,6 +25,7 @@ mod concurrency;
 mod delivery;
 mod delivery_basic;
 mod fault_disk;
+mod fault_killpoints;
 mod fault_runner;
 mod fault_submit;
 mod fuzz_corpus;
