@@ -166,7 +166,7 @@ fn run_once_as(
     caller_is_runner: bool,
     requests: RequestHandler,
 ) -> Result<Vec<(String, Done)>> {
-    prepare(&cfg)?;
+    let spool = prepare(&cfg)?;
     let parallel = cfg.queue.parallel;
     let mut ctx = Ctx::new(cfg, 1);
     ctx.caller_is_runner = caller_is_runner;
@@ -177,6 +177,7 @@ fn run_once_as(
         Selection::Ids(v) => v.clone(),
     };
     if ids.is_empty() {
+        queue::remove_orphan_states(&spool);
         return Ok(Vec::new());
     }
     let force = !matches!(sel, Selection::Due);
@@ -198,6 +199,9 @@ fn run_once_as(
     }
     let results = pool.take_results();
     pool.shutdown();
+    // A runner killed between removing a finished message and its state
+    // left an orphan state file (mailq would list it): tidy up.
+    queue::remove_orphan_states(&spool);
     Ok(results)
 }
 

@@ -255,6 +255,15 @@ pub fn clean(spool: &Spool) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+    remove_orphan_states(spool);
+}
+
+/// Remove `state/<id>` files whose `queue/<id>` is gone: a runner killed
+/// between removing a finished message and its state (the message is done;
+/// only `mailq` would still list it). Safe beside other runners: every
+/// writer creates `queue/<id>` before `state/<id>`, and a state file
+/// removed under a live message is recreated from its envelope.
+pub fn remove_orphan_states(spool: &Spool) {
     if let Ok(ids) = list_ids(&spool.state()) {
         for id in ids {
             if !spool.queue().join(&id).exists() {
