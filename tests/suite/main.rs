@@ -32,6 +32,7 @@ mod interop;
 mod operability;
 mod privilege;
 mod security_round2;
+mod setup;
 mod smtp_server_selftest;
 mod starttls_injection;
 mod submit_errors;
