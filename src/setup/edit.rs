@@ -6,7 +6,8 @@
 //! above it; a re-run replaces it in place. A `[[relay]]` the user wrote by
 //! hand is not deleted: it is turned into comment lines above the managed
 //! one (setup configures the one relay mail goes through), and the caller
-//! is told how many.
+//! is told how many. The relay of the package's debconf block counts as
+//! managed: it is replaced in place, between the block's marker lines.
 
 use crate::config::{TlsMode, is_loopback_host};
 use crate::setup::presets::{Provider, tls_name};
@@ -54,8 +55,15 @@ pub struct Edited {
     pub replaced: bool,
 }
 
+/// The first line of the block the package's debconf questions manage
+/// (`dpkg-reconfigure postern`): the relay inside it is replaced in place,
+/// so the two never leave two relays behind.
+pub const DEBCONF_BEGIN: &str = "# BEGIN postern debconf relay";
+
 fn is_managed(t: &Table) -> bool {
-    prefix_of(t).lines().any(|l| l.starts_with(MARKER))
+    prefix_of(t)
+        .lines()
+        .any(|l| l.starts_with(MARKER) || l.starts_with(DEBCONF_BEGIN))
 }
 
 fn prefix_of(t: &Table) -> String {
@@ -344,6 +352,19 @@ mod tests {
         assert_eq!(cfg.queue.parallel, 3);
         let e2 = apply(&e.text, &spec(), None).unwrap();
         assert_eq!(e2.text, e.text);
+    }
+
+    #[test]
+    fn the_debconf_block_is_replaced_in_place() {
+        let text = "log = \"stderr\"\n\n[queue]\nparallel = 2\n\n# BEGIN postern debconf relay: written by debconf (dpkg-reconfigure postern).\n# Keep it the last table of this file.\n[[relay]]\nhost = \"smtp.mailgun.org\"\ntls = \"starttls\"\n# END postern debconf relay (md5 0123)\n";
+        let e = apply(text, &spec(), None).unwrap();
+        assert!(e.replaced && e.disabled == 0, "{}", e.text);
+        let begin = e.text.find(DEBCONF_BEGIN).unwrap();
+        let relay = e.text.find("[[relay]]").unwrap();
+        let end = e.text.find("# END postern debconf relay").unwrap();
+        assert!(begin < relay && relay < end, "{}", e.text);
+        assert!(!e.text.contains("mailgun"), "{}", e.text);
+        assert_eq!(e.text.matches("[[relay]]").count(), 1);
     }
 
     #[test]
