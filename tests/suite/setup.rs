@@ -299,3 +299,70 @@ fn interactive_through_a_pseudo_terminal_never_echoes_the_secret() {
     assert_delivered(&env, &server, &queue_id(&transcript));
     assert!(Path::new(&env.config).exists());
 }
+
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_running_daemon_is_reloaded_and_delivers_the_test_message() {
+    let server = server();
+    let env = env();
+    let ca = env.root.join("ca.pem");
+    server.write_ca_file(&ca);
+    let mut c = env.cmd("postern");
+    c.arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let d = Daemon(c.spawn().expect("daemon"));
+    assert!(
+        env.wait_log(10, |l| l.contains("daemon started")),
+        "{}",
+        env.log()
+    );
+    let port = server.port().to_string();
+    let o = env.run(
+        "postern",
+        &[
+            "setup",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--user",
+            USER,
+            "--secret-stdin",
+            "--from",
+            "sender@example.com",
+            "--test-to",
+            "rcpt@example.net",
+        ],
+        format!("{SECRET}\n").as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout
+            .contains(&format!("Asked the daemon (pid {}) to reload", d.0.id())),
+        "{o:?}"
+    );
+    assert!(
+        env.wait_log(10, |l| l.contains("configuration reloaded")),
+        "{}",
+        env.log()
+    );
+    // The daemon delivered it while setup watched; no queue run here.
+    let got = server.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got.len(), 1, "{o:?}\n{}", env.log());
+    assert_eq!(got[0].rcpts, vec!["rcpt@example.net".to_string()]);
+    assert!(o.stdout.contains("It has left the queue"), "{o:?}");
+    assert!(o.stdout.contains("The log ("), "{o:?}");
+    assert_config(&env, server.port());
+}
