@@ -183,6 +183,15 @@ pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
     let interactive = !args.yes && args.secret != SecretFrom::Stdin && prompt::is_terminal();
     let ask = Asker { interactive };
     let path = &ctx.config_path;
+    if ctx.system && !nix::unistd::geteuid().is_root() {
+        return Err(Error::new(
+            Kind::NoPerm,
+            format!(
+                "postern setup writes {} and the relay secret: run it as root (sudo postern setup)",
+                path.display()
+            ),
+        ));
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -521,7 +530,15 @@ pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
     let spool = crate::spool::Spool::new(&cfg.spool_dir);
     println!("{}", reload::reload(ctx.system, &spool));
     println!("\nChecking the relay (as `postern check` does):");
-    let code = crate::check::command(&cfg)?;
+    // Postmark's server token as the user name: the report names the user,
+    // so it runs in a child whose output is shown with the token hidden.
+    let token_user = user
+        .as_ref()
+        .filter(|_| provider == Provider::Postmark && args.user.is_none());
+    let code = match token_user {
+        None => crate::check::command(&cfg)?,
+        Some(token) => probe_hiding(ctx, token)?,
+    };
     if code != 0 {
         println!(
             "\nThe relay is not usable yet (see above). Fix it and run `postern setup` again (or `postern check`)."
@@ -550,6 +567,35 @@ pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
         println!("\nDone. Mail from this machine now goes through {host}.");
     }
     Ok(0)
+}
+
+/// `postern check` in a child process, its output shown with `token`
+/// replaced.
+fn probe_hiding(ctx: &Context, token: &str) -> Result<u8> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| Error::io(Kind::OsErr, "own binary", &e))?;
+    let mut c = std::process::Command::new(exe);
+    c.arg0("postern").arg("check");
+    if let Some(p) = &ctx.explicit {
+        c.env("POSTERN_CONFIG", p);
+    }
+    let o = c
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io(Kind::OsErr, "cannot run postern check", &e))?;
+    let hide = |b: &[u8]| String::from_utf8_lossy(b).replace(token, "<server token>");
+    print!("{}", hide(&o.stdout));
+    eprint!("{}", hide(&o.stderr));
+    Ok(match o.status.code() {
+        Some(0) => 0,
+        Some(78) => {
+            return Err(Error::new(
+                Kind::Config,
+                "postern check: configuration error",
+            ));
+        }
+        _ => 1,
+    })
 }
 
 #[cfg(test)]

@@ -64,27 +64,71 @@ impl Drop for EchoOff {
     }
 }
 
-/// Ask for a secret: echo off while it is typed (a newline is echoed),
-/// the terminal restored afterwards whatever happens.
+/// Ask for a secret: the terminal is switched to no echo, no line editing
+/// and no signals *before* the prompt is shown (so nothing typed after the
+/// prompt is ever echoed; anything typed ahead is discarded), the answer
+/// is read byte by byte (Backspace and Ctrl-U edit, Ctrl-C aborts, Ctrl-D
+/// on an empty line is the end of input), and the terminal is restored
+/// whatever happens.
 pub fn ask_secret(question: &str) -> io::Result<String> {
-    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use nix::sys::termios::{
+        LocalFlags, SetArg, SpecialCharacterIndices as C, tcgetattr, tcsetattr,
+    };
+    use std::io::Read;
+    let saved = tcgetattr(io::stdin()).map_err(io::Error::from)?;
+    let mut quiet = saved.clone();
+    quiet
+        .local_flags
+        .remove(LocalFlags::ECHO | LocalFlags::ICANON | LocalFlags::ISIG);
+    quiet.control_chars[C::VMIN as usize] = 1;
+    quiet.control_chars[C::VTIME as usize] = 0;
+    let guard = EchoOff { saved };
+    tcsetattr(io::stdin(), SetArg::TCSAFLUSH, &quiet).map_err(io::Error::from)?;
     let mut out = io::stdout();
     write!(out, "{question}: ")?;
     out.flush()?;
-    let saved = tcgetattr(io::stdin()).map_err(io::Error::from)?;
-    let mut quiet = saved.clone();
-    quiet.local_flags.remove(LocalFlags::ECHO);
-    quiet.local_flags.insert(LocalFlags::ECHONL);
-    let guard = EchoOff { saved };
-    tcsetattr(io::stdin(), SetArg::TCSAFLUSH, &quiet).map_err(io::Error::from)?;
-    let mut s = String::new();
-    let n = io::stdin().lock().read_line(&mut s);
-    drop(guard);
-    if n? == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "no answer (end of input)",
-        ));
+    let mut secret: Vec<u8> = Vec::new();
+    let mut stdin = io::stdin().lock();
+    let mut b = [0u8; 1];
+    loop {
+        if stdin.read(&mut b)? == 0 {
+            if secret.is_empty() {
+                drop(guard);
+                println!();
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "no answer (end of input)",
+                ));
+            }
+            break;
+        }
+        match b[0] {
+            b'\r' | b'\n' => break,
+            0x03 => {
+                drop(guard);
+                println!();
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+            }
+            0x04 if secret.is_empty() => {
+                drop(guard);
+                println!();
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "no answer (end of input)",
+                ));
+            }
+            0x7f | 0x08 => {
+                while secret.last().is_some_and(|c| c & 0xC0 == 0x80) {
+                    secret.pop();
+                }
+                secret.pop();
+            }
+            0x15 => secret.clear(),
+            c => secret.push(c),
+        }
     }
-    Ok(s.trim_end_matches(['\n', '\r']).to_string())
+    drop(guard);
+    println!();
+    String::from_utf8(secret)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the secret is not UTF-8"))
 }

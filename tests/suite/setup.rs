@@ -270,7 +270,8 @@ fn interactive_through_a_pseudo_terminal_never_echoes_the_secret() {
     t.answer("[587]: ", &server.port().to_string());
     t.answer("TLS (starttls, tls or none) [starttls]: ", "");
     t.answer("User name (", USER);
-    t.answer("the password (not shown): ", SECRET);
+    // A typo corrected with Backspace: the secret is what remains.
+    t.answer("the password (not shown): ", &format!("{SECRET}x\x7f"));
     t.answer("Sender address", "sender@example.com");
     t.answer("Write this configuration? [Y/n]: ", "");
     t.answer("Send a test message to (empty: skip): ", "rcpt@example.net");
@@ -293,7 +294,8 @@ fn interactive_through_a_pseudo_terminal_never_echoes_the_secret() {
         !transcript.contains(SECRET),
         "the secret was echoed:\n{transcript}"
     );
-    // The answers that are not secret were echoed (so echo was on for them).
+    // The answers that are not secret were echoed: the terminal was
+    // restored after the secret.
     assert!(transcript.contains("sender@example.com"), "{transcript}");
     assert_config(&env, server.port());
     assert_delivered(&env, &server, &queue_id(&transcript));
@@ -365,4 +367,46 @@ fn a_running_daemon_is_reloaded_and_delivers_the_test_message() {
     assert!(o.stdout.contains("It has left the queue"), "{o:?}");
     assert!(o.stdout.contains("The log ("), "{o:?}");
     assert_config(&env, server.port());
+}
+
+#[test]
+fn postmark_token_as_user_name_is_never_printed() {
+    const TOKEN: &str = "pm-server-token-0123456789";
+    let server = SmtpServer::start(ServerConfig {
+        tls: TlsMode::StartTls,
+        auth: Some(AuthConfig {
+            mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
+            username: TOKEN.into(),
+            secret: TOKEN.into(),
+        }),
+        ..Default::default()
+    });
+    let env = env();
+    let ca = env.root.join("ca.pem");
+    server.write_ca_file(&ca);
+    let port = server.port().to_string();
+    let o = env.run(
+        "postern",
+        &[
+            "setup",
+            "--provider",
+            "postmark",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ca-file",
+            ca.to_str().unwrap(),
+            "--secret-stdin",
+        ],
+        format!("{TOKEN}\n").as_bytes(),
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        !o.stdout.contains(TOKEN) && !o.stderr.contains(TOKEN),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("<server token>"), "{o:?}");
+    assert!(o.stdout.contains("USABLE"), "{o:?}");
+    assert!(o.stdout.contains("Note: Postmark"), "{o:?}");
 }
