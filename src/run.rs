@@ -350,6 +350,10 @@ fn setup(
     verbose: bool,
     s: &postern::setup::SetupArgs,
 ) -> Result<u8> {
+    if s.help {
+        print!("{}", cli::postern::SETUP_USAGE);
+        return Ok(0);
+    }
     logging::init(logging::Target::Stderr, false, verbose);
     if p.privileged && explicit.is_some() {
         eprintln!("postern: warning: -C is ignored by the installed set-group-id binary");

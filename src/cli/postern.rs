@@ -149,6 +149,32 @@ Options:
 Configuration: /etc/postern/postern.toml; see postern.toml(5), postern(8), sendmail(8).
 ";
 
+/// Usage text of `postern setup --help`.
+pub const SETUP_USAGE: &str = "\
+usage: postern setup [OPTIONS]
+
+Configure the relay mail goes through: writes its [[relay]] block (the rest of
+the configuration is kept), the secret file, reloads the daemon, runs the probe
+of `postern check` and sends a test message. On a terminal it asks; with --yes
+(or without a terminal) everything comes from the options.
+
+  --provider NAME        sendgrid, mailgun, ses, google, microsoft365, postmark, generic
+  --host HOST            the relay (generic; overrides a preset)
+  --port N               e.g. 587, 465, 2525 (default: the preset's first)
+  --tls MODE             starttls, tls or none (default: tls on 465, else starttls)
+  --region R             SES region (e.g. eu-west-1); Mailgun: us or eu
+  --user NAME            AUTH user name (SendGrid: apikey)
+  --secret-file PATH     read the secret from the first line of PATH
+  --secret-stdin         read the secret from the first line of standard input
+  --password-file PATH   where to write the secret (default /etc/postern/relay.secret)
+  --ca-file PATH         extra trust anchor for a private relay
+  --from ADDR            the sender address the relay accepts ([addresses] sender)
+  --test-to ADDR         send a test message there after a successful probe
+  --yes, -y              never ask
+
+The secret is never taken from the command line. See postern(8).
+";
+
 fn usage(msg: impl Into<String>) -> Error {
     Error::new(Kind::Usage, msg)
 }
@@ -182,7 +208,7 @@ fn parse_setup(args: &[String]) -> Result<SetupArgs> {
             Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
-        let takes_value = !matches!(name, "--yes" | "-y" | "--secret-stdin");
+        let takes_value = !matches!(name, "--yes" | "-y" | "--secret-stdin" | "--help" | "-h");
         let v = if takes_value {
             match inline {
                 Some(v) => v,
@@ -227,6 +253,7 @@ fn parse_setup(args: &[String]) -> Result<SetupArgs> {
             "--from" => s.from = Some(v),
             "--test-to" => s.test_to = Some(v),
             "--yes" | "-y" => s.yes = true,
+            "--help" | "-h" => s.help = true,
             "--secret" | "--password" => {
                 return Err(usage(format!(
                     "{name}: a secret is never taken from the command line (other users can read it); use --secret-file PATH or --secret-stdin"

@@ -17,6 +17,18 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 /// The comment line that marks the relay `postern setup` manages.
 pub const MARKER: &str = "# Written by `postern setup`";
 
+/// The keys setup writes itself (a re-run drops them when it does not).
+const OURS: [&str; 8] = [
+    "host",
+    "port",
+    "tls",
+    "allow_plaintext",
+    "username",
+    "password_file",
+    "password_command",
+    "ca_file",
+];
+
 /// The relay to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelaySpec {
@@ -170,6 +182,7 @@ pub fn apply(
     let mut replaced = false;
     let mut disabled = Vec::new();
     let mut pos = None;
+    let mut old_managed: Option<Table> = None;
     match doc.remove("relay") {
         None => {}
         Some(Item::ArrayOfTables(aot)) => {
@@ -182,6 +195,9 @@ pub fn apply(
                             .filter(|l| !l.starts_with(MARKER))
                             .map(|l| format!("{l}\n"))
                             .collect();
+                    }
+                    if !replaced {
+                        old_managed = Some(t.clone());
                     }
                     replaced = true;
                 } else {
@@ -230,6 +246,18 @@ pub fn apply(
     }
     if let Some(p) = &relay.ca_file {
         t.insert("ca_file", value(p.to_string_lossy().as_ref()));
+    }
+    // Keys setup does not ask about (rate_limit, auth, a client
+    // certificate, a ca_file given before) stay while the host is the same.
+    if let Some(old) =
+        old_managed.filter(|o| o.get("host").and_then(Item::as_str) == Some(relay.host.as_str()))
+    {
+        for (k, v) in old.iter() {
+            let ours = OURS.contains(&k) && !(k == "ca_file" && relay.ca_file.is_none());
+            if !ours && !t.contains_key(k) {
+                t.insert(k, v.clone());
+            }
+        }
     }
     if !prefix.is_empty() && !prefix.ends_with('\n') {
         prefix.push('\n');
@@ -333,6 +361,20 @@ mod tests {
         assert_eq!(cfg.relays[0].port, 2525);
         // Idempotent.
         assert_eq!(apply(&e2.text, &s2, None).unwrap().text, e2.text);
+        // A key added by hand to the managed block stays while the host does.
+        let edited = e2
+            .text
+            .replace("\nport = 2525\n", "\nport = 2525\nrate_limit = 60\n");
+        let e3 = apply(&edited, &s2, None).unwrap();
+        assert!(e3.text.contains("rate_limit = 60\n"), "{}", e3.text);
+        let mut other = s2.clone();
+        other.host = "smtp.eu.mailgun.org".into();
+        assert!(
+            !apply(&edited, &other, None)
+                .unwrap()
+                .text
+                .contains("\nrate_limit")
+        );
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct SetupArgs {
     pub test_to: Option<String>,
     /// `--yes`: never ask.
     pub yes: bool,
+    /// `--help`.
+    pub help: bool,
 }
 
 /// Where setup runs: which file it edits and how the rest of the binary
