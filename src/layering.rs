@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! front     cli, privilege, run, main (and the crate root)
-//! services  daemon, admin, mailq, status, stats, check
+//! services  daemon, admin, mailq, status, stats, check, setup
 //! mail      submit, address, deliver, bounce
 //! spool     spool
 //! base      config, clock, error, logging, escape
@@ -39,6 +39,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("status", 3),
     ("stats", 3),
     ("check", 3),
+    ("setup", 3),
     ("cli", 4),
     ("privilege", 4),
     ("run", 4),

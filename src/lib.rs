@@ -18,7 +18,7 @@
 //! base      config, clock, error, logging, escape (outside text made safe to print)
 //! spool     spool (format, request entries, maildrop, queue store, state)
 //! mail      submit, address, deliver, bounce
-//! services  daemon (pickup, runner, schedule), admin, mailq, status, stats, check
+//! services  daemon (pickup, runner, schedule), admin, mailq, status, stats, check, setup
 //! front     cli (argv grammar, Invocation::intent), privilege, run (one dispatcher)
 //! ```
 //! Invariants: a message is acknowledged only once it is durable; a crash at
@@ -44,6 +44,7 @@ mod layering;
 pub mod logging;
 pub mod mailq;
 pub mod privilege;
+pub mod setup;
 pub mod spool;
 pub mod stats;
 pub mod status;

@@ -320,6 +320,7 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
             println!("postern {}", env!("CARGO_PKG_VERSION"));
             return Ok(0);
         }
+        Command::Setup(s) => return setup(&p, a.config.clone(), a.verbose, s),
         _ => {}
     }
     let (cfg, source) = load_config(&p, a.config.clone(), false, a.verbose)?;
@@ -357,11 +358,41 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
         Command::QueueRelease(id) => change(&cfg, &mut p, Op::Release, Target::Id(id)),
         Command::QueueRetry(t) => change(&cfg, &mut p, Op::Retry, t),
         Command::QueueBounce(id) => change(&cfg, &mut p, Op::Bounce, Target::Id(id)),
-        other @ (Command::Sendmail(_) | Command::Help | Command::Version) => Err(Error::new(
-            Kind::Software,
-            format!("{other:?} is not an admin command"),
-        )),
+        other @ (Command::Sendmail(_) | Command::Setup(_) | Command::Help | Command::Version) => {
+            Err(Error::new(
+                Kind::Software,
+                format!("{other:?} is not an admin command"),
+            ))
+        }
     }
+}
+
+/// `postern setup`: the file it edits is the one the rest of the binary
+/// would read (-C / POSTERN_CONFIG only in an unprivileged process); it
+/// may not exist yet or not load, so setup reads it itself.
+fn setup(
+    p: &Prepared,
+    explicit: Option<PathBuf>,
+    verbose: bool,
+    s: &postern::setup::SetupArgs,
+) -> Result<u8> {
+    if s.help {
+        print!("{}", cli::postern::SETUP_USAGE);
+        return Ok(0);
+    }
+    logging::init(logging::Target::Stderr, false, verbose);
+    if p.privileged && explicit.is_some() {
+        eprintln!("postern: warning: -C is ignored by the installed set-group-id binary");
+    }
+    let explicit = explicit_config(p, explicit);
+    let ctx = postern::setup::Context {
+        config_path: explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(postern::config::DEFAULT_CONFIG)),
+        system: explicit.is_none(),
+        explicit,
+    };
+    postern::setup::command(s, &ctx)
 }
 
 /// A queue change (`postern queue delete|hold|release|retry|bounce`).

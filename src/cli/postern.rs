@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Kind, Result};
 use crate::privilege::Intent;
+use crate::setup::{SecretFrom, SetupArgs};
 use std::path::PathBuf;
 
 /// Which messages a queue command acts on (the spool's request-entry
@@ -60,6 +61,8 @@ pub enum Command {
         /// JSON.
         json: bool,
     },
+    /// Configure the relay, the secret, reload, probe, test message.
+    Setup(SetupArgs),
     /// Behave as sendmail with these arguments.
     Sendmail(Vec<String>),
     /// Print usage.
@@ -89,6 +92,9 @@ impl Command {
             // `cli::parse` turns `postern sendmail ARGS` into a sendmail
             // invocation, which says its own intent.
             Command::Sendmail(_) => Intent::Nothing,
+            // Setup edits files as its caller and submits its test message
+            // through a child `sendmail -bs`, which says its own intent.
+            Command::Setup(_) => Intent::Nothing,
             Command::Daemon
             | Command::QueueRun { .. }
             | Command::Check
@@ -120,6 +126,8 @@ Commands:
   daemon                  run the queue runner in the foreground (systemd runs this)
   flush                   deliver everything deferred now (same as sendmail -q)
   check                   connect to each relay: TLS, certificate, AUTH, size limit
+  setup [OPTIONS]         configure the relay and its secret, reload, check, send a test
+                          message (asks on a terminal; see postern(8) for the options)
   status [--json]         daemon, last delivery, relays, oldest deferred; exit 1 when mail is stuck
   stats [--prometheus|--json]
                           accepted/sent/deferred/bounced, delays, per-relay results
@@ -139,6 +147,32 @@ Options:
   --help, --version
 
 Configuration: /etc/postern/postern.toml; see postern.toml(5), postern(8), sendmail(8).
+";
+
+/// Usage text of `postern setup --help`.
+pub const SETUP_USAGE: &str = "\
+usage: postern setup [OPTIONS]
+
+Configure the relay mail goes through: writes its [[relay]] block (the rest of
+the configuration is kept), the secret file, reloads the daemon, runs the probe
+of `postern check` and sends a test message. On a terminal it asks; with --yes
+(or without a terminal) everything comes from the options.
+
+  --provider NAME        sendgrid, mailgun, ses, google, microsoft365, postmark, generic
+  --host HOST            the relay (generic; overrides a preset)
+  --port N               e.g. 587, 465, 2525 (default: the preset's first)
+  --tls MODE             starttls, tls or none (default: tls on 465, else starttls)
+  --region R             SES region (e.g. eu-west-1); Mailgun: us or eu
+  --user NAME            AUTH user name (SendGrid: apikey)
+  --secret-file PATH     read the secret from the first line of PATH
+  --secret-stdin         read the secret from the first line of standard input
+  --password-file PATH   where to write the secret (default /etc/postern/relay.secret)
+  --ca-file PATH         extra trust anchor for a private relay
+  --from ADDR            the sender address the relay accepts ([addresses] sender)
+  --test-to ADDR         send a test message there after a successful probe
+  --yes, -y              never ask
+
+The secret is never taken from the command line. See postern(8).
 ";
 
 fn usage(msg: impl Into<String>) -> Error {
@@ -161,6 +195,75 @@ fn one_id(v: Option<&String>) -> Result<String> {
         Some(other) => Err(usage(format!("{other:?} is not a queue id"))),
         None => Err(usage("a queue id is needed")),
     }
+}
+
+/// The options of `postern setup` (`--flag VALUE` or `--flag=VALUE`).
+/// There is no option for the secret itself: never on argv.
+fn parse_setup(args: &[String]) -> Result<SetupArgs> {
+    let mut s = SetupArgs::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let takes_value = !matches!(name, "--yes" | "-y" | "--secret-stdin" | "--help" | "-h");
+        let v = if takes_value {
+            match inline {
+                Some(v) => v,
+                None => {
+                    i += 1;
+                    args.get(i)
+                        .cloned()
+                        .ok_or_else(|| usage(format!("{name} needs a value")))?
+                }
+            }
+        } else {
+            if inline.is_some() {
+                return Err(usage(format!("{name} takes no value")));
+            }
+            String::new()
+        };
+        match name {
+            "--provider" => s.provider = Some(v),
+            "--host" => s.host = Some(v),
+            "--port" => {
+                s.port = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| usage(format!("--port {v:?} is not a port")))?,
+                )
+            }
+            "--tls" => {
+                s.tls = Some(match v.as_str() {
+                    "starttls" => crate::config::TlsMode::Starttls,
+                    "tls" => crate::config::TlsMode::Tls,
+                    "none" => crate::config::TlsMode::None,
+                    _ => return Err(usage(format!("--tls {v:?}: starttls, tls or none"))),
+                })
+            }
+            "--region" => s.region = Some(v),
+            "--user" => s.user = Some(v),
+            "--secret-file" => s.secret = SecretFrom::File(PathBuf::from(v)),
+            "--secret-stdin" => s.secret = SecretFrom::Stdin,
+            "--password-file" => s.password_file = Some(PathBuf::from(v)),
+            "--ca-file" => s.ca_file = Some(PathBuf::from(v)),
+            "--from" => s.from = Some(v),
+            "--test-to" => s.test_to = Some(v),
+            "--yes" | "-y" => s.yes = true,
+            "--help" | "-h" => s.help = true,
+            "--secret" | "--password" => {
+                return Err(usage(format!(
+                    "{name}: a secret is never taken from the command line (other users can read it); use --secret-file PATH or --secret-stdin"
+                )));
+            }
+            other => return Err(usage(format!("unknown option {other} for setup"))),
+        }
+        i += 1;
+    }
+    Ok(s)
 }
 
 /// Parse `postern`'s arguments (without argv[0]).
@@ -231,6 +334,7 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
             }
         }
         Some("sendmail") => Command::Sendmail(rest[1..].to_vec()),
+        Some("setup") => Command::Setup(parse_setup(&rest[1..])?),
         Some("queue") => {
             let sub = rest.get(1).map(String::as_str);
             let args2: Vec<&String> = rest.iter().skip(2).collect();
@@ -321,5 +425,32 @@ mod tests {
         assert!(p(&["queue", "show", "../../etc"]).is_err());
         assert!(p(&["frobnicate"]).is_err());
         assert!(p(&["stats", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn setup_options() {
+        let a = p(&[
+            "setup",
+            "--provider",
+            "sendgrid",
+            "--port=2525",
+            "--secret-stdin",
+            "--from",
+            "noreply@example.com",
+            "--yes",
+        ])
+        .unwrap();
+        let Command::Setup(s) = a.command else {
+            panic!("{a:?}")
+        };
+        assert_eq!(s.provider.as_deref(), Some("sendgrid"));
+        assert_eq!(s.port, Some(2525));
+        assert_eq!(s.secret, SecretFrom::Stdin);
+        assert!(s.yes);
+        assert_eq!(Command::Setup(s).intent(), Intent::Nothing);
+        assert!(p(&["setup", "--secret", "hunter2"]).is_err());
+        assert!(p(&["setup", "--port", "x"]).is_err());
+        assert!(p(&["setup", "--tls", "maybe"]).is_err());
+        assert!(p(&["setup", "--host"]).is_err());
     }
 }

@@ -35,6 +35,7 @@ mod maildrop_hostile;
 mod operability;
 mod privilege;
 mod security_round2;
+mod setup;
 mod smtp_server_selftest;
 mod starttls_injection;
 mod submit_errors;
