@@ -642,6 +642,7 @@ check "upgrade: version ${DEB_VERSION}+installtest1" test "$(in_ch dpkg-query -W
 check "upgrade keeps the setgid bit" test "$(in_ch stat -c '%A %U %G' /usr/sbin/postern)" = "-rwxr-sr-x root postern-drop"
 check "upgrade keeps the edited config" grep -q "install-test-edit $TOKEN" "$CH/etc/postern/postern.toml"
 check "upgrade keeps relay.secret" test "$(in_ch stat -c '%a %U %G' /etc/postern/relay.secret)" = "640 root postern"
+check "upgrade adds no debconf block to a hand-written config" sh -c "! grep -q 'postern debconf relay' '$CH/etc/postern/postern.toml'"
 check "upgrade leaves no .dpkg-dist/.dpkg-new config" test ! -e "$CH/etc/postern/postern.toml.dpkg-dist" -a ! -e "$CH/etc/postern/postern.toml.dpkg-new"
 if [ "$DAEMON_UP" = 1 ]; then
     # postinst restarted the service through /etc/init.d/postern.
