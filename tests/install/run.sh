@@ -409,10 +409,20 @@ chroot --userspec="$PUID:$PGID" --groups="$PGID" "$CH" /usr/bin/env -i PATH=$CHR
     /usr/sbin/postern daemon >"$RUN/daemon-preseed.log" 2>&1 &
 PRE_PID=$!
 DAEMON_PID=$PRE_PID
+daemon_started() {   # as in step 5: up, and said so, before mail is submitted
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'daemon started' "$RUN/daemon-preseed.log" && return 0
+        kill -0 "$PRE_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$RUN/daemon-preseed.log"; return 1
+}
+check "preseed: postern daemon starts with the preseeded config" daemon_started
 in_ch sh -c "printf 'Subject: preseed-$TOKEN\n\nsent right after apt install\n' | /usr/sbin/sendmail -i ops@example.com" >>"$RUN/checks.log" 2>&1
 preseed_delivered() {
     local i f
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 150; i++)); do
         for f in "$SINK_DIR"/mail/*.eml; do
             if [ -f "$f" ] && grep -q "preseed-$TOKEN" "$f" && [ -f "${f%.eml}.env" ]; then
                 head -n 1 "${f%.eml}.env" | grep -q '^MAIL FROM:<root@web1.example.org>' && return 0
@@ -421,7 +431,9 @@ preseed_delivered() {
         done
         sleep 0.2
     done
-    echo "nothing at the sink after 20 s; daemon log:"; tail -n 5 "$RUN/daemon-preseed.log"; return 1
+    echo "nothing at the sink after 30 s; daemon log:"; cat "$RUN/daemon-preseed.log"
+    echo "spool:"; find "$CH/var/spool/postern" -ls; echo "sink:"; tail -n 20 "$SINK_DIR/sink.err"
+    return 1
 }
 check "preseed: sendmail right after apt install is delivered (MAIL FROM root@web1.example.org)" preseed_delivered
 stop_pid "$PRE_PID" 5; DAEMON_PID=''
@@ -434,6 +446,14 @@ check "reconfigure: the one block has the new relay" one_block_with 'host = "rel
 check "reconfigure: the rest of postern.toml is as shipped" rest_untouched
 check "reconfigure: empty password keeps relay.secret" test "$(cat "$CH/etc/postern/relay.secret")" = secret123
 check "reconfigure: relay.secret still 0640 root:postern" test "$(in_ch stat -c '%a %U %G' /etc/postern/relay.secret)" = "640 root postern"
+warns_invalid() {
+    local out
+    out=$(reconf 'postern postern/relay_tls select none' 2>&1) || { echo "$out"; return 1; }
+    echo "$out"
+    echo "$out" | grep -q 'invalid configuration'
+}
+check "reconfigure to tls none for a remote relay warns (and succeeds)" warns_invalid
+reconf 'postern postern/relay_tls select starttls' >>"$RUN/checks.log" 2>&1
 # An administrator's edit of the block is the master copy.
 sed -i 's/^host = "relay2.example.net"$/host = "relay3.example.net"/' "$CONF_CH"
 check "dpkg-reconfigure after a hand edit of the block" in_ch dpkg-reconfigure -f noninteractive postern
