@@ -34,6 +34,16 @@ need_tool() {   # $1 = cargo subcommand, $2 = crate, $3 = version
 log "cargo build --release"
 cargo build --release --locked
 
+# The release profile strips symbols (strip = true), so cargo-deb does not
+# strip again and rustc's .comment section (compiler versions) would stay:
+# lintian's binary-has-unneeded-section. Both packages ship this binary.
+bin=target/release/postern
+[ -f "$bin" ] || bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/postern
+if objdump -h "$bin" | grep -q ' \.comment '; then
+    log "objcopy --remove-section=.comment $bin"
+    objcopy --remove-section=.comment "$bin"
+fi
+
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo "$root/target")
 out=()
 
@@ -42,6 +52,16 @@ if [ "$what" != rpm ]; then
     # cargo deb prints the package's path on stdout, everything else on stderr.
     deb=$(cargo deb --no-build --locked | tail -n 1)
     [ -f "$deb" ] || { log "cargo deb did not report a package path"; exit 1; }
+    # cargo-deb writes no DEBIAN/md5sums (dpkg --verify and debsums use it):
+    # unpack, add it, repack with the same owner (root) and compression.
+    log "adding DEBIAN/md5sums"
+    work=$(mktemp -d)
+    dpkg-deb -R "$deb" "$work/pkg"
+    (cd "$work/pkg" && find . -path ./DEBIAN -prune -o -type f -printf '%P\n' | LC_ALL=C sort \
+        | xargs -r -d '\n' md5sum) > "$work/pkg/DEBIAN/md5sums"
+    chmod 0644 "$work/pkg/DEBIAN/md5sums"
+    dpkg-deb --root-owner-group -Zxz -b "$work/pkg" "$deb" >/dev/null
+    rm -rf "$work"
     out+=("$deb")
 fi
 

@@ -145,6 +145,8 @@ done
 need=()
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v python3 >/dev/null || need+=(python3)
+command -v lintian >/dev/null || need+=(lintian)
+command -v rpmlint >/dev/null || need+=(rpmlint)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing on the host: ${need[*]}"
     timeout 600 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${need[@]}" >/dev/null \
@@ -202,6 +204,23 @@ awk '
     /^#[a-z_]+ = / { k = $1; sub(/^#/, "", k); if (!(k in seen)) { seen[k] = 1; print substr($0, 2); next } }
     { print }' "$X/etc/postern/postern.toml" > "$RUN/uncommented.toml"
 check "postern.toml with every example uncommented parses" conf_ok "$RUN/uncommented.toml"
+# lintian: no error and no warning (overrides, each with its reason in
+# packaging/README.md, are in the package); rpmlint: none after the filters
+# of packaging/rpm/rpmlint.toml (also explained there).
+lintian_clean() {
+    local out rc
+    out=$(lintian --fail-on error,warning "$DEB" 2>&1); rc=$?
+    printf '%s\n' "$out"
+    printf '%s\n' "$out" | grep -v 'running with root privileges' > "$RUN/lintian.txt"
+    [ "$rc" = 0 ] && ! grep -q '^[EW]: ' "$RUN/lintian.txt"
+}
+check "lintian: 0 errors, 0 warnings" lintian_clean
+rpmlint_clean() {
+    rpmlint -c "$ROOT/packaging/rpm/rpmlint.toml" "$RPM" > "$RUN/rpmlint.txt" 2>&1
+    cat "$RUN/rpmlint.txt"
+    grep -q ' 0 errors, 0 warnings' "$RUN/rpmlint.txt"
+}
+check "rpmlint: 0 errors, 0 warnings (packaging/rpm/rpmlint.toml)" rpmlint_clean
 step_end
 
 # ================================================================== 2. chroot
@@ -270,8 +289,49 @@ cp /etc/resolv.conf "$CH/etc/resolv.conf" 2>/dev/null || true
 mount_chroot "$CH" || die "cannot mount /proc, /dev in $CH"
 step_end
 
-# ================================================================== 3. install
-step_start "3. install over $OTHER_MTA"
+# ================================================================== 3. SMTP server
+step_start "3. SMTP server (STARTTLS + AUTH) on 127.0.0.1"
+SINK=${POSTERN_SINK_BIN:-}
+if [ -z "$SINK" ]; then
+    # The dev profile: its dependencies are usually built already by the
+    # test suite, and the sink's speed does not matter here.
+    (cd "$ROOT" && timeout -k 10 1800 cargo build --example smtp_sink) >"$RUN/sink-build.log" 2>&1 \
+        || { tail -n 20 "$RUN/sink-build.log" >&2; die "cannot build examples/smtp_sink.rs"; }
+    SINK=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo "$ROOT/target")/debug/examples/smtp_sink
+fi
+[ -x "$SINK" ] || die "no smtp_sink at $SINK"
+"$SINK" --listen 127.0.0.1:0 --tls starttls --cert-dir "$SINK_DIR/certs" --auth apikey:secret123 \
+    --maildir "$SINK_DIR/mail" >"$SINK_DIR/sink.out" 2>"$SINK_DIR/sink.err" &
+SINK_PID=$!
+for ((i = 0; i < 100; i++)); do
+    PORT=$(sed -n 's/^smtp_sink: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$SINK_DIR/sink.err")
+    [ -n "$PORT" ] && [ -f "$SINK_DIR/certs/ca.pem" ] && break
+    kill -0 "$SINK_PID" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$PORT" ] || { cat "$SINK_DIR/sink.err" >&2; die "smtp_sink did not start"; }
+log "smtp_sink pid $SINK_PID on 127.0.0.1:$PORT"
+pass "smtp_sink listening on 127.0.0.1:$PORT"
+step_end
+
+# ================================================================== 4. preseeded install
+step_start "4. preseeded install over $OTHER_MTA"
+# The relay's answers are preseeded (as an unattended install would) and
+# its CA goes into the chroot's trust store (as a public relay's would be
+# trusted): then the install alone must give a working relay.
+mkdir -p "$CH/etc/ssl/certs"
+cat "$SINK_DIR/certs/ca.pem" >> "$CH/etc/ssl/certs/ca-certificates.crt"
+cat > "$CH/tmp/preseed" <<EOF
+postern postern/mailname string web1.example.org
+postern postern/relay_host string 127.0.0.1
+postern postern/relay_port string $PORT
+postern postern/relay_tls select starttls
+postern postern/relay_user string apikey
+postern postern/relay_password password secret123
+EOF
+check "debconf-set-selections (preseed)" in_ch debconf-set-selections /tmp/preseed
+rm -f "$CH/tmp/preseed"
 check "$OTHER_MTA provides /usr/sbin/sendmail before" in_ch test -e /usr/sbin/sendmail
 cp "$DEB" "$CH/tmp/postern.deb"
 if in_ch apt-get install -y --no-install-recommends /tmp/postern.deb >"$RUN/install.log" 2>&1; then
@@ -312,30 +372,99 @@ check "service enabled for systemd (multi-user.target.wants)" test -L "$CH/etc/s
 check "no daemon started by the install (policy-rc.d)" test -z "$(chroot_pids "$CH")"
 step_end
 
-# ================================================================== 4. SMTP server
-step_start "4. SMTP server (STARTTLS + AUTH) on 127.0.0.1"
-SINK=${POSTERN_SINK_BIN:-}
-if [ -z "$SINK" ]; then
-    # The dev profile: its dependencies are usually built already by the
-    # test suite, and the sink's speed does not matter here.
-    (cd "$ROOT" && timeout -k 10 1800 cargo build --example smtp_sink) >"$RUN/sink-build.log" 2>&1 \
-        || { tail -n 20 "$RUN/sink-build.log" >&2; die "cannot build examples/smtp_sink.rs"; }
-    SINK=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null || echo "$ROOT/target")/debug/examples/smtp_sink
-fi
-[ -x "$SINK" ] || die "no smtp_sink at $SINK"
-"$SINK" --listen 127.0.0.1:0 --tls starttls --cert-dir "$SINK_DIR/certs" --auth apikey:secret123 \
-    --maildir "$SINK_DIR/mail" >"$SINK_DIR/sink.out" 2>"$SINK_DIR/sink.err" &
-SINK_PID=$!
-for ((i = 0; i < 100; i++)); do
-    PORT=$(sed -n 's/^smtp_sink: listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$SINK_DIR/sink.err")
-    [ -n "$PORT" ] && [ -f "$SINK_DIR/certs/ca.pem" ] && break
-    kill -0 "$SINK_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$PORT" ] || { cat "$SINK_DIR/sink.err" >&2; die "smtp_sink did not start"; }
-log "smtp_sink pid $SINK_PID on 127.0.0.1:$PORT"
-pass "smtp_sink listening on 127.0.0.1:$PORT"
+# ================================================================== 4b. preseeded relay
+step_start "4b. the preseeded relay delivers; dpkg-reconfigure"
+CONF_CH=$CH/etc/postern/postern.toml
+strip_block() {   # the file without the debconf block and trailing blank lines
+    awk 'index($0, "# BEGIN postern debconf relay") == 1 { s = 1; next }
+         s && index($0, "# END postern debconf relay") == 1 { s = 0; next }
+         !s' "$1" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
+}
+rest_untouched() { diff <(strip_block "$CONF_CH") <(strip_block "$X/etc/postern/postern.toml"); }
+one_block_with() {   # KEY = VALUE lines that must be in the one managed block
+    local n l
+    n=$(grep -c '^# BEGIN postern debconf relay' "$CONF_CH")
+    [ "$n" = 1 ] || { echo "$n managed blocks"; return 1; }
+    for l in "$@"; do
+        sed -n '/^# BEGIN postern debconf relay/,/^# END postern debconf relay/p' "$CONF_CH" | grep -qxF -- "$l" \
+            || { echo "no '$l' in the block:"; cat "$CONF_CH" | tail -n 12; return 1; }
+    done
+}
+no_secret_in_debconf() {
+    ! grep -rqF secret123 "$CH/var/cache/debconf/" || { grep -rlF secret123 "$CH/var/cache/debconf/"; return 1; }
+    [ "$(echo 'GET postern/relay_password' | in_ch debconf-communicate postern | sed 's/ *$//')" = 0 ]
+}
+check "preseed: /etc/mailname is web1.example.org" test "$(cat "$CH/etc/mailname")" = web1.example.org
+check "preseed: one [[relay]] block with the answers" one_block_with '[[relay]]' 'host = "127.0.0.1"' "port = $PORT" \
+    'tls = "starttls"' 'username = "apikey"' 'password_file = "/etc/postern/relay.secret"'
+check "preseed: the rest of postern.toml is as shipped" rest_untouched
+check "preseed: relay.secret is 0640 root:postern" test "$(in_ch stat -c '%a %U %G' /etc/postern/relay.secret)" = "640 root postern"
+check "preseed: relay.secret holds the secret" test "$(cat "$CH/etc/postern/relay.secret")" = secret123
+check "preseed: no secret in postern.toml" sh -c "! grep -q secret123 '$CONF_CH'"
+check "preseed: secret cleared from the debconf database" no_secret_in_debconf
+check "preseed: shipped config + answers parse" conf_ok "$(cp "$CONF_CH" "$RUN/preseeded.toml"; echo "$RUN/preseeded.toml")"
+# Deliver with the files exactly as the install left them.
+PUID=$(in_ch id -u postern); PGID=$(in_ch id -g postern)
+chroot --userspec="$PUID:$PGID" --groups="$PGID" "$CH" /usr/bin/env -i PATH=$CHROOT_PATH LANG=C.UTF-8 \
+    /usr/sbin/postern daemon >"$RUN/daemon-preseed.log" 2>&1 &
+PRE_PID=$!
+DAEMON_PID=$PRE_PID
+daemon_started() {   # as in step 5: up, and said so, before mail is submitted
+    local i
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'daemon started' "$RUN/daemon-preseed.log" && return 0
+        kill -0 "$PRE_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$RUN/daemon-preseed.log"; return 1
+}
+check "preseed: postern daemon starts with the preseeded config" daemon_started
+in_ch sh -c "printf 'Subject: preseed-$TOKEN\n\nsent right after apt install\n' | /usr/sbin/sendmail -i ops@example.com" >>"$RUN/checks.log" 2>&1
+preseed_delivered() {
+    local i f
+    for ((i = 0; i < 150; i++)); do
+        for f in "$SINK_DIR"/mail/*.eml; do
+            if [ -f "$f" ] && grep -q "preseed-$TOKEN" "$f" && [ -f "${f%.eml}.env" ]; then
+                head -n 1 "${f%.eml}.env" | grep -q '^MAIL FROM:<root@web1.example.org>' && return 0
+                echo "envelope: $(head -n 1 "${f%.eml}.env")"; return 1
+            fi
+        done
+        sleep 0.2
+    done
+    echo "nothing at the sink after 30 s; daemon log:"; cat "$RUN/daemon-preseed.log"
+    echo "spool:"; find "$CH/var/spool/postern" -ls; echo "sink:"; tail -n 20 "$SINK_DIR/sink.err"
+    return 1
+}
+check "preseed: sendmail right after apt install is delivered (MAIL FROM root@web1.example.org)" preseed_delivered
+stop_pid "$PRE_PID" 5; DAEMON_PID=''
+kill_chroot_procs "$CH"
+# dpkg-reconfigure with new answers replaces the block, keeps the secret.
+reconf() { printf '%s\n' "$@" | in_ch debconf-set-selections && in_ch dpkg-reconfigure -f noninteractive postern; }
+check "dpkg-reconfigure with a new relay" reconf 'postern postern/relay_host string relay2.example.net' \
+    'postern postern/relay_port string 2525'
+check "reconfigure: the one block has the new relay" one_block_with 'host = "relay2.example.net"' 'port = 2525' 'username = "apikey"'
+check "reconfigure: the rest of postern.toml is as shipped" rest_untouched
+check "reconfigure: empty password keeps relay.secret" test "$(cat "$CH/etc/postern/relay.secret")" = secret123
+check "reconfigure: relay.secret still 0640 root:postern" test "$(in_ch stat -c '%a %U %G' /etc/postern/relay.secret)" = "640 root postern"
+warns_invalid() {
+    local out
+    out=$(reconf 'postern postern/relay_tls select none' 2>&1) || { echo "$out"; return 1; }
+    echo "$out"
+    echo "$out" | grep -q 'invalid configuration'
+}
+check "reconfigure to tls none for a remote relay warns (and succeeds)" warns_invalid
+reconf 'postern postern/relay_tls select starttls' >>"$RUN/checks.log" 2>&1
+# An administrator's edit of the block is the master copy.
+sed -i 's/^host = "relay2.example.net"$/host = "relay3.example.net"/' "$CONF_CH"
+check "dpkg-reconfigure after a hand edit of the block" in_ch dpkg-reconfigure -f noninteractive postern
+check "reconfigure keeps the hand-edited host" one_block_with 'host = "relay3.example.net"' 'port = 2525'
+check "an empty relay host removes the block" reconf 'postern postern/relay_host string'
+no_block() { ! grep -q 'postern debconf relay' "$CONF_CH" && rest_untouched; }
+check "no block left; postern.toml as shipped" no_block
+check "debconf database still has no secret" no_secret_in_debconf
+step_end
+
+step_start "4c. configure by hand (the reference)"
 
 # Configure the installed Postern: edit the conffile (the upgrade keeps it).
 install -m 0644 "$SINK_DIR/certs/ca.pem" "$CH/etc/postern/ca.pem"
@@ -533,6 +662,7 @@ check "upgrade: version ${DEB_VERSION}+installtest1" test "$(in_ch dpkg-query -W
 check "upgrade keeps the setgid bit" test "$(in_ch stat -c '%A %U %G' /usr/sbin/postern)" = "-rwxr-sr-x root postern-drop"
 check "upgrade keeps the edited config" grep -q "install-test-edit $TOKEN" "$CH/etc/postern/postern.toml"
 check "upgrade keeps relay.secret" test "$(in_ch stat -c '%a %U %G' /etc/postern/relay.secret)" = "640 root postern"
+check "upgrade adds no debconf block to a hand-written config" sh -c "! grep -q 'postern debconf relay' '$CH/etc/postern/postern.toml'"
 check "upgrade leaves no .dpkg-dist/.dpkg-new config" test ! -e "$CH/etc/postern/postern.toml.dpkg-dist" -a ! -e "$CH/etc/postern/postern.toml.dpkg-new"
 if [ "$DAEMON_UP" = 1 ]; then
     # postinst restarted the service through /etc/init.d/postern.
