@@ -39,6 +39,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("status", 3),
     ("stats", 3),
     ("check", 3),
+    ("guard", 3),
     ("cli", 4),
     ("privilege", 4),
     ("run", 4),

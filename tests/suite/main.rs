@@ -28,6 +28,7 @@ mod fault_disk;
 mod fault_runner;
 mod fault_submit;
 mod fuzz_corpus;
+mod guard;
 mod hostile_ops;
 mod interop;
 mod operability;
