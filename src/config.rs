@@ -1190,6 +1190,42 @@ mod tests {
     }
 
     #[test]
+    fn limits_defaults_and_overrides() {
+        let c = Config::parse("", Path::new("t.toml")).unwrap();
+        let l = &c.limits;
+        assert!(l.enabled);
+        assert_eq!(l.default.messages_per_hour, DEFAULT_MESSAGES_PER_HOUR);
+        assert_eq!(l.exempt, vec!["root".to_string()]);
+        assert_eq!(l.alert_to, "root");
+        assert_eq!(l.storm_threshold, 5);
+        assert!(l.is_exempt(0, Some("root")));
+        assert!(!l.is_exempt(33, Some("www-data")));
+        let c = Config::parse(
+            "[limits]\nmessages_per_hour = 50\nexempt = []\n[limits.user.www-data]\nmessages_per_hour = 2\n[limits.user.\"1001\"]\nrecipients_per_message = 7\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let l = &c.limits;
+        assert_eq!(l.for_user(33, Some("www-data")).messages_per_hour, 2);
+        assert_eq!(
+            l.for_user(33, Some("www-data")).recipients_per_hour,
+            DEFAULT_RECIPIENTS_PER_HOUR
+        );
+        assert_eq!(l.for_user(1001, None).recipients_per_message, 7);
+        assert_eq!(l.for_user(1001, None).messages_per_hour, 50);
+        assert_eq!(l.for_user(5, None).messages_per_hour, 50);
+        assert!(!l.is_exempt(0, Some("root")));
+        for bad in [
+            "[limits]\nbogus = 1\n",
+            "[limits]\nalert_to = \"a b\"\n",
+            "[limits.storm]\nwindow = \"0s\"\n",
+            "[limits.user.x]\nfoo = 1\n",
+        ] {
+            assert!(Config::parse(bad, Path::new("t.toml")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn defaults_and_relay() {
         let c = Config::parse(
             "hostname = \"h.example\"\n[[relay]]\nhost = \"smtp.example\"\nusername = \"apikey\"\npassword_file = \"/x\"\n",

@@ -38,6 +38,14 @@ fn change_as(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target) -> 
             format!("queue {} takes a queue id", op.verb()),
         ));
     }
+    if let Target::User(u) = &t
+        && crate::guard::resolve_user(u).is_none()
+    {
+        return Err(Error::new(
+            Kind::NoUser,
+            format!("{}: no such user", crate::escape::field(u)),
+        ));
+    }
     match authority(p, spool) {
         Authority::Direct => change_direct(cfg, p, spool, op, t),
         Authority::GroupRequest => requests::request(p, spool, op, t),

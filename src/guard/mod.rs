@@ -207,21 +207,25 @@ impl<'a> Pickup<'a> {
         if !u.alerted {
             u.alerted = true;
             let until = clock::rfc5322(clock::from_unix_f64(u.start + USER_WINDOW));
+            // The name where there is one: what an admin types.
+            let arg = name.clone().unwrap_or_else(|| uid.to_string());
             self.notices.push(Notice {
                 subject: format!("postern: mail from {who} held: {reason}"),
                 body: format!(
-                    "Postern is holding mail submitted by {who} (uid {uid}): {reason}.\n\
+                    "Postern is holding mail submitted by {who} (uid {uid}):\n\
+                     \x20 {reason}\n\
                      \n\
                      Nothing is lost: the messages are queued and held. If this is a\n\
                      compromised script or a runaway job, stop it first. Then:\n\
                      \n\
-                     \x20 postern queue list --held --user {uid}    what is held\n\
-                     \x20 postern queue release --user {uid}        deliver it (once)\n\
-                     \x20 postern queue delete --user {uid}         drop it\n\
+                     \x20 postern queue list --held --user {arg}    what is held\n\
+                     \x20 postern queue release --user {arg}        deliver it (once)\n\
+                     \x20 postern queue delete --user {arg}         drop it\n\
                      \n\
-                     Further mail from {who} over the limit until {until} is held\n\
-                     without another alert. The limits are in the [limits] section of\n\
-                     postern.toml (see postern.toml(5)).\n"
+                     Further mail from {who} over the limit is held without another\n\
+                     alert until {until}.\n\
+                     The limits are in the [limits] section of postern.toml\n\
+                     (see postern.toml(5)).\n"
                 ),
             });
         }
@@ -290,9 +294,12 @@ impl<'a> Pickup<'a> {
             self.notices.push(Notice {
                 subject: format!("postern: identical messages held (storm {id})"),
                 body: format!(
-                    "Identical messages {label} keep coming: {threshold} were delivered\n\
-                     since {since}; the rest are held, not sent, while they keep coming\n\
-                     (postern status shows how many). This is the only notice for the storm.\n\
+                    "Identical messages keep coming:\n\
+                     \x20 {label}\n\
+                     \n\
+                     The first {threshold} since {since} were let through; the rest\n\
+                     are held, not sent, while they keep coming (postern status shows\n\
+                     how many). This is the only notice for this storm.\n\
                      \n\
                      \x20 postern queue list --held                what is held\n\
                      \x20 postern queue release --storm {id}   deliver them (once)\n\
