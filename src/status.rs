@@ -33,7 +33,8 @@
 //!              "last_success": int|null,
 //!              "last_error": {"time": int, "error": str}|null}],
 //!  "over_limits": [{"uid": int, "user": str|null, "held": int, "reason": str}],
-//!  "storms": [{"id": str, "label": str, "count": int, "held": int, "since": int}]}
+//!  "storms": [{"id": str, "label": str, "count": int, "held": int, "since": int}],
+//!  "bounces_capped": [{"address": str, "sent": int, "dropped": int}]}
 //! ```
 //! A relay is `ok` when its last success (a recipient sent or a session set
 //! up) is newer than its last failed session, `failing` when a failed
@@ -101,6 +102,20 @@ pub struct Status {
     pub over_limits: Vec<UserOver>,
     /// Storms whose messages are being held.
     pub storms: Vec<StormView>,
+    /// Addresses whose bounces the DSN cap dropped this hour (not a
+    /// problem: the cap did its job).
+    pub bounces_capped: Vec<BouncesCapped>,
+}
+
+/// Bounces to one address dropped by the DSN cap in the current hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BouncesCapped {
+    /// The address bounces went to.
+    pub address: String,
+    /// Sent this hour.
+    pub sent: u64,
+    /// Dropped this hour.
+    pub dropped: u64,
 }
 
 /// A submitter the outbound guard holds mail of.
@@ -157,6 +172,17 @@ pub fn add_guard(
             user: name,
             held: u.held,
             reason: u.reason.clone(),
+        });
+    }
+    for d in g
+        .dsn
+        .iter()
+        .filter(|d| d.dropped > 0 && s.now < d.start + crate::guard::USER_WINDOW)
+    {
+        s.bounces_capped.push(BouncesCapped {
+            address: d.address.clone(),
+            sent: d.sent,
+            dropped: d.dropped,
         });
     }
     for t in crate::guard::active_storms(g, cfg, s.now) {
@@ -310,6 +336,7 @@ pub fn assess(
         problems,
         over_limits: Vec::new(),
         storms: Vec::new(),
+        bounces_capped: Vec::new(),
     }
 }
 
@@ -327,6 +354,7 @@ struct StatusJson<'a> {
     relays: Vec<RelayHealthJson<'a>>,
     over_limits: &'a [UserOver],
     storms: &'a [StormView],
+    bounces_capped: &'a [BouncesCapped],
 }
 
 /// `oldest_deferred`.
@@ -381,6 +409,7 @@ pub fn json(s: &Status) -> String {
             .collect(),
         over_limits: &s.over_limits,
         storms: &s.storms,
+        bounces_capped: &s.bounces_capped,
     })
 }
 
@@ -443,6 +472,13 @@ pub fn text(s: &Status) -> String {
             o,
             "over limits:     {who} (uid {}): {} held ({})",
             u.uid, u.held, u.reason
+        );
+    }
+    for d in &s.bounces_capped {
+        let _ = writeln!(
+            o,
+            "bounce cap:      {}: {} sent, {} dropped this hour",
+            d.address, d.sent, d.dropped
         );
     }
     for t in &s.storms {

@@ -129,8 +129,7 @@ impl<'a> Pickup<'a> {
         let now = self.now;
         let w = self.cfg.limits.storm_window.as_secs_f64();
         let s = &mut self.locked.state;
-        s.users
-            .retain(|u| now < u.start + USER_WINDOW && now >= u.start);
+        s.users.retain(|u| now < u.start + USER_WINDOW);
         s.storms.retain(|t| now < t.last + w);
     }
 
@@ -471,7 +470,7 @@ fn send_notice(cfg: &Config, spool: &Spool, n: &Notice) -> io::Result<String> {
 pub fn users_over(g: &guard::GuardState, now: f64) -> Vec<&UserWindow> {
     g.users
         .iter()
-        .filter(|u| u.held > 0 && now < u.start + USER_WINDOW && now >= u.start)
+        .filter(|u| u.held > 0 && now < u.start + USER_WINDOW)
         .collect()
 }
 
@@ -524,11 +523,12 @@ pub fn allow_bounce(cfg: &Config, spool: &Spool, address: &str) -> bool {
     if cap == 0 {
         return true;
     }
-    let now = clock::unix_f64(clock::now());
     let a = address.to_lowercase();
     guard::update(spool, |g| {
-        g.dsn
-            .retain(|d| now < d.start + USER_WINDOW && now >= d.start);
+        // Read under the lock: a time taken before waiting for it could
+        // predate the window another thread just opened.
+        let now = clock::unix_f64(clock::now());
+        g.dsn.retain(|d| now < d.start + USER_WINDOW);
         let i = match g.dsn.iter().position(|d| d.address == a) {
             Some(i) => i,
             None => {

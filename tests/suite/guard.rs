@@ -398,6 +398,13 @@ fn bounces_to_one_address_are_capped() {
         env.log()
     );
     assert!(env.files("queue").is_empty(), "no loop, nothing left");
+    let s = postern(&env, &["status"]);
+    assert!(
+        s.stdout
+            .contains("bounce cap:      victim@example.com: 2 sent, 3 dropped this hour"),
+        "{}",
+        s.stdout
+    );
 }
 
 /// Open the (root-owned) test installation to `nobody`, as in hostile_ops.
@@ -482,4 +489,70 @@ fn one_uid_is_held_while_another_flows() {
             .count(),
         3
     );
+}
+
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(env: &TestEnv) -> Daemon {
+    let mut c = env.cmd("postern");
+    c.arg("daemon")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let d = Daemon(c.spawn().expect("daemon"));
+    assert!(
+        env.wait_log(10, |l| l.contains("daemon started")),
+        "daemon did not start: {}",
+        env.log()
+    );
+    d
+}
+
+#[test]
+fn daemon_holds_alerts_and_delivers_on_release_once() {
+    let server = relay();
+    let uid = me();
+    let env = env_with(
+        &server,
+        &format!(
+            "[limits]\nexempt = []\nalert_to = \"admin@example.net\"\n\
+             [limits.user.\"{uid}\"]\nmessages_per_hour = 2\n"
+        ),
+    );
+    let _d = start_daemon(&env);
+    for i in 0..4 {
+        send(
+            &env,
+            "app@example.com",
+            "bob@example.org",
+            &format!("d{i}"),
+            "x",
+        );
+    }
+    let msgs = settled(&server, 3);
+    assert_eq!(msgs.len(), 3, "2 + the alert: {msgs:?}");
+    assert_eq!(alerts(&msgs).len(), 1);
+    // -odi: the caller does not wait for a held message, and it stays held.
+    let o = env.sendmail(
+        &["-odi", "-f", "app@example.com", "bob@example.org"],
+        b"Subject: odi\n\nx\n",
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let l = postern(&env, &["queue", "list", "--held"]);
+    assert_eq!(l.stdout.matches("(held: ").count(), 3, "{}", l.stdout);
+    // Release: the daemon delivers each held message once.
+    let r = postern(&env, &["queue", "release", "--user", &uid.to_string()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let msgs = settled(&server, 6);
+    std::thread::sleep(Duration::from_secs(1));
+    let msgs2 = server.messages();
+    assert_eq!(msgs2.len(), 6, "{msgs:?}");
+    assert!(env.files("queue").is_empty(), "{:?}", env.files("queue"));
 }
