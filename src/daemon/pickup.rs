@@ -29,6 +29,10 @@ use std::io;
 /// false when the entry must stay in maildrop for a later pickup.
 pub type RequestHandler = fn(&Spool, Option<&Ctx>, Result<Entry, String>, u32, &str) -> bool;
 
+/// Request entries held open during one pickup while the outbound guard's
+/// lock is taken (each is an open file).
+const MAX_DEFERRED: usize = 256;
+
 /// One message taken over from maildrop.
 #[derive(Debug, Clone)]
 pub struct Picked {
@@ -76,6 +80,7 @@ pub fn pickup(
     let names = queue::list_ids(&dir_path)?;
     let lazy = names.len() <= attempt_now;
     let has_messages = names.iter().any(|n| crate::spool::is_valid_id(n));
+    let mut deferred = Vec::new();
     let mut guard = if has_messages {
         crate::guard::Pickup::begin(cfg, spool)
     } else {
@@ -91,9 +96,17 @@ pub fn pickup(
             }) => match content {
                 Content::Request(entry) => {
                     // An admin request from a user (e.g. delete my message):
-                    // the owner of the file is who asks.
-                    if requests(spool, runner, entry, uid, &name) {
-                        let _ = std::fs::remove_file(dir_path.join(&name));
+                    // the owner of the file is who asks. While the guard's
+                    // lock is held it is applied after the messages (a
+                    // bounce request counts against the DSN cap, under that
+                    // lock), its entry open and locked until then; past
+                    // MAX_DEFERRED it waits in maildrop for the next pickup.
+                    if guard.is_none() {
+                        if requests(spool, runner, entry, uid, &name) {
+                            let _ = std::fs::remove_file(dir_path.join(&name));
+                        }
+                    } else if deferred.len() < MAX_DEFERRED {
+                        deferred.push((locked, entry, uid, name));
                     }
                 }
                 Content::Corrupt(why) => queue::quarantine(spool, &dir_path, &name, &why),
@@ -148,6 +161,11 @@ pub fn pickup(
         }
     }
     let notices = guard.map(|g| g.finish()).unwrap_or_default();
+    for (_locked, entry, uid, name) in deferred {
+        if requests(spool, runner, entry, uid, &name) {
+            let _ = std::fs::remove_file(dir_path.join(&name));
+        }
+    }
     Ok(Batch { picked, notices })
 }
 

@@ -556,3 +556,45 @@ fn daemon_holds_alerts_and_delivers_on_release_once() {
     assert_eq!(msgs2.len(), 6, "{msgs:?}");
     assert!(env.files("queue").is_empty(), "{:?}", env.files("queue"));
 }
+
+#[test]
+fn a_bounce_request_picked_up_with_new_mail_does_not_stall() {
+    // The request's DSN counts against the bounce cap under the guard's
+    // lock, which the pickup of the new message holds: applied after it.
+    let server = SmtpServer::start(ServerConfig {
+        script: Arc::new(|e: &Event| match e {
+            Event::Rcpt { to, .. } if to.starts_with("slow") => {
+                Action::Reply(450, "4.2.1 busy".into())
+            }
+            _ => Action::Default,
+        }),
+        ..Default::default()
+    });
+    let env = env_with(&server, "");
+    send(&env, "app@example.com", "slow@example.org", "m", "x");
+    run(&env);
+    let ids: Vec<String> = env
+        .files("queue")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(ids.len(), 1);
+    send(&env, "app@example.com", "bob@example.org", "new", "x");
+    let name = postern::spool::new_id((now() * 1e6) as u64, std::process::id(), 7);
+    let path = env.spool.join("maildrop").join(&name);
+    std::fs::write(
+        &path,
+        format!("POSTERN-REQUEST 1\nbounce {}\nend\n", ids[0]),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o744)).unwrap();
+    run(&env);
+    let msgs = settled(&server, 2);
+    assert!(
+        msgs.iter()
+            .any(|m| m.mail_from.is_empty() && m.rcpts == ["app@example.com"]),
+        "the DSN of the bounce request: {msgs:?} {}",
+        env.log()
+    );
+    assert!(msgs.iter().any(|m| m.rcpts == ["bob@example.org"]));
+}
