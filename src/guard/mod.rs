@@ -233,7 +233,9 @@ impl<'a> Pickup<'a> {
 
     fn check_storm(&mut self, env: &Envelope, file: &File, start: u64, len: u64) -> Option<Hold> {
         let threshold = self.cfg.limits.storm_threshold;
-        if threshold == 0 || env.is_bounce {
+        // `is_bounce` is not trusted here: a submitter writes its own
+        // envelope, and the daemon's bounces never pass pickup.
+        if threshold == 0 {
             return None;
         }
         let (key, subject) = match digest(env, file, start, len) {
