@@ -40,6 +40,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("stats", 3),
     ("check", 3),
     ("setup", 3),
+    ("guard", 3),
     ("cli", 4),
     ("privilege", 4),
     ("run", 4),

@@ -18,7 +18,7 @@
 //! base      config, clock, error, logging, escape (outside text made safe to print)
 //! spool     spool (format, request entries, maildrop, queue store, state)
 //! mail      submit, address, deliver, bounce
-//! services  daemon (pickup, runner, schedule), admin, mailq, status, stats, check, setup
+//! services  daemon (pickup, runner, schedule), admin, mailq, status, stats, check, setup, guard
 //! front     cli (argv grammar, Invocation::intent), privilege, run (one dispatcher)
 //! ```
 //! Invariants: a message is acknowledged only once it is durable; a crash at
@@ -39,6 +39,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod error;
 pub mod escape;
+pub mod guard;
 #[cfg(test)]
 mod layering;
 pub mod logging;

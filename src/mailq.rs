@@ -128,6 +128,16 @@ impl Item {
     }
 }
 
+/// The `postern queue list --held [--user UID]` filter: only held
+/// messages (`held`), only those of `uid`; not-yet-picked-up entries match
+/// neither.
+pub fn matches(it: &Item, held: bool, uid: Option<u32>) -> bool {
+    match it {
+        Item::Incoming(_) => false,
+        Item::Queued(st) => (!held || st.held) && uid.is_none_or(|u| st.uid == u),
+    }
+}
+
 /// Collect the queue: `incoming` names plus every state file.
 pub fn collect(spool: &Spool, incoming: Vec<String>) -> Vec<Item> {
     let mut items: Vec<Item> = Vec::new();
@@ -222,6 +232,9 @@ pub fn text(items: &[Item], waiting: &Waiting) -> String {
                     st.size,
                     clock::mailq_date(clock::from_unix_f64(st.arrival))
                 );
+                if st.held && !st.hold_reason.is_empty() {
+                    let _ = writeln!(out, "{:<48}(held: {})", "", escape::field(&st.hold_reason));
+                }
                 let mut last_reason: Option<&str> = None;
                 for r in st.rcpts.iter().filter(|r| !r.status.is_final()) {
                     if r.status == RcptStatus::Deferred
@@ -290,6 +303,12 @@ struct ListJson<'a> {
     tries: u32,
     /// None: never tried.
     next_attempt: Option<u64>,
+    /// Submitting uid (None: not picked up yet).
+    uid: Option<u32>,
+    /// Why the outbound guard holds it.
+    hold_reason: Option<&'a str>,
+    /// The storm it was held in.
+    storm: Option<&'a str>,
     recipients: Vec<ListRcptJson<'a>>,
 }
 
@@ -325,6 +344,10 @@ pub struct QueueDetail<'a> {
     pub next_attempt: Option<u64>,
     /// On hold.
     pub held: bool,
+    /// Why the outbound guard holds it.
+    pub hold_reason: Option<&'a str>,
+    /// The storm it was held in.
+    pub storm: Option<&'a str>,
     /// Last attempt (None: never).
     pub last_attempt: Option<u64>,
     /// Relay of the last attempt.
@@ -356,6 +379,8 @@ impl<'a> QueueDetail<'a> {
             tries: 0,
             next_attempt: None,
             held: false,
+            hold_reason: None,
+            storm: None,
             last_attempt: None,
             relay: None,
             message_id: None,
@@ -408,6 +433,9 @@ pub fn json(it: &Item, waiting: &Waiting) -> String {
                 sender: Some(&env.sender),
                 tries: 0,
                 next_attempt: None,
+                uid: None,
+                hold_reason: None,
+                storm: None,
                 recipients: env
                     .recipients
                     .iter()
@@ -426,6 +454,9 @@ pub fn json(it: &Item, waiting: &Waiting) -> String {
             sender: None,
             tries: 0,
             next_attempt: None,
+            uid: None,
+            hold_reason: None,
+            storm: None,
             recipients: Vec::new(),
         },
         Item::Queued(st) => ListJson {
@@ -434,6 +465,9 @@ pub fn json(it: &Item, waiting: &Waiting) -> String {
             sender: Some(&st.sender),
             tries: st.tries,
             next_attempt: (st.tries != 0).then_some(st.next as u64),
+            uid: Some(st.uid),
+            hold_reason: (!st.hold_reason.is_empty()).then_some(st.hold_reason.as_str()),
+            storm: (!st.storm.is_empty()).then_some(st.storm.as_str()),
             recipients: st
                 .rcpts
                 .iter()

@@ -79,7 +79,7 @@ pub fn run(mut p: Prepared, inv: Result<Invocation>) -> Result<u8> {
             ..
         } => {
             let (cfg, _) = load_config(&p, config, false, verbose)?;
-            list_queue(&mut p, &cfg, json)
+            list_queue(&mut p, &cfg, json, false, None)
         }
         Invocation::Newaliases { config } => {
             let (cfg, _) = load_config(&p, config, false, false)?;
@@ -111,7 +111,13 @@ fn caller(p: &mut Prepared) -> admin::Caller {
     }
 }
 
-fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
+fn list_queue(
+    p: &mut Prepared,
+    cfg: &Config,
+    json: bool,
+    held: bool,
+    user: Option<&str>,
+) -> Result<u8> {
     let spool = Spool::new(&cfg.spool_dir);
     let incoming = incoming(p, &spool);
     if !spool.state().is_dir() && !p.privileged {
@@ -122,7 +128,17 @@ fn list_queue(p: &mut Prepared, cfg: &Config, json: bool) -> Result<u8> {
         println!("Mail queue is empty");
         return Ok(0);
     }
-    let items = postern::mailq::collect(&spool, incoming);
+    let mut items = postern::mailq::collect(&spool, incoming);
+    if held || user.is_some() {
+        let uid = match user {
+            Some(u) => Some(
+                postern::guard::resolve_user(u)
+                    .ok_or_else(|| Error::new(Kind::NoUser, format!("{u:?}: no such user")))?,
+            ),
+            None => None,
+        };
+        items.retain(|it| postern::mailq::matches(it, held, uid));
+    }
     let waiting =
         postern::mailq::Waiting::read(&spool, &items, p.uid, std::mem::take(&mut p.own_waiting));
     if json {
@@ -177,7 +193,7 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
     }
     match &a.mode {
         Mode::Deliver | Mode::Smtp => {}
-        Mode::List => return list_queue(&mut p, &cfg, false),
+        Mode::List => return list_queue(&mut p, &cfg, false, false, None),
         Mode::Aliases => return postern::address::aliases::newaliases(&cfg),
         Mode::Verify => return postern::address::verify::verify(&cfg, &a.recipients),
         Mode::RunQueue(None) => return flush(&mut p, &cfg),
@@ -337,7 +353,13 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
             daemon::run_once(cfg, Selection::Due, REQUESTS).map(|_| 0)
         }
         Command::Flush => flush(&mut p, &cfg),
-        Command::QueueList { json } => list_queue(&mut p, &cfg, json),
+        Command::QueueList { json, held, user } => {
+            list_queue(&mut p, &cfg, json, held, user.as_deref())
+        }
+        Command::QueueSuppressed { json } => postern::admin::guard::list_suppressed(&cfg, json),
+        Command::QueueUnsuppress(a) => {
+            postern::admin::guard::unsuppress(&cfg, &mut caller(&mut p), &a)
+        }
         Command::QueueShow { id, json, body } => {
             let spool = Spool::new(&cfg.spool_dir);
             admin::show::show(&mut caller(&mut p), &spool, &id, json, body)
@@ -355,7 +377,7 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
         Command::Check => postern::check::command(&cfg),
         Command::QueueDelete(t) => change(&cfg, &mut p, Op::Delete, t),
         Command::QueueHold(id) => change(&cfg, &mut p, Op::Hold, Target::Id(id)),
-        Command::QueueRelease(id) => change(&cfg, &mut p, Op::Release, Target::Id(id)),
+        Command::QueueRelease(t) => change(&cfg, &mut p, Op::Release, t),
         Command::QueueRetry(t) => change(&cfg, &mut p, Op::Retry, t),
         Command::QueueBounce(id) => change(&cfg, &mut p, Op::Bounce, Target::Id(id)),
         other @ (Command::Sendmail(_) | Command::Setup(_) | Command::Help | Command::Version) => {

@@ -11,7 +11,11 @@
 //! 1. a message with a deferred recipient arrived more than 1 hour ago;
 //! 2. a message has been queued for more than half of `queue.max_lifetime`;
 //! 3. no daemon is running and a message has waited more than 5 minutes
-//!    (mail that nobody will deliver).
+//!    (mail that nobody will deliver);
+//! 4. the outbound guard holds mail: a submitter is over a limit in the
+//!    current window and mail it held is still queued, or a storm of
+//!    identical messages is being held
+//!    (`over_limits`, `storms`; from `<spool>/guard`).
 //!
 //! Otherwise the exit status is 0. Errors (configuration, unreadable spool)
 //! exit with their sysexits code as everywhere else.
@@ -27,7 +31,10 @@
 //!       "recipient": str, "reason": str} | null,
 //!  "relays": [{"relay": str, "state": "ok"|"failing"|"unknown",
 //!              "last_success": int|null,
-//!              "last_error": {"time": int, "error": str}|null}]}
+//!              "last_error": {"time": int, "error": str}|null}],
+//!  "over_limits": [{"uid": int, "user": str|null, "held": int, "reason": str}],
+//!  "storms": [{"id": str, "label": str, "count": int, "held": int, "since": int}],
+//!  "bounces_capped": [{"address": str, "sent": int, "dropped": int}]}
 //! ```
 //! A relay is `ok` when its last success (a recipient sent or a session set
 //! up) is newer than its last failed session, `failing` when a failed
@@ -91,6 +98,106 @@ pub struct Status {
     pub relays: Vec<RelayHealth>,
     /// Why mail is stuck (empty: healthy).
     pub problems: Vec<String>,
+    /// Submitters over their limits in the current window.
+    pub over_limits: Vec<UserOver>,
+    /// Storms whose messages are being held.
+    pub storms: Vec<StormView>,
+    /// Addresses whose bounces the DSN cap dropped this hour (not a
+    /// problem: the cap did its job).
+    pub bounces_capped: Vec<BouncesCapped>,
+}
+
+/// Bounces to one address dropped by the DSN cap in the current hour.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BouncesCapped {
+    /// The address bounces went to.
+    pub address: String,
+    /// Sent this hour.
+    pub sent: u64,
+    /// Dropped this hour.
+    pub dropped: u64,
+}
+
+/// A submitter the outbound guard holds mail of.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserOver {
+    /// The uid.
+    pub uid: u32,
+    /// The login name.
+    pub user: Option<String>,
+    /// Messages held in this window.
+    pub held: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A storm being collapsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StormView {
+    /// Storm id (`postern queue release --storm ID`).
+    pub id: String,
+    /// What is repeated.
+    pub label: String,
+    /// Identical messages seen.
+    pub count: u64,
+    /// Of those, held.
+    pub held: u64,
+    /// First seen (unix seconds).
+    pub since: u64,
+}
+
+/// Add what the outbound guard holds to `s`: users over their limits and
+/// active storms, each a problem (exit 1: someone must look).
+pub fn add_guard(
+    s: &mut Status,
+    cfg: &Config,
+    items: &[Item],
+    g: &crate::spool::guard::GuardState,
+) {
+    for u in crate::guard::users_over(g, s.now) {
+        // Released or deleted meanwhile: nothing waits for anyone.
+        let queued = items.iter().any(|it| {
+            matches!(it, Item::Queued(st) if st.held && st.uid == u.uid && !st.hold_reason.is_empty())
+        });
+        if !queued {
+            continue;
+        }
+        let name = crate::guard::user_name(u.uid);
+        s.problems.push(format!(
+            "{} message(s) held: {}; postern queue list --held --user {}",
+            u.held, u.reason, u.uid
+        ));
+        s.over_limits.push(UserOver {
+            uid: u.uid,
+            user: name,
+            held: u.held,
+            reason: u.reason.clone(),
+        });
+    }
+    for d in g
+        .dsn
+        .iter()
+        .filter(|d| d.dropped > 0 && s.now < d.start + crate::guard::USER_WINDOW)
+    {
+        s.bounces_capped.push(BouncesCapped {
+            address: d.address.clone(),
+            sent: d.sent,
+            dropped: d.dropped,
+        });
+    }
+    for t in crate::guard::active_storms(g, cfg, s.now) {
+        s.problems.push(format!(
+            "storm {}: {} identical messages {}, {} held; postern queue release --storm {}",
+            t.id, t.count, t.label, t.held, t.id
+        ));
+        s.storms.push(StormView {
+            id: t.id.clone(),
+            label: t.label.clone(),
+            count: t.count,
+            held: t.held,
+            since: t.first as u64,
+        });
+    }
 }
 
 fn relay_health(key: String, r: Option<&RelayStats>) -> RelayHealth {
@@ -227,6 +334,9 @@ pub fn assess(
         oldest_deferred: oldest,
         relays,
         problems,
+        over_limits: Vec::new(),
+        storms: Vec::new(),
+        bounces_capped: Vec::new(),
     }
 }
 
@@ -242,6 +352,9 @@ struct StatusJson<'a> {
     queue: QueueJson,
     oldest_deferred: Option<DeferredJson<'a>>,
     relays: Vec<RelayHealthJson<'a>>,
+    over_limits: &'a [UserOver],
+    storms: &'a [StormView],
+    bounces_capped: &'a [BouncesCapped],
 }
 
 /// `oldest_deferred`.
@@ -294,6 +407,9 @@ pub fn json(s: &Status) -> String {
                 last_error: LastErrorJson::from_pair(&r.last_error),
             })
             .collect(),
+        over_limits: &s.over_limits,
+        storms: &s.storms,
+        bounces_capped: &s.bounces_capped,
     })
 }
 
@@ -350,6 +466,28 @@ pub fn text(s: &Status) -> String {
     );
     push_oldest_deferred(&mut o, s);
     push_relays(&mut o, s);
+    for u in &s.over_limits {
+        let who = u.user.clone().unwrap_or_else(|| format!("uid {}", u.uid));
+        let _ = writeln!(
+            o,
+            "over limits:     {who} (uid {}): {} held ({})",
+            u.uid, u.held, u.reason
+        );
+    }
+    for d in &s.bounces_capped {
+        let _ = writeln!(
+            o,
+            "bounce cap:      {}: {} sent, {} dropped this hour",
+            d.address, d.sent, d.dropped
+        );
+    }
+    for t in &s.storms {
+        let _ = writeln!(
+            o,
+            "storm:           {}: {} identical, {} held, {}",
+            t.id, t.count, t.held, t.label
+        );
+    }
     for p in &s.problems {
         let _ = writeln!(o, "problem:         {p}");
     }
@@ -429,7 +567,8 @@ pub fn command(cfg: &Config, spool: &Spool, incoming: Vec<String>, json_out: boo
         }
     };
     let now = crate::clock::unix_f64(crate::clock::now());
-    let s = assess(cfg, &items, events.as_ref(), spool.daemon_running(), now);
+    let mut s = assess(cfg, &items, events.as_ref(), spool.daemon_running(), now);
+    add_guard(&mut s, cfg, &items, &crate::spool::guard::load(spool));
     if json_out {
         println!("{}", json(&s));
     } else {

@@ -81,6 +81,8 @@ pub(crate) fn apply(
                 return Ok(Outcome::Unchanged("not on hold".into()));
             }
             st.held = false;
+            st.hold_reason.clear();
+            st.next = 0.0;
             queue::save_state(spool, &st, true)?;
             log::info!("{id}: released by uid {uid} ({how})");
             Ok(Outcome::Done("released".into()))
@@ -132,7 +134,23 @@ pub(crate) fn target_ids(spool: &Spool, t: &Target) -> Vec<String> {
                     .is_some_and(|st| !st.held && st.last_deferral().is_some())
             })
             .collect(),
+        Target::User(u) => {
+            let Some(want) = crate::guard::resolve_user(u) else {
+                return Vec::new();
+            };
+            held_where(spool, |st| st.uid == want)
+        }
+        Target::Storm(sid) => held_where(spool, |st| st.storm == *sid),
     }
+}
+
+/// Held messages whose state satisfies `f`.
+fn held_where(spool: &Spool, f: impl Fn(&crate::spool::state::State) -> bool) -> Vec<String> {
+    queue::list_ids(&spool.queue())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| queue::load_state(spool, id).is_some_and(|st| st.held && f(&st)))
+        .collect()
 }
 
 pub(crate) fn io_kind(e: &io::Error) -> Kind {

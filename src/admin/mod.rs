@@ -28,9 +28,11 @@
 //! | `requests.rs` | request entries: committing one and waiting; authorising and applying one in the daemon's pickup |
 //! | `apply.rs` | one change to one locked message (shared by both) |
 //! | `show.rs` | `postern queue show` |
+//! | `guard.rs` | the outbound guard's suppression list (`queue suppressed`, `queue unsuppress`) |
 
 mod apply;
 pub mod caller;
+pub mod guard;
 pub mod requests;
 pub mod show;
 pub mod verbs;

@@ -8,7 +8,7 @@
 //! {"queue_id": str, "queue_name": "active"|"deferred"|"hold"|"incoming",
 //!  "arrival_time": int, "arrival": str (RFC 3339 UTC), "message_size": int,
 //!  "sender": str, "uid": int, "user": str|null, "tries": int,
-//!  "next_attempt": int|null (null: due now), "held": bool, "last_attempt": int|null,
+//!  "next_attempt": int|null (null: due now), "held": bool, "hold_reason": str|null, "storm": str|null, "last_attempt": int|null,
 //!  "relay": str|null, "message_id": str|null, "is_bounce": bool|null,
 //!  "dsn": {"notify": str|null, "ret": str|null, "envid": str|null}|null,
 //!  "recipients": [{"address": str, "orig_address": str,
@@ -162,6 +162,8 @@ fn show_json(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
         tries: st.tries,
         next_attempt: (st.next > 0.0).then_some(st.next as u64), // None: due now
         held: st.held,
+        hold_reason: opt(&st.hold_reason),
+        storm: opt(&st.storm),
         last_attempt: (st.last_attempt > 0.0).then_some(st.last_attempt as u64),
         relay: opt(&st.relay),
         message_id: env.and_then(|e| e.message_id.as_deref()),
@@ -193,7 +195,12 @@ fn show_text(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
     let human = |s: f64| clock::human_duration(clock::secs(s));
     let mut o = String::new();
     let _ = writeln!(o, "Queue ID:      {}", st.id);
-    let state = if st.held {
+    let state = if st.held && !st.hold_reason.is_empty() {
+        format!(
+            "on hold: {} (postern queue release ID to deliver it)",
+            st.hold_reason
+        )
+    } else if st.held {
         "on hold (postern queue release ID to deliver it)".to_string()
     } else if st.tries == 0 && st.next == 0.0 {
         "active (not tried yet)".to_string()

@@ -38,6 +38,14 @@ fn change_as(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target) -> 
             format!("queue {} takes a queue id", op.verb()),
         ));
     }
+    if let Target::User(u) = &t
+        && crate::guard::resolve_user(u).is_none()
+    {
+        return Err(Error::new(
+            Kind::NoUser,
+            format!("{}: no such user", crate::escape::field(u)),
+        ));
+    }
     match authority(p, spool) {
         Authority::Direct => change_direct(cfg, p, spool, op, t),
         Authority::GroupRequest => requests::request(p, spool, op, t),
@@ -70,16 +78,10 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
         crate::spool::event_log::init(spool.events(), cfg.stats.max_log_bytes);
     }
     // Take in what waits in maildrop, so ALL and a just-submitted id count.
-    if let Ok(picked) = pickup::pickup(
-        spool,
-        None,
-        cfg.queue.maildrop_stale_after,
-        0,
-        super::requests::handle,
-    ) {
-        for p in picked {
-            crate::spool::event_log::record_accepted(&p.id, p.size, p.nrcpt);
-        }
+    if let Ok(batch) = pickup::pickup(cfg, spool, None, 0, super::requests::handle) {
+        // Not delivered here: a running daemon (poked below) or the next
+        // queue run delivers them.
+        let _ = pickup::record(batch);
     }
     let ctx = (op == Op::Bounce).then(|| runner::Ctx::new(cfg.clone(), 1));
     let how = format!("postern queue {}", op.verb());

@@ -25,6 +25,10 @@ pub enum Command {
     QueueList {
         /// One JSON object per line.
         json: bool,
+        /// Only held messages.
+        held: bool,
+        /// Only this submitter's messages (user name or uid).
+        user: Option<String>,
     },
     /// Show one message.
     QueueShow {
@@ -39,8 +43,15 @@ pub enum Command {
     QueueDelete(Target),
     /// Put a message on hold.
     QueueHold(String),
-    /// Release a held message.
-    QueueRelease(String),
+    /// Release held messages (one, a user's, a storm's).
+    QueueRelease(Target),
+    /// List the suppressed recipients.
+    QueueSuppressed {
+        /// JSON lines.
+        json: bool,
+    },
+    /// Take a recipient (or `ALL`) off the suppression list.
+    QueueUnsuppress(String),
     /// Retry now.
     QueueRetry(Target),
     /// Return to sender now.
@@ -79,7 +90,8 @@ impl Command {
             Command::QueueList { .. }
             | Command::QueueShow { .. }
             | Command::Status { .. }
-            | Command::Stats { .. } => Intent::ListQueue,
+            | Command::Stats { .. }
+            | Command::QueueSuppressed { .. } => Intent::ListQueue,
             Command::Flush => Intent::Poke,
             // A queue change by a caller who cannot write the queue (a user
             // deleting their own mail, a member of group postern) becomes a
@@ -95,6 +107,9 @@ impl Command {
             // Setup edits files as its caller and submits its test message
             // through a child `sendmail -bs`, which says its own intent.
             Command::Setup(_) => Intent::Nothing,
+            // Only the spool owner (or root, who becomes it) writes the
+            // guard's counters: no request entry.
+            Command::QueueUnsuppress(_) => Intent::Nothing,
             Command::Daemon
             | Command::QueueRun { .. }
             | Command::Check
@@ -131,11 +146,17 @@ Commands:
   status [--json]         daemon, last delivery, relays, oldest deferred; exit 1 when mail is stuck
   stats [--prometheus|--json]
                           accepted/sent/deferred/bounced, delays, per-relay results
-  queue list [--json]     list queued messages (also: mailq, sendmail -bp)
+  queue list [--json] [--held] [--user U]
+                          list queued messages (also: mailq, sendmail -bp)
   queue show ID [--json] [--body]
-  queue delete ID|ALL|--deferred
+  queue delete ID|ALL|--deferred|--user U|--storm ID
   queue hold ID           keep a message from being delivered
-  queue release ID        release a held message
+  queue release ID|--user U|--storm ID
+                          release held mail (delivered once)
+  queue suppressed [--json]
+                          recipients suppressed after a permanent 5.1.x failure
+  queue unsuppress ADDRESS|ALL
+                          take a recipient (or every one) off that list
   queue retry ID|ALL      deliver now
   queue bounce ID         return a message to its sender now
   queue run               deliver what is queued in this process, then exit
@@ -186,6 +207,27 @@ fn target(v: Option<&String>, allow_deferred: bool) -> Result<Target> {
         Some(id) if crate::spool::is_valid_id(id) => Ok(Target::Id(id.to_string())),
         Some(other) => Err(usage(format!("{other:?} is not a queue id"))),
         None => Err(usage("a queue id (or ALL) is needed")),
+    }
+}
+
+/// `--user U` / `--storm ID` among `args`, if given (with its value).
+fn bulk_target(args: &[&String]) -> Result<Option<Target>> {
+    let value = |flag: &str| -> Result<Option<String>> {
+        match args.iter().position(|a| *a == flag) {
+            None => Ok(None),
+            Some(i) => match args.get(i + 1) {
+                Some(v) if !v.starts_with("--") => Ok(Some(v.to_string())),
+                _ => Err(usage(format!("{flag} needs a value"))),
+            },
+        }
+    };
+    match (value("--user")?, value("--storm")?) {
+        (Some(_), Some(_)) => Err(usage("--user and --storm do not go together")),
+        (Some(u), None) if crate::spool::request::valid_user(&u) => Ok(Some(Target::User(u))),
+        (Some(u), None) => Err(usage(format!("{u:?} is not a user name or uid"))),
+        (None, Some(id)) if crate::spool::is_valid_id(&id) => Ok(Some(Target::Storm(id))),
+        (None, Some(id)) => Err(usage(format!("{id:?} is not a storm id"))),
+        (None, None) => Ok(None),
     }
 }
 
@@ -354,12 +396,25 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
             };
             match sub {
                 Some("list") | None => {
-                    only(&["--json"])?;
+                    only(&["--json", "--held", "--user"])?;
+                    let user = match args2.iter().position(|a| *a == "--user") {
+                        None => None,
+                        Some(i) => match args2.get(i + 1) {
+                            Some(v) if crate::spool::request::valid_user(v) => Some(v.to_string()),
+                            _ => return Err(usage("--user needs a user name or uid")),
+                        },
+                    };
                     Command::QueueList {
                         json: has("--json"),
+                        held: has("--held"),
+                        user,
                     }
                 }
-                Some("--json") => Command::QueueList { json: true },
+                Some("--json") => Command::QueueList {
+                    json: true,
+                    held: false,
+                    user: None,
+                },
                 Some("show") => {
                     only(&["--json", "--body"])?;
                     Command::QueueShow {
@@ -369,11 +424,35 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
                     }
                 }
                 Some("delete") => {
-                    only(&["--deferred"])?;
-                    Command::QueueDelete(target(pos2.first().copied(), true)?)
+                    only(&["--deferred", "--user", "--storm"])?;
+                    match bulk_target(&args2)? {
+                        Some(t) => Command::QueueDelete(t),
+                        None => Command::QueueDelete(target(pos2.first().copied(), true)?),
+                    }
                 }
                 Some("hold") => Command::QueueHold(one_id(pos2.first().copied())?),
-                Some("release") => Command::QueueRelease(one_id(pos2.first().copied())?),
+                Some("release") => {
+                    only(&["--user", "--storm"])?;
+                    match bulk_target(&args2)? {
+                        Some(t) => Command::QueueRelease(t),
+                        None => Command::QueueRelease(Target::Id(one_id(pos2.first().copied())?)),
+                    }
+                }
+                Some("suppressed") => {
+                    only(&["--json"])?;
+                    Command::QueueSuppressed {
+                        json: has("--json"),
+                    }
+                }
+                Some("unsuppress") => {
+                    only(&[])?;
+                    match pos2.first() {
+                        Some(a) if !a.is_empty() && !a.contains(char::is_control) => {
+                            Command::QueueUnsuppress(a.to_string())
+                        }
+                        _ => return Err(usage("an address (or ALL) is needed")),
+                    }
+                }
                 Some("retry") => Command::QueueRetry(target(pos2.first().copied(), false)?),
                 Some("bounce") => Command::QueueBounce(one_id(pos2.first().copied())?),
                 Some("run") => {
@@ -413,7 +492,37 @@ mod tests {
         let a = p(&["-C", "/x.toml", "-v", "queue", "list", "--json"]).unwrap();
         assert_eq!(a.config, Some(PathBuf::from("/x.toml")));
         assert!(a.verbose);
-        assert_eq!(a.command, Command::QueueList { json: true });
+        assert_eq!(
+            a.command,
+            Command::QueueList {
+                json: true,
+                held: false,
+                user: None
+            }
+        );
+        assert_eq!(
+            p(&["queue", "list", "--held", "--user", "www-data"])
+                .unwrap()
+                .command,
+            Command::QueueList {
+                json: false,
+                held: true,
+                user: Some("www-data".into())
+            }
+        );
+        assert_eq!(
+            p(&["queue", "release", "--user", "33"]).unwrap().command,
+            Command::QueueRelease(Target::User("33".into()))
+        );
+        assert_eq!(
+            p(&["queue", "delete", "--storm", "1K1D6V0JC6N9J9M"])
+                .unwrap()
+                .command,
+            Command::QueueDelete(Target::Storm("1K1D6V0JC6N9J9M".into()))
+        );
+        assert!(p(&["queue", "release", "--user"]).is_err());
+        assert!(p(&["queue", "release", "--user", "a b"]).is_err());
+        assert!(p(&["queue", "release", "--storm", "../x"]).is_err());
         assert_eq!(
             p(&["queue", "delete", "--deferred"]).unwrap().command,
             Command::QueueDelete(Target::Deferred)

@@ -163,6 +163,13 @@ impl Handoff<'_> {
         let mut seen = false;
         while start.elapsed() < ODI_WAIT {
             match crate::spool::queue::load_state(&spool, id) {
+                Some(st) if st.held => {
+                    log::warn!(
+                        "{id}: queued but held: {}",
+                        crate::escape::field(&st.hold_reason)
+                    );
+                    return Ok(0);
+                }
                 Some(st) if st.tries > 0 || st.is_done() => {
                     if st.is_done() && st.rcpts.iter().all(|r| r.status == RcptStatus::Bounced) {
                         let reply = st.rcpts.last().map(|r| r.reply.clone()).unwrap_or_default();

@@ -170,12 +170,24 @@ fn run_once_as(
     let parallel = cfg.queue.parallel;
     let mut ctx = Ctx::new(cfg, 1);
     ctx.caller_is_runner = caller_is_runner;
-    pickup::take_in(&ctx, 0, requests);
-    let ids = match &sel {
+    let taken = pickup::take_in(&ctx, 0, requests);
+    let mut ids = match &sel {
         Selection::Due => runner::due(&ctx, false),
         Selection::All => runner::due(&ctx, true),
-        Selection::Ids(v) => v.clone(),
+        // Named ids are forced, but never past a hold (a -odi caller's
+        // message held by the outbound guard stays held).
+        Selection::Ids(v) => v
+            .iter()
+            .filter(|id| !queue::load_state(&ctx.spool, id).is_some_and(|s| s.held))
+            .cloned()
+            .collect(),
     };
+    // The outbound guard's notices leave in the same run.
+    for id in taken {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
     if ids.is_empty() {
         queue::remove_orphan_states(&spool);
         return Ok(Vec::new());

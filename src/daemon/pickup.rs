@@ -18,8 +18,14 @@
 //! mode before it lets go of the lock (ready, or abandoned: 0404, see
 //! `maildrop::abandon`), and such an entry is never remembered; one whose
 //! writer was killed is seen at the first look after [`RECHECK`].
+//!
+//! The outbound guard runs here, in the daemon, never in the submission
+//! process: every admitted message is counted for its submitter (the
+//! entry's owner) and its storm key (`guard::Pickup`); one over a limit or
+//! in a storm is queued held, with the reason in its state and the log.
 
 use super::runner::Ctx;
+use crate::config::Config;
 use crate::spool::Spool;
 use crate::spool::maildrop::{self, Claim, Content};
 use crate::spool::queue::{self, Admitted};
@@ -68,6 +74,10 @@ static BUSY: Mutex<Option<(PathBuf, Memo)>> = Mutex::new(None);
 /// false when the entry must stay in maildrop for a later pickup.
 pub type RequestHandler = fn(&Spool, Option<&Ctx>, Result<Entry, String>, u32, &str) -> bool;
 
+/// Request entries held open during one pickup while the outbound guard's
+/// lock is taken (each is an open file).
+const MAX_DEFERRED: usize = 256;
+
 /// One message taken over from maildrop.
 #[derive(Debug, Clone)]
 pub struct Picked {
@@ -77,6 +87,20 @@ pub struct Picked {
     pub size: u64,
     /// Envelope recipients.
     pub nrcpt: usize,
+    /// The submitter (owner of the entry).
+    pub uid: u32,
+    /// Held by the outbound guard (the reason), not to be attempted.
+    pub held: Option<String>,
+}
+
+/// What a pickup took in: the messages, and the notices the outbound
+/// guard queued (alerts, storm summaries) to deliver now.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// Messages taken in.
+    pub picked: Vec<Picked>,
+    /// The guard's notices (queue ids).
+    pub notices: Vec<String>,
 }
 
 /// Move every committed maildrop entry into the queue and apply the
@@ -88,12 +112,13 @@ pub struct Picked {
 /// file-system operations per message in the common case, which the
 /// submitters' fsyncs would otherwise pay for.
 pub fn pickup(
+    cfg: &Config,
     spool: &Spool,
     runner: Option<&Ctx>,
-    stale_after: Duration,
     attempt_now: usize,
     requests: RequestHandler,
-) -> io::Result<Vec<Picked>> {
+) -> io::Result<Batch> {
+    let stale_after = cfg.queue.maildrop_stale_after;
     let dir_path = spool.maildrop();
     let dir = maildrop::open_dir(&dir_path)?;
     let mut picked = Vec::new();
@@ -106,6 +131,13 @@ pub fn pickup(
     let old = std::mem::take(&mut memo_guard.as_mut().expect("set above").1);
     let mut busy = Memo::new();
     let now = Instant::now();
+    let has_messages = names.iter().any(|n| crate::spool::is_valid_id(n));
+    let mut deferred = Vec::new();
+    let mut guard = if has_messages {
+        crate::guard::Pickup::begin(cfg, spool)
+    } else {
+        None
+    };
     for name in names {
         if let Some(&(seen, until)) = old.get(&name)
             && until > now
@@ -117,34 +149,67 @@ pub fn pickup(
         match maildrop::claim(&dir, &name, stale_after) {
             // The entry stays open and locked until it has been dealt with.
             Ok(Claim::Ready {
-                file: _locked,
+                file: locked,
                 uid,
                 content,
             }) => match content {
                 Content::Request(entry) => {
                     // An admin request from a user (e.g. delete my message):
-                    // the owner of the file is who asks.
-                    if requests(spool, runner, entry, uid, &name) {
-                        let _ = std::fs::remove_file(dir_path.join(&name));
+                    // the owner of the file is who asks. While the guard's
+                    // lock is held it is applied after the messages (a
+                    // bounce request counts against the DSN cap, under that
+                    // lock), its entry open and locked until then; past
+                    // MAX_DEFERRED it waits in maildrop for the next pickup.
+                    if guard.is_none() {
+                        if requests(spool, runner, entry, uid, &name) {
+                            let _ = std::fs::remove_file(dir_path.join(&name));
+                        }
+                    } else if deferred.len() < MAX_DEFERRED {
+                        deferred.push((locked, entry, uid, name));
                     }
                 }
                 Content::Corrupt(why) => queue::quarantine(spool, &dir_path, &name, &why),
                 Content::Message { env, len } => {
+                    let hold = guard.as_mut().and_then(|g| {
+                        g.check(&env, uid, &locked, crate::spool::format::HEADER_LEN, len)
+                    });
+                    // A held message's state is written (durably) before it
+                    // enters queue/: a crash in between never leaves it
+                    // queued without its hold. The guard's lock serialises
+                    // pickups, so no other runner admits it meanwhile.
+                    if let Some(h) = &hold {
+                        let mut st = queue::initial_state(&env, len, uid);
+                        st.held = true;
+                        st.hold_reason = h.reason.clone();
+                        st.storm = h.storm.clone();
+                        if let Err(e) = queue::save_state(spool, &st, true) {
+                            // Leave it in maildrop for the next pickup
+                            // rather than queue it unheld.
+                            log::error!("{name}: cannot write the held state, left for later: {e}");
+                            continue;
+                        }
+                    }
                     // An -odi caller watches the state file: always write it.
-                    let write_state = !lazy || env.interactive;
+                    let write_state = (!lazy || env.interactive) && hold.is_none();
                     match queue::admit(spool, &name, &env, len, uid, write_state)? {
                         Admitted::Queued => {}
                         Admitted::AlreadyQueued | Admitted::Gone => continue,
                     }
                     log::info!(
-                        "{name}: from=<{}>, size={len}, nrcpt={} (queue active)",
+                        "{name}: from=<{}>, size={len}, nrcpt={}, uid={uid} ({})",
                         env.sender,
-                        env.recipients.len()
+                        env.recipients.len(),
+                        match &hold {
+                            Some(h) => format!("held: {}", crate::escape::field(&h.reason)),
+                            None => "queue active".to_string(),
+                        }
                     );
                     picked.push(Picked {
                         id: name,
                         size: len,
                         nrcpt: env.recipients.len(),
+                        uid,
+                        held: hold.map(|h| h.reason),
                     });
                 }
             },
@@ -170,27 +235,38 @@ pub fn pickup(
     if let Some((_, memo)) = memo_guard.as_mut() {
         *memo = busy;
     }
-    Ok(picked)
+    drop(memo_guard);
+    let notices = guard.map(|g| g.finish()).unwrap_or_default();
+    for (_locked, entry, uid, name) in deferred {
+        if requests(spool, runner, entry, uid, &name) {
+            let _ = std::fs::remove_file(dir_path.join(&name));
+        }
+    }
+    Ok(Batch { picked, notices })
+}
+
+/// Record a batch in the event log (accepted, and held with the reason);
+/// returns the ids to attempt now: the messages not held, and the guard's
+/// notices.
+pub fn record(batch: Batch) -> Vec<String> {
+    let mut ids = Vec::new();
+    for p in batch.picked {
+        crate::spool::event_log::record_accepted(&p.id, p.size, p.nrcpt, p.uid);
+        match &p.held {
+            Some(reason) => crate::spool::event_log::record_held(&p.id, p.uid, reason),
+            None => ids.push(p.id),
+        }
+    }
+    ids.extend(batch.notices);
+    ids
 }
 
 /// The queue runner's pickup: new mail (recorded as accepted in the event
 /// log) and requests; `attempt_now`: how many new messages idle workers
 /// will attempt at once (their state file is then written only if needed).
 pub fn take_in(ctx: &Ctx, attempt_now: usize, requests: RequestHandler) -> Vec<String> {
-    match pickup(
-        &ctx.spool,
-        Some(ctx),
-        ctx.cfg.queue.maildrop_stale_after,
-        attempt_now,
-        requests,
-    ) {
-        Ok(picked) => picked
-            .into_iter()
-            .map(|p| {
-                crate::spool::event_log::record_accepted(&p.id, p.size, p.nrcpt);
-                p.id
-            })
-            .collect(),
+    match pickup(&ctx.cfg, &ctx.spool, Some(ctx), attempt_now, requests) {
+        Ok(batch) => record(batch),
         Err(e) => {
             log::error!(
                 "cannot pick up new mail from {}: {e}",

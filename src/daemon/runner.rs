@@ -173,6 +173,7 @@ impl Worker {
             expire_open(ctx, &q, &mut st, &mut a);
             return settle(ctx, &q, st, &a.newly, a.now);
         }
+        bounce_suppressed(ctx, &q, &mut st, &mut a);
         let open: Vec<usize> = (0..st.rcpts.len())
             .filter(|&i| !st.rcpts[i].status.is_final())
             .collect();
@@ -181,6 +182,7 @@ impl Worker {
         }
         let (label, verdicts) = self.transmit(ctx, &q, &st, &open);
         record_verdicts(&q, &mut st, &open, &label, &verdicts, &mut a);
+        remember_unknown(ctx, &st, &open);
         notify::report_new(ctx, &q, &mut st, &a.newly, a.now);
         if st.is_done() {
             return finish(ctx, &q, st, a.now);
@@ -332,6 +334,63 @@ fn route_recipients(ctx: &Ctx, q: &Queued, st: &mut State, a: &mut Attempt) {
         });
     }
     st.rcpts = rcpts;
+}
+
+/// The outbound guard's suppression: an open recipient that got a
+/// permanent 5.1.x failure recently is bounced here, without contacting
+/// the relay (providers count repeated sends to bounced addresses against
+/// the account).
+fn bounce_suppressed(ctx: &Ctx, q: &Queued, st: &mut State, a: &mut Attempt) {
+    if ctx.cfg.limits.suppress_for.is_zero() {
+        return;
+    }
+    let g = crate::spool::guard::load(&ctx.spool);
+    if g.suppressed.is_empty() {
+        return;
+    }
+    let tries = st.tries;
+    for (i, r) in st.rcpts.iter_mut().enumerate() {
+        if r.status.is_final() {
+            continue;
+        }
+        let Some(s) = crate::guard::suppressed(&g, &r.address, a.now) else {
+            continue;
+        };
+        r.status = RcptStatus::Bounced;
+        r.changed = a.now;
+        r.reply = format!(
+            "550 5.1.1 <{}>: suppressed by postern until {}: an earlier message got a permanent failure ({})",
+            r.address,
+            clock::iso8601(clock::from_unix_f64(s.until)),
+            s.reason
+        );
+        a.newly.push(i);
+        a.changed_final = true;
+        let reply = Reply::local(r.reply.clone());
+        log_line(&q.env.id, r, "", q.env.arrival, a.now, tries, "", &reply);
+    }
+}
+
+/// Remember the recipients among `open` the relay refused with 5.1.x
+/// (bad mailbox, bad address) for the suppression list.
+fn remember_unknown(ctx: &Ctx, st: &State, open: &[usize]) {
+    if ctx.cfg.limits.suppress_for.is_zero() {
+        return;
+    }
+    let failed: Vec<(String, String)> = open
+        .iter()
+        .filter_map(|&i| st.rcpts.get(i))
+        .filter(|r| {
+            r.status == RcptStatus::Bounced
+                && r.reply.starts_with('5')
+                && r.reply
+                    .split(' ')
+                    .nth(1)
+                    .is_some_and(|c| c.starts_with("5.1."))
+        })
+        .map(|r| (r.address.clone(), r.reply.clone()))
+        .collect();
+    crate::guard::remember_failures(&ctx.cfg, &ctx.spool, &failed);
 }
 
 /// Out of time: every open recipient bounces.

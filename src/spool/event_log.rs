@@ -64,11 +64,20 @@ pub(crate) fn now() -> f64 {
     crate::clock::unix_f64(crate::clock::now())
 }
 
-/// A message entered the queue.
-pub fn record_accepted(id: &str, size: u64, nrcpt: usize) {
+/// A message entered the queue (submitted by `uid`).
+pub fn record_accepted(id: &str, size: u64, nrcpt: usize, uid: u32) {
     append(&format!(
-        "{:.3} accepted {id} size={size} nrcpt={nrcpt}\n",
+        "{:.3} accepted {id} size={size} nrcpt={nrcpt} uid={uid}\n",
         now()
+    ));
+}
+
+/// The outbound guard held a message of `uid` (`reason`).
+pub fn record_held(id: &str, uid: u32, reason: &str) {
+    append(&format!(
+        "{:.3} held {id} uid={uid} reason={}\n",
+        now(),
+        enc(reason)
     ));
 }
 

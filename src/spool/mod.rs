@@ -10,6 +10,7 @@
 //! <spool>/public/trigger  FIFO: a byte wakes the daemon       0620 postern:postern-drop
 //! <spool>/run.lock    held by a running daemon
 //! <spool>/events.log  compact event log for `postern stats`
+//! <spool>/guard       the outbound guard's counters (spool::guard)  0644 postern
 //! <spool>/relay-limits  each relay's advertised SIZE, for submission  0644 postern
 //! ```
 //! The spool is the lowest layer but one: it names nothing above it (only
@@ -26,6 +27,7 @@ pub mod durable;
 pub mod enqueue;
 pub mod event_log;
 pub mod format;
+pub mod guard;
 pub mod maildrop;
 pub mod queue;
 pub mod relay_limits;

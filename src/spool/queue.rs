@@ -117,6 +117,8 @@ pub fn initial_state(env: &Envelope, size: u64, uid: u32) -> State {
         last_attempt: 0.0,
         relay: String::new(),
         ack_deadline: 0.0,
+        hold_reason: String::new(),
+        storm: String::new(),
         rcpts: env
             .recipients
             .iter()

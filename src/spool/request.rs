@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! POSTERN-REQUEST 1\n<verb> <target>\nend\n    a change: verb delete|hold|release|retry|bounce,
-//!                                               target a queue id, ALL or DEFERRED
+//!                                               target a queue id, ALL, DEFERRED,
+//!                                               USER:<name|uid> or STORM:<id> (release, delete)
 //! POSTERN-REQUEST 1\nvoid\nend\n                 an unused pre-opened entry: drop it
 //! ```
 //! Decoding is strict (exact lines, no CR, one command, a target the verb
@@ -35,6 +36,20 @@ pub enum Target {
     All,
     /// Every message with a deferred recipient.
     Deferred,
+    /// Every held message of one submitter (a user name or uid, as given;
+    /// `[A-Za-z0-9._-]`, see [`valid_user`]).
+    User(String),
+    /// Every message held in one storm of the outbound guard (its id).
+    Storm(String),
+}
+
+/// A user name or uid as a target may carry it.
+pub fn valid_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !s.starts_with('-')
 }
 
 impl Target {
@@ -44,6 +59,8 @@ impl Target {
             Target::Id(id) => id.clone(),
             Target::All => "ALL".into(),
             Target::Deferred => "DEFERRED".into(),
+            Target::User(u) => format!("USER:{u}"),
+            Target::Storm(id) => format!("STORM:{id}"),
         }
     }
 }
@@ -90,6 +107,7 @@ impl Op {
             Target::Id(_) => true,
             Target::All => matches!(self, Op::Delete | Op::Retry),
             Target::Deferred => self == Op::Delete,
+            Target::User(_) | Target::Storm(_) => matches!(self, Op::Delete | Op::Release),
         }
     }
 }
@@ -135,6 +153,13 @@ pub fn parse_request(bytes: &[u8]) -> std::result::Result<Request, String> {
         "ALL" => Target::All,
         "DEFERRED" => Target::Deferred,
         id if crate::spool::is_valid_id(id) => Target::Id(id.to_string()),
+        u if u.strip_prefix("USER:").is_some_and(valid_user) => Target::User(u[5..].to_string()),
+        s if s
+            .strip_prefix("STORM:")
+            .is_some_and(crate::spool::is_valid_id) =>
+        {
+            Target::Storm(s[6..].to_string())
+        }
         _ => return Err("bad target".into()),
     };
     if !op.allows(&target) {
@@ -217,6 +242,8 @@ mod tests {
             (Op::Delete, Target::Id("1K1D6V0JC6N9J9M".into())),
             (Op::Delete, Target::Deferred),
             (Op::Retry, Target::All),
+            (Op::Release, Target::User("www-data".into())),
+            (Op::Delete, Target::Storm("1K1D6V0JC6N9J9M".into())),
             (Op::Bounce, Target::Id("1K1D6V0JC6N9J9M".into())),
         ] {
             let r = parse_request(encode(op, &t).as_bytes()).unwrap();

@@ -19,6 +19,8 @@
 //! warned 0
 //! last-attempt 1795956600.0
 //! relay smtp.example.com[192.0.2.1]:587
+//! hold-reason www-data%20over%20200%20messages/hour   (only when the guard held it)
+//! storm 1K1D6V0JC6N9J9M             (only when held in a storm)
 //! rcpt deferred bob@example.org root 1795956600.0 450%204.2.0%20busy
 //! end
 //! ```
@@ -111,6 +113,10 @@ pub struct State {
     /// this time (unix seconds) for the caller's acknowledgement before it
     /// sends a bounce (0 = not waiting).
     pub ack_deadline: f64,
+    /// Why the outbound guard held the message ("" = not held by it).
+    pub hold_reason: String,
+    /// The storm the message was held in ("" = none).
+    pub storm: String,
     /// Recipients.
     pub rcpts: Vec<RcptState>,
 }
@@ -201,6 +207,12 @@ impl State {
         if self.ack_deadline > 0.0 {
             let _ = writeln!(s, "ack-deadline {:.6}", self.ack_deadline);
         }
+        if !self.hold_reason.is_empty() {
+            let _ = writeln!(s, "hold-reason {}", enc(&self.hold_reason));
+        }
+        if !self.storm.is_empty() {
+            let _ = writeln!(s, "storm {}", enc(&self.storm));
+        }
         for r in &self.rcpts {
             let _ = writeln!(
                 s,
@@ -238,6 +250,8 @@ impl State {
                 "last-attempt" => st.last_attempt = num(v)?,
                 "relay" => st.relay = dec(v)?,
                 "ack-deadline" => st.ack_deadline = num(v)?,
+                "hold-reason" => st.hold_reason = dec(v)?,
+                "storm" => st.storm = dec(v)?,
                 "rcpt" => {
                     let mut f = v.split(' ');
                     let status = RcptStatus::parse(f.next()?)?;
@@ -300,6 +314,8 @@ mod tests {
             last_attempt: 99.0,
             relay: "smtp.example.com[192.0.2.1]:587".into(),
             ack_deadline: 5.0,
+            hold_reason: "www-data over 200 messages/hour".into(),
+            storm: String::new(),
             rcpts: vec![RcptState {
                 status: RcptStatus::Deferred,
                 address: "\"john doe\"@x".into(),

@@ -18,6 +18,8 @@ const MAX_READ: u64 = 256 * 1024 * 1024;
 pub enum EventKind {
     /// A message entered the queue.
     Accepted,
+    /// The outbound guard held a message (`uid=`, `reason=`).
+    Held,
     /// A recipient was accepted by the relay.
     Sent,
     /// A recipient failed temporarily.
@@ -36,6 +38,7 @@ impl EventKind {
     fn parse(s: &str) -> Option<EventKind> {
         Some(match s {
             "accepted" => EventKind::Accepted,
+            "held" => EventKind::Held,
             "sent" => EventKind::Sent,
             "deferred" => EventKind::Deferred,
             "bounced" => EventKind::Bounced,
@@ -110,6 +113,7 @@ pub fn parse_line(line: &str) -> Option<Event> {
     // The fields each kind needs, with sane values.
     let ok = match kind {
         EventKind::Accepted => ev.num("size").is_some(),
+        EventKind::Held => ev.num("uid").is_some(),
         EventKind::Sent | EventKind::Deferred | EventKind::Bounced => {
             ev.get("to").is_some() && ev.get("relay").is_some() && ev.num("delay").is_some()
         }

@@ -39,6 +39,16 @@ struct SummaryJson<'a> {
     windows: WindowsJson<'a>,
     queue: QueueJson,
     relays: Vec<RelayJson<'a>>,
+    users: Vec<UserJson<'a>>,
+}
+
+/// One submitter: accepted, and held by the outbound guard.
+#[derive(Serialize)]
+struct UserJson<'a> {
+    uid: u32,
+    user: Option<&'a str>,
+    accepted: u64,
+    held: u64,
 }
 
 /// The windows as an object keyed by name, in their order.
@@ -60,6 +70,7 @@ impl Serialize for WindowsJson<'_> {
 struct WindowJson {
     seconds: Option<u64>,
     accepted: u64,
+    held: u64,
     sent: u64,
     deferred: u64,
     bounced: u64,
@@ -82,6 +93,7 @@ impl From<&Window> for WindowJson {
         WindowJson {
             seconds: w.seconds,
             accepted: w.accepted,
+            held: w.held,
             sent: w.sent,
             deferred: w.deferred,
             bounced: w.bounced,
@@ -178,6 +190,16 @@ pub fn json(s: &Summary) -> String {
         windows: WindowsJson(&s.windows),
         queue: QueueJson::from(&s.queue),
         relays: s.relays.iter().map(RelayJson::from).collect(),
+        users: s
+            .users
+            .iter()
+            .map(|u| UserJson {
+                uid: u.uid,
+                user: u.name.as_deref(),
+                accepted: u.accepted,
+                held: u.held,
+            })
+            .collect(),
     })
 }
 

@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! <unix-time> <event> <queue-id|-> <key=value>…      values percent-encoded
-//! 1795956513.780 accepted 1K1D6V0JC6N9J9M size=2048 nrcpt=2
+//! 1795956513.780 accepted 1K1D6V0JC6N9J9M size=2048 nrcpt=2 uid=33
+//! 1795956513.780 held 1K1D6V0JC6N9J9M uid=33 reason=www-data%20over%20200%20messages/hour
 //! 1795956514.101 sent 1K1D6V0JC6N9J9M to=bob@example.org relay=smtp.example.com[192.0.2.1]:587 delay=0.321 reply=250%202.0.0%20ok
 //! 1795956514.101 deferred … / bounced … (same fields)
 //! 1795956514.200 removed 1K1D6V0JC6N9J9M age=0.420
@@ -20,7 +21,9 @@
 //! write, a line longer than 64 KiB, a final line without its newline) is
 //! skipped and counted, never fatal.
 //!
-//! What the numbers mean: `accepted` counts messages, `sent`, `deferred`
+//! What the numbers mean: `accepted` counts messages (`uid`: the
+//! submitter; older lines have none), `held` the messages the outbound
+//! guard held (`crate::guard`), `sent`, `deferred`
 //! and `bounced` count recipient attempts (one line per recipient per
 //! attempt), `removed` counts messages leaving the queue. Windows are the
 //! last hour, day and week before "now", plus `all` (everything still in
@@ -36,7 +39,7 @@
 //! ```text
 //! {"now": int, "since": int|null, "daemon_running": bool, "ignored_lines": int,
 //!  "windows": {"1h"|"24h"|"7d"|"all": {"seconds": int|null, "accepted": int,
-//!     "sent": int, "deferred": int, "bounced": int, "removed": int,
+//!     "held": int, "sent": int, "deferred": int, "bounced": int, "removed": int,
 //!     "delay_seconds": {"count": int, "sum": float, "p50": float|null,
 //!                       "p95": float|null, "max": float|null}}},
 //!  "queue": {"messages": int, "active": int, "deferred": int, "hold": int,
@@ -44,8 +47,11 @@
 //!  "relays": [{"relay": str, "sent": int, "deferred": int, "bounced": int,
 //!              "connect_failures": int, "success_ratio": float|null,
 //!              "last_success": int|null,
-//!              "last_error": {"time": int, "error": str}|null}]}
+//!              "last_error": {"time": int, "error": str}|null}],
+//!  "users": [{"uid": int, "user": str|null, "accepted": int, "held": int}]}
 //! ```
+//! `users` counts per submitter over the retained log.
+//!
 //! Prometheus (text exposition format 0.0.4): see [`prometheus`].
 //!
 //! One job per file: the spool writes the event log

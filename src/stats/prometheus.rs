@@ -44,6 +44,9 @@ fn prom_num(v: f64) -> String {
 /// postern_relay_last_success_timestamp_seconds{relay}  gauge
 /// postern_relay_last_error_timestamp_seconds{relay}    gauge
 /// postern_relay_last_error_info{relay,error}           gauge (1)
+/// postern_held_total                     counter  messages held by the outbound guard
+/// postern_user_accepted_total{uid,user}  counter  per submitter
+/// postern_user_held_total{uid,user}      counter  per submitter
 /// postern_daemon_up                      gauge 0|1
 /// postern_event_log_ignored_lines        gauge
 /// ```
@@ -59,6 +62,7 @@ pub fn prometheus(s: &Summary) -> String {
         relay_counters(&mut o, &s.relays);
         relay_gauges(&mut o, &s.relays);
     }
+    users(&mut o, s);
     family(
         &mut o,
         "postern_daemon_up",
@@ -76,6 +80,36 @@ pub fn prometheus(s: &Summary) -> String {
     o
 }
 
+/// Per-submitter counters (the retained log).
+fn users(o: &mut String, s: &Summary) {
+    if s.users.is_empty() {
+        return;
+    }
+    for (name, help, held) in [
+        (
+            "postern_user_accepted_total",
+            "Messages accepted per submitting user (retained event log).",
+            false,
+        ),
+        (
+            "postern_user_held_total",
+            "Messages held by the outbound guard per submitting user (retained event log).",
+            true,
+        ),
+    ] {
+        family(o, name, "counter", help);
+        for u in &s.users {
+            let _ = writeln!(
+                o,
+                "{name}{{uid=\"{}\",user=\"{}\"}} {}",
+                u.uid,
+                label_escape(u.name.as_deref().unwrap_or("")),
+                if held { u.held } else { u.accepted }
+            );
+        }
+    }
+}
+
 /// `# HELP` and `# TYPE` of one metric family.
 fn family(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}");
@@ -89,6 +123,11 @@ fn counters(o: &mut String, all: &Window) {
             "postern_accepted_total",
             "Messages accepted into the queue (retained event log).",
             all.accepted,
+        ),
+        (
+            "postern_held_total",
+            "Messages held by the outbound guard (retained event log).",
+            all.held,
         ),
         (
             "postern_sent_total",

@@ -52,6 +52,8 @@ pub struct Window {
     pub seconds: Option<u64>,
     /// Messages accepted.
     pub accepted: u64,
+    /// Messages held by the outbound guard.
+    pub held: u64,
     /// Recipients sent.
     pub sent: u64,
     /// Recipient deferrals.
@@ -163,6 +165,21 @@ pub struct Summary {
     pub ignored_lines: u64,
     /// Time of the last sent recipient.
     pub last_sent: Option<f64>,
+    /// Per submitter (retained log), by uid.
+    pub users: Vec<UserStats>,
+}
+
+/// One submitter's record in the retained log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserStats {
+    /// The submitting uid.
+    pub uid: u32,
+    /// Its login name, when it has one.
+    pub name: Option<String>,
+    /// Messages accepted.
+    pub accepted: u64,
+    /// Messages held by the outbound guard.
+    pub held: u64,
 }
 
 /// The relay key of a session label: `host[ip]:port` → `host:port`.
@@ -194,7 +211,21 @@ pub fn summarize(events: &Events, items: &[Item], now: f64, daemon_running: bool
     let mut delays: Vec<Vec<f64>> = vec![Vec::new(); WINDOWS.len()];
     let mut relays: BTreeMap<String, RelayStats> = BTreeMap::new();
     let mut last_sent: Option<f64> = None;
+    let mut users: BTreeMap<u32, UserStats> = BTreeMap::new();
     for ev in &events.events {
+        if matches!(ev.kind, EventKind::Accepted | EventKind::Held)
+            && let Some(uid) = ev.get("uid").and_then(|u| u.parse::<u32>().ok())
+        {
+            let u = users.entry(uid).or_insert_with(|| UserStats {
+                uid,
+                ..Default::default()
+            });
+            if ev.kind == EventKind::Held {
+                u.held += 1;
+            } else {
+                u.accepted += 1;
+            }
+        }
         count_in_windows(ev, now, &mut windows, &mut delays);
         if let Some(r) = relay_of(ev, &mut relays) {
             record_relay_event(ev, r, &mut last_sent);
@@ -212,6 +243,13 @@ pub fn summarize(events: &Events, items: &[Item], now: f64, daemon_running: bool
         daemon_running,
         ignored_lines: events.ignored,
         last_sent,
+        users: users
+            .into_values()
+            .map(|mut u| {
+                u.name = crate::guard::user_name(u.uid);
+                u
+            })
+            .collect(),
     }
 }
 
@@ -226,6 +264,7 @@ fn count_in_windows(ev: &Event, now: f64, windows: &mut [Window], delays: &mut [
         }
         match ev.kind {
             EventKind::Accepted => w.accepted += 1,
+            EventKind::Held => w.held += 1,
             EventKind::Sent => {
                 w.sent += 1;
                 if let Some(v) = ev.num("delay") {
@@ -295,7 +334,7 @@ fn record_relay_event(ev: &Event, r: &mut RelayStats, last_sent: &mut Option<f64
                 r.last_connect_error = Some((ev.time, e));
             }
         }
-        EventKind::Accepted | EventKind::Removed => {}
+        EventKind::Accepted | EventKind::Held | EventKind::Removed => {}
     }
 }
 

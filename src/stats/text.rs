@@ -49,9 +49,25 @@ pub fn text(s: &Summary) -> String {
         "(sent, deferred and bounced count recipients; accepted and removed count messages)"
     );
     push_queue(&mut o, s);
+    push_users(&mut o, s);
     push_relays(&mut o, s);
     push_log(&mut o, s);
     o
+}
+
+/// Per submitter: accepted and held by the outbound guard.
+fn push_users(o: &mut String, s: &Summary) {
+    if s.users.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "per user (all logged):  accepted      held");
+    for u in &s.users {
+        let who = match &u.name {
+            Some(n) => format!("{} ({})", crate::escape::field(n), u.uid),
+            None => format!("uid {}", u.uid),
+        };
+        let _ = writeln!(o, "  {who:<22}{:>8}{:>10}", u.accepted, u.held);
+    }
 }
 
 /// The queue and daemon lines.

@@ -29,6 +29,7 @@ mod fault_killpoints;
 mod fault_runner;
 mod fault_submit;
 mod fuzz_corpus;
+mod guard;
 mod hostile_ops;
 mod interop;
 mod maildrop_hostile;

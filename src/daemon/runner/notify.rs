@@ -1,7 +1,9 @@
 //! Telling the sender: delay warnings and non-delivery reports (RFC 3464
 //! DSNs) about a queued message, under the rules for when not to (a
-//! message from `<>` or a bounce is never bounced; NOTIFY decides). The
-//! report is queued as a new message through `spool::enqueue`.
+//! message from `<>` or a bounce is never bounced; NOTIFY decides; at most
+//! `limits.max_bounces_per_hour` to one address, the rest logged and
+//! counted by the outbound guard). The report is queued as a new message
+//! through `spool::enqueue`.
 
 use super::Ctx;
 use crate::clock;
@@ -69,6 +71,15 @@ pub(super) fn report(
         log::info!(
             "{id}: no bounce: NOTIFY={}",
             q.env.dsn_notify.as_deref().unwrap_or("")
+        );
+        Ok(())
+    } else if !crate::guard::allow_bounce(&ctx.cfg, &ctx.spool, &q.env.sender) {
+        // The DSN storm cap: never a flood of bounces back to one
+        // (possibly spoofed) sender. Counted in the guard's state.
+        log::warn!(
+            "{id}: bounce to <{}> not sent: over {} bounces/hour to that address (limits.max_bounces_per_hour)",
+            crate::escape::field(&q.env.sender),
+            ctx.cfg.limits.max_bounces_per_hour
         );
         Ok(())
     } else {

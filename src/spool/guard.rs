@@ -1,0 +1,327 @@
+//! The outbound guard's persisted counters: `<spool>/guard`, one small
+//! text file replaced whole (`durable::write_atomic`) under the lock
+//! `<spool>/guard.lock`, so the daemon, a queue run and an admin command
+//! never lose each other's updates and the counters survive a restart.
+//! It holds only what a window needs: per-submitter counts of the current
+//! hour, the storms being collapsed, the suppressed recipients and the
+//! bounce counts per address. Entries whose window is over are dropped
+//! when the file is written, so it stays small.
+//!
+//! ```text
+//! postern-guard 1
+//! user 33 1795956000.000 201 230 1 12 over%20200%20messages/hour
+//!      uid, window start, messages, recipients, alert sent, held, reason
+//! storm 1K1D6V0JC6N9J9M 9f2c…(32 hex) 1795956000.0 1795956900.0 17 12 label
+//!      id, key, first seen, last seen, count, held, label
+//! suppress bob@example.org 1796560000.0 550%205.1.1%20no%20such%20user
+//!      address, until, reason
+//! dsn alice@example.com 1795956000.0 31 1
+//!      address, window start, bounces sent, bounces dropped
+//! end
+//! ```
+//! Everything is percent-encoded like `state` files. The module is the
+//! format and the locked read-modify-write; what the numbers mean is the
+//! guard service's (`crate::guard`).
+
+use super::Spool;
+use super::durable;
+use super::state::{dec, enc};
+use std::fmt::Write as _;
+use std::io;
+
+/// One submitter's counts in the current window.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserWindow {
+    /// The submitting uid.
+    pub uid: u32,
+    /// When the window started (unix seconds).
+    pub start: f64,
+    /// Messages accepted in it.
+    pub messages: u64,
+    /// Recipients accepted in it.
+    pub recipients: u64,
+    /// The alert for this window was queued.
+    pub alerted: bool,
+    /// Messages held in it.
+    pub held: u64,
+    /// Why the last one was held ("" = none held).
+    pub reason: String,
+}
+
+/// One storm: identical messages counted within a window.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Storm {
+    /// Storm id (the queue id of the first message of the storm).
+    pub id: String,
+    /// Digest of sender, recipients, Subject and body (hex).
+    pub key: String,
+    /// First seen.
+    pub first: f64,
+    /// Last seen.
+    pub last: f64,
+    /// Identical messages seen.
+    pub count: u64,
+    /// Of those, held.
+    pub held: u64,
+    /// What it is ("from <cron@x> to <root>: Subject").
+    pub label: String,
+}
+
+/// A suppressed recipient.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Suppressed {
+    /// The address (as delivered to, lower-case).
+    pub address: String,
+    /// Suppressed until (unix seconds).
+    pub until: f64,
+    /// The relay's permanent failure.
+    pub reason: String,
+}
+
+/// Bounces to one address in the current hour.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DsnWindow {
+    /// The address bounces go to.
+    pub address: String,
+    /// When the window started.
+    pub start: f64,
+    /// Bounces queued in it.
+    pub sent: u64,
+    /// Bounces dropped by the cap in it.
+    pub dropped: u64,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GuardState {
+    /// Per-submitter windows.
+    pub users: Vec<UserWindow>,
+    /// Storms.
+    pub storms: Vec<Storm>,
+    /// Suppressed recipients.
+    pub suppressed: Vec<Suppressed>,
+    /// Bounce counts.
+    pub dsn: Vec<DsnWindow>,
+}
+
+fn num(v: &str) -> Option<f64> {
+    v.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+impl GuardState {
+    /// Serialise.
+    pub fn encode(&self) -> String {
+        let mut s = String::from("postern-guard 1\n");
+        for u in &self.users {
+            let _ = writeln!(
+                s,
+                "user {} {:.3} {} {} {} {} {}",
+                u.uid,
+                u.start,
+                u.messages,
+                u.recipients,
+                u8::from(u.alerted),
+                u.held,
+                enc(&u.reason)
+            );
+        }
+        for t in &self.storms {
+            let _ = writeln!(
+                s,
+                "storm {} {} {:.3} {:.3} {} {} {}",
+                t.id,
+                t.key,
+                t.first,
+                t.last,
+                t.count,
+                t.held,
+                enc(&t.label)
+            );
+        }
+        for x in &self.suppressed {
+            let _ = writeln!(
+                s,
+                "suppress {} {:.3} {}",
+                enc(&x.address),
+                x.until,
+                enc(&x.reason)
+            );
+        }
+        for d in &self.dsn {
+            let _ = writeln!(
+                s,
+                "dsn {} {:.3} {} {}",
+                enc(&d.address),
+                d.start,
+                d.sent,
+                d.dropped
+            );
+        }
+        s.push_str("end\n");
+        s
+    }
+
+    /// Parse; None when the file is not whole and valid.
+    pub fn decode(text: &str) -> Option<GuardState> {
+        let body = text
+            .strip_prefix("postern-guard 1\n")?
+            .strip_suffix("end\n")?;
+        let mut g = GuardState::default();
+        for line in body.lines() {
+            let mut f = line.split(' ');
+            match f.next()? {
+                "user" => g.users.push(UserWindow {
+                    uid: f.next()?.parse().ok()?,
+                    start: num(f.next()?)?,
+                    messages: f.next()?.parse().ok()?,
+                    recipients: f.next()?.parse().ok()?,
+                    alerted: f.next()? == "1",
+                    held: f.next()?.parse().ok()?,
+                    reason: dec(f.next().unwrap_or(""))?,
+                }),
+                "storm" => g.storms.push(Storm {
+                    id: f.next()?.to_string(),
+                    key: f.next()?.to_string(),
+                    first: num(f.next()?)?,
+                    last: num(f.next()?)?,
+                    count: f.next()?.parse().ok()?,
+                    held: f.next()?.parse().ok()?,
+                    label: dec(f.next().unwrap_or(""))?,
+                }),
+                "suppress" => g.suppressed.push(Suppressed {
+                    address: dec(f.next()?)?,
+                    until: num(f.next()?)?,
+                    reason: dec(f.next().unwrap_or(""))?,
+                }),
+                "dsn" => g.dsn.push(DsnWindow {
+                    address: dec(f.next()?)?,
+                    start: num(f.next()?)?,
+                    sent: f.next()?.parse().ok()?,
+                    dropped: f.next()?.parse().ok()?,
+                }),
+                _ => return None,
+            }
+        }
+        Some(g)
+    }
+}
+
+/// Read the guard state (empty when there is none or it is unreadable; a
+/// torn or corrupt file is logged and starts afresh: counters are a
+/// safeguard, never a reason to stop mail).
+pub fn load(spool: &Spool) -> GuardState {
+    match std::fs::read_to_string(spool.root().join("guard")) {
+        Ok(t) => GuardState::decode(&t).unwrap_or_else(|| {
+            log::warn!("guard state file is damaged: starting with empty counters");
+            GuardState::default()
+        }),
+        Err(_) => GuardState::default(),
+    }
+}
+
+/// The guard state, read under its lock: change `state`, then
+/// [`Locked::commit`] (dropping it without committing leaves the file as
+/// it was).
+pub struct Locked {
+    lock: std::fs::File,
+    root: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+    before: GuardState,
+    /// The state to change.
+    pub state: GuardState,
+}
+
+/// Take the guard lock (waiting for another holder) and read the state.
+pub fn lock(spool: &Spool) -> io::Result<Locked> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(spool.root().join("guard.lock"))?;
+    lock.lock()?;
+    let state = load(spool);
+    Ok(Locked {
+        lock,
+        root: spool.root().to_path_buf(),
+        tmp: spool.tmp(),
+        before: state.clone(),
+        state,
+    })
+}
+
+impl Locked {
+    /// Write the state if it changed, and let go of the lock.
+    pub fn commit(self) -> io::Result<()> {
+        let r = if self.state != self.before {
+            durable::write_atomic(
+                &self.tmp,
+                &self.root.join("guard"),
+                self.state.encode().as_bytes(),
+                0o644,
+                false,
+            )
+        } else {
+            Ok(())
+        };
+        let _ = self.lock.unlock();
+        r
+    }
+}
+
+/// Read, change and write the guard state under its lock; returns what
+/// `f` returns. The file is written only when `f` changed the state.
+pub fn update<T>(spool: &Spool, f: impl FnOnce(&mut GuardState) -> T) -> io::Result<T> {
+    let mut l = lock(spool)?;
+    let out = f(&mut l.state);
+    l.commit()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_torn() {
+        let g = GuardState {
+            users: vec![UserWindow {
+                uid: 33,
+                start: 10.0,
+                messages: 3,
+                recipients: 4,
+                alerted: true,
+                held: 1,
+                reason: "www-data over 2 messages/hour".into(),
+            }],
+            storms: vec![Storm {
+                id: "1K1D6V0JC6N9J9M".into(),
+                key: "00ff".into(),
+                first: 1.0,
+                last: 2.0,
+                count: 9,
+                held: 4,
+                label: "from <a b>".into(),
+            }],
+            suppressed: vec![Suppressed {
+                address: "x@y".into(),
+                until: 5.0,
+                reason: "550 5.1.1 no".into(),
+            }],
+            dsn: vec![DsnWindow {
+                address: "s@t".into(),
+                start: 1.0,
+                sent: 2,
+                dropped: 3,
+            }],
+        };
+        let t = g.encode();
+        assert_eq!(GuardState::decode(&t).unwrap(), g);
+        for cut in 0..t.len() - 1 {
+            assert!(GuardState::decode(&t[..cut]).is_none(), "{cut}");
+        }
+    }
+}
