@@ -179,238 +179,26 @@ fn write_config(path: &Path, text: &str) -> std::io::Result<()> {
     r
 }
 
-/// Run `postern setup`; the exit code (0: configured, probed and, when
-/// asked, the test message queued; 1: the relay is not usable yet).
+/// `postern setup`: settle the relay (provider, host, port and TLS, user,
+/// secret, sender), write the secret and the config, reload, probe, and
+/// send a test message. Each step is one function below.
 pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
-    let interactive = !args.yes && args.secret != SecretFrom::Stdin && prompt::is_terminal();
-    let ask = Asker { interactive };
-    let path = &ctx.config_path;
-    if ctx.system && !nix::unistd::geteuid().is_root() {
-        return Err(Error::new(
-            Kind::NoPerm,
-            format!(
-                "postern setup writes {} and the relay secret: run it as root (sudo postern setup)",
-                path.display()
-            ),
-        ));
-    }
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => {
-            return Err(Error::io(
-                Kind::Config,
-                format!("cannot read config file {}", path.display()),
-                &e,
-            ));
-        }
-    };
-    // The current settings, for defaults (an invalid file is replaced in
-    // part only; its error shows when the result is checked).
-    let current = Config::parse(&text, path).ok();
-    let cur_relay = current.as_ref().and_then(|c| c.relays.first().cloned());
-
-    if interactive {
-        println!("Postern setup: the smart host mail from this machine goes through.");
-        println!(
-            "Configuration: {} (the rest of the file is kept). Press Enter to take the [default].\n",
-            path.display()
-        );
-    }
-
-    // The provider.
-    let provider = match &args.provider {
-        Some(n) => Provider::from_name(n).ok_or_else(|| {
-            usage(format!(
-                "unknown provider {n:?}; one of: {}",
-                presets::ALL.map(Provider::name).join(", ")
-            ))
-        })?,
-        None if interactive => {
-            for (i, p) in presets::ALL.iter().enumerate() {
-                println!("  {}) {:<13} {}", i + 1, p.name(), p.label());
-            }
-            let def = current_provider(&text).unwrap_or(Provider::SendGrid);
-            loop {
-                let a = ask.value(None, "Provider", Some(def.name()))?;
-                let pick = a
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| presets::ALL.get(i.wrapping_sub(1)).copied())
-                    .or_else(|| Provider::from_name(&a));
-                match pick {
-                    Some(p) => break p,
-                    None => println!("Please give a number from 1 to 7 or a name."),
-                }
-            }
-        }
-        None if args.host.is_some() => Provider::Generic,
-        None => {
-            return Err(usage(format!(
-                "--provider is needed (one of: {}), or --host for a generic relay",
-                presets::ALL.map(Provider::name).join(", ")
-            )));
-        }
-    };
+    let run = Run::start(args, ctx)?;
+    let provider = run.provider()?;
     for n in provider.notes() {
         println!("Note: {n}");
     }
-    let same_provider = current_provider(&text) == Some(provider);
+    let cur_relay = run.current.as_ref().and_then(|c| c.relays.first().cloned());
+    let same_provider = current_provider(&run.text) == Some(provider);
     let cur = cur_relay.as_ref().filter(|_| same_provider);
-
-    // Region and host.
-    let region = match provider.region() {
-        Some((q, def)) => {
-            let r = ask.value(args.region.clone(), q, Some(def))?;
-            let r = r.to_ascii_lowercase();
-            if !presets::valid_region(&r)
-                || (provider == Provider::Mailgun && r != "us" && r != "eu")
-            {
-                return Err(usage(format!(
-                    "--region {r:?} is not a region of {}",
-                    provider.name()
-                )));
-            }
-            Some(r)
-        }
-        None => None,
-    };
-    let host = match (&args.host, provider.host(region.as_deref())) {
-        (Some(h), _) => h.clone(),
-        (None, Some(h)) => h,
-        (None, None) => {
-            let def = cur.map(|r| r.host.clone());
-            let h = ask.value(None, "Relay host name", def.as_deref())?;
-            if h.is_empty() {
-                return Err(usage("--host is needed for a generic relay"));
-            }
-            h
-        }
-    };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '"') {
-        return Err(usage(format!("{host:?} is not a host name")));
-    }
-
-    // Port and TLS.
-    let ports = provider.ports();
-    let def_port = cur.map_or(ports[0], |r| r.port).to_string();
-    let q = format!(
-        "Port ({})",
-        ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let port_s = ask.value(args.port.map(|p| p.to_string()), &q, Some(&def_port))?;
-    let port: u16 = port_s
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| usage(format!("{port_s:?} is not a port")))?;
-    let tls = match args.tls {
-        Some(t) => t,
-        None if provider == Provider::Generic && interactive => {
-            let def = presets::tls_name(presets::tls_for_port(port));
-            let a = ask.value(None, "TLS (starttls, tls or none)", Some(def))?;
-            parse_tls(&a).ok_or_else(|| usage(format!("{a:?} is not starttls, tls or none")))?
-        }
-        None => presets::tls_for_port(port),
-    };
-    if tls == TlsMode::None && !crate::config::is_loopback_host(&host) {
-        return Err(usage(
-            "tls none is only for a relay on this machine (localhost); use starttls or tls",
-        ));
-    }
-
-    // User name.
-    let user = match (&args.user, provider.fixed_user()) {
-        (Some(u), _) => Some(u.clone()),
-        (None, Some(u)) => Some(u.to_string()),
-        (None, None) => {
-            let def = cur.and_then(|r| r.username.clone());
-            let q = format!("User name ({})", provider.user_hint());
-            let u = ask.value(None, &q, def.as_deref())?;
-            if u.is_empty() { None } else { Some(u) }
-        }
-    };
-    if user.is_none() && !matches!(provider, Provider::Generic | Provider::Postmark) {
-        return Err(usage(format!("--user is needed for {}", provider.name())));
-    }
-    if let Some(u) = &user
-        && (u.is_empty() || u.contains(|c: char| c.is_control()))
-    {
-        return Err(usage("the user name must be one line"));
-    }
+    let host = run.host(provider, cur)?;
+    let (port, tls) = run.port_and_tls(provider, cur, &host)?;
+    let user = run.user(provider, cur)?;
     let with_auth = user.is_some() || provider == Provider::Postmark;
-
-    // The secret.
-    let password_file = if with_auth {
-        Some(match &args.password_file {
-            Some(p) => p.clone(),
-            None => cur_relay
-                .as_ref()
-                .and_then(|r| r.password_file.clone())
-                .unwrap_or_else(|| {
-                    if ctx.system {
-                        PathBuf::from(DEFAULT_SECRET)
-                    } else {
-                        path.parent().unwrap_or(Path::new(".")).join("relay.secret")
-                    }
-                }),
-        })
-    } else {
-        None
-    };
-    let new_secret: Option<String> = match &password_file {
+    let password_file = with_auth.then(|| run.password_file(cur_relay.as_ref()));
+    let new_secret = match &password_file {
+        Some(pf) => run.secret(provider, pf)?,
         None => None,
-        Some(pf) => {
-            let s = match &args.secret {
-                SecretFrom::File(f) => {
-                    let t = std::fs::read_to_string(f).map_err(|e| {
-                        Error::io(Kind::NoInput, format!("--secret-file {}", f.display()), &e)
-                    })?;
-                    Some(secret::first_line(&t).to_string())
-                }
-                SecretFrom::Stdin => {
-                    let mut t = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
-                        .map_err(|e| io_err("--secret-stdin", &e))?;
-                    Some(secret::first_line(&t).to_string())
-                }
-                SecretFrom::Ask if interactive => {
-                    let keep = pf.exists();
-                    let q = if keep {
-                        format!(
-                            "{} (not shown; Enter keeps the current one)",
-                            provider.secret_hint()
-                        )
-                    } else {
-                        format!("{} (not shown)", provider.secret_hint())
-                    };
-                    loop {
-                        let s = prompt::ask_secret(&q).map_err(|e| io_err("setup", &e))?;
-                        if s.is_empty() && keep {
-                            break None;
-                        }
-                        match secret::check(&s) {
-                            Ok(()) => break Some(s),
-                            Err(why) => println!("{why}; again."),
-                        }
-                    }
-                }
-                SecretFrom::Ask if pf.exists() => None,
-                SecretFrom::Ask => {
-                    return Err(usage(
-                        "the secret is needed: --secret-file PATH or --secret-stdin (never on the command line)",
-                    ));
-                }
-            };
-            if let Some(s) = &s {
-                secret::check(s).map_err(|why| usage(format!("the secret: {why}")))?;
-            }
-            s
-        }
     };
     // Postmark: the server token is the user name too.
     let user = match (user, provider) {
@@ -421,23 +209,7 @@ pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
         },
         (u, _) => u,
     };
-
-    // The sender.
-    let def_from = current.as_ref().and_then(|c| c.addresses.sender.clone());
-    let from = ask.value(
-        args.from.clone(),
-        "Sender address the relay accepts (a verified address; empty: leave as it is)",
-        def_from.as_deref(),
-    )?;
-    let from = if from.is_empty() || Some(&from) == def_from.as_ref() && args.from.is_none() {
-        None
-    } else {
-        if !plausible_address(&from) {
-            return Err(usage(format!("{from:?} is not an address")));
-        }
-        Some(from)
-    };
-
+    let from = run.sender()?;
     let spec = RelaySpec {
         provider,
         host: host.clone(),
@@ -447,128 +219,465 @@ pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
         password_file: password_file.clone(),
         ca_file: args.ca_file.clone(),
     };
-    let edited = edit::apply(&text, &spec, from.as_deref())
-        .map_err(|e| Error::new(Kind::Config, format!("cannot edit {}: {e}", path.display())))?;
+    let edited = edit::apply(&run.text, &spec, from.as_deref()).map_err(|e| {
+        Error::new(
+            Kind::Config,
+            format!("cannot edit {}: {e}", run.path().display()),
+        )
+    })?;
     // What is written must load.
-    Config::parse(&edited.text, path)?;
-
-    let user_txt = user
-        .as_ref()
-        .map(|u| {
-            if Some(u) == new_secret.as_ref() {
-                "the token".to_string()
-            } else {
-                format!("user {u}")
-            }
-        })
-        .unwrap_or_else(|| "no AUTH".into());
-    println!(
-        "\nRelay: {host} port {port}, {}, {user_txt}",
-        presets::tls_name(tls)
-    );
-    if interactive
-        && !prompt::yes_no("Write this configuration?", true).map_err(|e| io_err("setup", &e))?
-    {
+    Config::parse(&edited.text, run.path())?;
+    if !run.confirm(&spec, new_secret.as_ref())? {
         println!("Nothing changed.");
         return Ok(0);
     }
-
-    // The secret first, so the config never names a missing file.
-    if let (Some(pf), Some(s)) = (&password_file, &new_secret) {
-        let access = secret::write(pf, s).map_err(|e| {
-            Error::io(
-                Kind::CantCreat,
-                format!("cannot write the secret file {}", pf.display()),
-                &e,
-            )
-        })?;
-        match access {
-            secret::Access::RootPostern => println!(
-                "Secret written to {} (root:{} mode 0640).",
-                pf.display(),
-                secret::GROUP
-            ),
-            secret::Access::CallerOnly => {
-                let why = if nix::unistd::geteuid().is_root() {
-                    format!("there is no group {}", secret::GROUP)
-                } else {
-                    "not run as root".to_string()
-                };
-                println!(
-                    "Secret written to {} (mode 0600, owned by you: {why}). The daemon (user postern) reads it only as root:postern 0640: chown root:postern {0} && chmod 640 {0}",
-                    pf.display()
-                );
-            }
-        }
-    } else if let Some(pf) = &password_file {
-        println!("Secret kept in {}.", pf.display());
-    }
-    write_config(path, &edited.text).map_err(|e| {
-        Error::io(
-            Kind::CantCreat,
-            format!("cannot write {}", path.display()),
-            &e,
-        )
-    })?;
-    println!(
-        "{} the relay in {}.",
-        if edited.replaced { "Replaced" } else { "Wrote" },
-        path.display()
-    );
-    if edited.disabled > 0 {
-        println!(
-            "{} relay(s) written by hand are now comments in that file.",
-            edited.disabled
-        );
-    }
-
-    // Reload, then probe with what the daemon now reads.
-    let source = if ctx.system {
-        ConfigSource::System
-    } else {
-        ConfigSource::Unprivileged(Some(path.clone()))
-    };
-    let cfg = Config::load(&source)?;
-    let spool = crate::spool::Spool::new(&cfg.spool_dir);
-    println!("{}", reload::reload(ctx.system, &spool));
-    println!("\nChecking the relay (as `postern check` does):");
-    // Postmark's server token as the user name: the report names the user,
-    // so it runs in a child whose output is shown with the token hidden.
-    let token_user = user
-        .as_ref()
-        .filter(|_| provider == Provider::Postmark && args.user.is_none());
-    let code = match token_user {
-        None => crate::check::command(&cfg)?,
-        Some(token) => probe_hiding(ctx, token)?,
-    };
+    run.write(&edited, password_file.as_deref(), new_secret.as_deref())?;
+    let (cfg, code) = run.reload_and_probe(provider, user.as_deref())?;
     if code != 0 {
         println!(
             "\nThe relay is not usable yet (see above). Fix it and run `postern setup` again (or `postern check`)."
         );
         return Ok(1);
     }
+    run.test_message(&cfg, from, &host, port)
+}
 
-    // The test message.
-    let to = match &args.test_to {
-        Some(t) => Some(t.clone()),
-        None if interactive => {
-            let t = ask.value(None, "\nSend a test message to (empty: skip)", None)?;
-            if t.is_empty() { None } else { Some(t) }
+/// One run of `postern setup`: its arguments, whether it asks, and the
+/// config file as it was.
+struct Run<'a> {
+    args: &'a SetupArgs,
+    ctx: &'a Context,
+    ask: Asker,
+    interactive: bool,
+    /// The config file's text ("" when it does not exist yet).
+    text: String,
+    /// The current settings, for defaults (an invalid file is replaced in
+    /// part only; its error shows when the result is checked).
+    current: Option<Config>,
+}
+
+impl<'a> Run<'a> {
+    /// Refuse a non-root caller on the system config, read the file, greet.
+    fn start(args: &'a SetupArgs, ctx: &'a Context) -> Result<Run<'a>> {
+        let interactive = !args.yes && args.secret != SecretFrom::Stdin && prompt::is_terminal();
+        let path = &ctx.config_path;
+        if ctx.system && !nix::unistd::geteuid().is_root() {
+            return Err(Error::new(
+                Kind::NoPerm,
+                format!(
+                    "postern setup writes {} and the relay secret: run it as root (sudo postern setup)",
+                    path.display()
+                ),
+            ));
         }
-        None => None,
-    };
-    if let Some(to) = to {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(Error::io(
+                    Kind::Config,
+                    format!("cannot read config file {}", path.display()),
+                    &e,
+                ));
+            }
+        };
+        let current = Config::parse(&text, path).ok();
+        if interactive {
+            println!("Postern setup: the smart host mail from this machine goes through.");
+            println!(
+                "Configuration: {} (the rest of the file is kept). Press Enter to take the [default].\n",
+                path.display()
+            );
+        }
+        Ok(Run {
+            args,
+            ctx,
+            ask: Asker { interactive },
+            interactive,
+            text,
+            current,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.ctx.config_path
+    }
+
+    /// `--provider`, a menu, or generic when only `--host` is given.
+    fn provider(&self) -> Result<Provider> {
+        match &self.args.provider {
+            Some(n) => Provider::from_name(n).ok_or_else(|| {
+                usage(format!(
+                    "unknown provider {n:?}; one of: {}",
+                    presets::ALL.map(Provider::name).join(", ")
+                ))
+            }),
+            None if self.interactive => {
+                for (i, p) in presets::ALL.iter().enumerate() {
+                    println!("  {}) {:<13} {}", i + 1, p.name(), p.label());
+                }
+                let def = current_provider(&self.text).unwrap_or(Provider::SendGrid);
+                loop {
+                    let a = self.ask.value(None, "Provider", Some(def.name()))?;
+                    let pick = a
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| presets::ALL.get(i.wrapping_sub(1)).copied())
+                        .or_else(|| Provider::from_name(&a));
+                    match pick {
+                        Some(p) => return Ok(p),
+                        None => println!("Please give a number from 1 to 7 or a name."),
+                    }
+                }
+            }
+            None if self.args.host.is_some() => Ok(Provider::Generic),
+            None => Err(usage(format!(
+                "--provider is needed (one of: {}), or --host for a generic relay",
+                presets::ALL.map(Provider::name).join(", ")
+            ))),
+        }
+    }
+
+    /// The region (where the provider has them) and the relay's host name.
+    fn host(&self, provider: Provider, cur: Option<&crate::config::Relay>) -> Result<String> {
+        let region = match provider.region() {
+            Some((q, def)) => {
+                let r = self.ask.value(self.args.region.clone(), q, Some(def))?;
+                let r = r.to_ascii_lowercase();
+                if !presets::valid_region(&r)
+                    || (provider == Provider::Mailgun && r != "us" && r != "eu")
+                {
+                    return Err(usage(format!(
+                        "--region {r:?} is not a region of {}",
+                        provider.name()
+                    )));
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let host = match (&self.args.host, provider.host(region.as_deref())) {
+            (Some(h), _) => h.clone(),
+            (None, Some(h)) => h,
+            (None, None) => {
+                let def = cur.map(|r| r.host.clone());
+                let h = self.ask.value(None, "Relay host name", def.as_deref())?;
+                if h.is_empty() {
+                    return Err(usage("--host is needed for a generic relay"));
+                }
+                h
+            }
+        };
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '"') {
+            return Err(usage(format!("{host:?} is not a host name")));
+        }
+        Ok(host)
+    }
+
+    /// The port (the provider's first by default) and the TLS mode.
+    fn port_and_tls(
+        &self,
+        provider: Provider,
+        cur: Option<&crate::config::Relay>,
+        host: &str,
+    ) -> Result<(u16, TlsMode)> {
+        let ports = provider.ports();
+        let def_port = cur.map_or(ports[0], |r| r.port).to_string();
+        let q = format!(
+            "Port ({})",
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let port_s = self
+            .ask
+            .value(self.args.port.map(|p| p.to_string()), &q, Some(&def_port))?;
+        let port: u16 = port_s
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| usage(format!("{port_s:?} is not a port")))?;
+        let tls = match self.args.tls {
+            Some(t) => t,
+            None if provider == Provider::Generic && self.interactive => {
+                let def = presets::tls_name(presets::tls_for_port(port));
+                let a = self
+                    .ask
+                    .value(None, "TLS (starttls, tls or none)", Some(def))?;
+                parse_tls(&a).ok_or_else(|| usage(format!("{a:?} is not starttls, tls or none")))?
+            }
+            None => presets::tls_for_port(port),
+        };
+        if tls == TlsMode::None && !crate::config::is_loopback_host(host) {
+            return Err(usage(
+                "tls none is only for a relay on this machine (localhost); use starttls or tls",
+            ));
+        }
+        Ok((port, tls))
+    }
+
+    /// The SASL user name (fixed by some providers); None: no AUTH.
+    fn user(
+        &self,
+        provider: Provider,
+        cur: Option<&crate::config::Relay>,
+    ) -> Result<Option<String>> {
+        let user = match (&self.args.user, provider.fixed_user()) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(u)) => Some(u.to_string()),
+            (None, None) => {
+                let def = cur.and_then(|r| r.username.clone());
+                let q = format!("User name ({})", provider.user_hint());
+                let u = self.ask.value(None, &q, def.as_deref())?;
+                if u.is_empty() { None } else { Some(u) }
+            }
+        };
+        if user.is_none() && !matches!(provider, Provider::Generic | Provider::Postmark) {
+            return Err(usage(format!("--user is needed for {}", provider.name())));
+        }
+        if let Some(u) = &user
+            && (u.is_empty() || u.contains(|c: char| c.is_control()))
+        {
+            return Err(usage("the user name must be one line"));
+        }
+        Ok(user)
+    }
+
+    /// Where the secret lives: `--password-file`, the current relay's, or
+    /// the default beside the config.
+    fn password_file(&self, cur_relay: Option<&crate::config::Relay>) -> PathBuf {
+        match &self.args.password_file {
+            Some(p) => p.clone(),
+            None => cur_relay
+                .and_then(|r| r.password_file.clone())
+                .unwrap_or_else(|| {
+                    if self.ctx.system {
+                        PathBuf::from(DEFAULT_SECRET)
+                    } else {
+                        self.path()
+                            .parent()
+                            .unwrap_or(Path::new("."))
+                            .join("relay.secret")
+                    }
+                }),
+        }
+    }
+
+    /// A new secret from a file, stdin or the prompt (never argv); None
+    /// keeps the secret file `pf` as it is.
+    fn secret(&self, provider: Provider, pf: &Path) -> Result<Option<String>> {
+        let s = match &self.args.secret {
+            SecretFrom::File(f) => {
+                let t = std::fs::read_to_string(f).map_err(|e| {
+                    Error::io(Kind::NoInput, format!("--secret-file {}", f.display()), &e)
+                })?;
+                Some(secret::first_line(&t).to_string())
+            }
+            SecretFrom::Stdin => {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                    .map_err(|e| io_err("--secret-stdin", &e))?;
+                Some(secret::first_line(&t).to_string())
+            }
+            SecretFrom::Ask if self.interactive => {
+                let keep = pf.exists();
+                let q = if keep {
+                    format!(
+                        "{} (not shown; Enter keeps the current one)",
+                        provider.secret_hint()
+                    )
+                } else {
+                    format!("{} (not shown)", provider.secret_hint())
+                };
+                loop {
+                    let s = prompt::ask_secret(&q).map_err(|e| io_err("setup", &e))?;
+                    if s.is_empty() && keep {
+                        break None;
+                    }
+                    match secret::check(&s) {
+                        Ok(()) => break Some(s),
+                        Err(why) => println!("{why}; again."),
+                    }
+                }
+            }
+            SecretFrom::Ask if pf.exists() => None,
+            SecretFrom::Ask => {
+                return Err(usage(
+                    "the secret is needed: --secret-file PATH or --secret-stdin (never on the command line)",
+                ));
+            }
+        };
+        if let Some(s) = &s {
+            secret::check(s).map_err(|why| usage(format!("the secret: {why}")))?;
+        }
+        Ok(s)
+    }
+
+    /// The envelope sender the relay accepts (`[addresses] sender`); None
+    /// leaves the file's as it is.
+    fn sender(&self) -> Result<Option<String>> {
+        let def_from = self
+            .current
+            .as_ref()
+            .and_then(|c| c.addresses.sender.clone());
+        let from = self.ask.value(
+            self.args.from.clone(),
+            "Sender address the relay accepts (a verified address; empty: leave as it is)",
+            def_from.as_deref(),
+        )?;
+        if from.is_empty() || Some(&from) == def_from.as_ref() && self.args.from.is_none() {
+            return Ok(None);
+        }
+        if !plausible_address(&from) {
+            return Err(usage(format!("{from:?} is not an address")));
+        }
+        Ok(Some(from))
+    }
+
+    /// Show what will be written; ask when interactive.
+    fn confirm(&self, spec: &RelaySpec, new_secret: Option<&String>) -> Result<bool> {
+        let user_txt = spec
+            .username
+            .as_ref()
+            .map(|u| {
+                if Some(u) == new_secret {
+                    "the token".to_string()
+                } else {
+                    format!("user {u}")
+                }
+            })
+            .unwrap_or_else(|| "no AUTH".into());
+        println!(
+            "\nRelay: {} port {}, {}, {user_txt}",
+            spec.host,
+            spec.port,
+            presets::tls_name(spec.tls)
+        );
+        if self.interactive {
+            return prompt::yes_no("Write this configuration?", true)
+                .map_err(|e| io_err("setup", &e));
+        }
+        Ok(true)
+    }
+
+    /// The secret first, so the config never names a missing file; then
+    /// the config.
+    fn write(
+        &self,
+        edited: &edit::Edited,
+        pf: Option<&Path>,
+        new_secret: Option<&str>,
+    ) -> Result<()> {
+        if let (Some(pf), Some(s)) = (pf, new_secret) {
+            let access = secret::write(pf, s).map_err(|e| {
+                Error::io(
+                    Kind::CantCreat,
+                    format!("cannot write the secret file {}", pf.display()),
+                    &e,
+                )
+            })?;
+            match access {
+                secret::Access::RootPostern => println!(
+                    "Secret written to {} (root:{} mode 0640).",
+                    pf.display(),
+                    secret::GROUP
+                ),
+                secret::Access::CallerOnly => {
+                    let why = if nix::unistd::geteuid().is_root() {
+                        format!("there is no group {}", secret::GROUP)
+                    } else {
+                        "not run as root".to_string()
+                    };
+                    println!(
+                        "Secret written to {} (mode 0600, owned by you: {why}). The daemon (user postern) reads it only as root:postern 0640: chown root:postern {0} && chmod 640 {0}",
+                        pf.display()
+                    );
+                }
+            }
+        } else if let Some(pf) = pf {
+            println!("Secret kept in {}.", pf.display());
+        }
+        let path = self.path();
+        write_config(path, &edited.text).map_err(|e| {
+            Error::io(
+                Kind::CantCreat,
+                format!("cannot write {}", path.display()),
+                &e,
+            )
+        })?;
+        println!(
+            "{} the relay in {}.",
+            if edited.replaced { "Replaced" } else { "Wrote" },
+            path.display()
+        );
+        if edited.disabled > 0 {
+            println!(
+                "{} relay(s) written by hand are now comments in that file.",
+                edited.disabled
+            );
+        }
+        Ok(())
+    }
+
+    /// Reload the daemon, then probe with what it now reads; the config
+    /// and `postern check`'s exit code.
+    fn reload_and_probe(&self, provider: Provider, user: Option<&str>) -> Result<(Config, u8)> {
+        let source = if self.ctx.system {
+            ConfigSource::System
+        } else {
+            ConfigSource::Unprivileged(Some(self.path().to_path_buf()))
+        };
+        let cfg = Config::load(&source)?;
+        let spool = crate::spool::Spool::new(&cfg.spool_dir);
+        println!("{}", reload::reload(self.ctx.system, &spool));
+        println!("\nChecking the relay (as `postern check` does):");
+        // Postmark's server token as the user name: the report names the
+        // user, so it runs in a child whose output is shown with the token
+        // hidden.
+        let token_user =
+            user.filter(|_| provider == Provider::Postmark && self.args.user.is_none());
+        let code = match token_user {
+            None => crate::check::command(&cfg)?,
+            Some(token) => probe_hiding(self.ctx, token)?,
+        };
+        Ok((cfg, code))
+    }
+
+    /// `--test-to` (or asked): a test message through `sendmail -bs`, then
+    /// where it went.
+    fn test_message(
+        &self,
+        cfg: &Config,
+        from: Option<String>,
+        host: &str,
+        port: u16,
+    ) -> Result<u8> {
+        let to = match &self.args.test_to {
+            Some(t) => Some(t.clone()),
+            None if self.interactive => {
+                let t = self
+                    .ask
+                    .value(None, "\nSend a test message to (empty: skip)", None)?;
+                if t.is_empty() { None } else { Some(t) }
+            }
+            None => None,
+        };
+        let Some(to) = to else {
+            println!("\nDone. Mail from this machine now goes through {host}.");
+            return Ok(0);
+        };
         if !plausible_address(&to) {
             return Err(usage(format!("{to:?} is not an address")));
         }
-        let sender = from.clone().or_else(|| cfg.addresses.sender.clone());
-        let id = testmsg::send(&cfg, ctx, sender.as_deref(), &to, &host, port)?;
+        let sender = from.or_else(|| cfg.addresses.sender.clone());
+        let id = testmsg::send(cfg, self.ctx, sender.as_deref(), &to, host, port)?;
         println!("Test message to {to} queued as {id}.");
-        testmsg::follow(&cfg, &spool, &id);
-    } else {
-        println!("\nDone. Mail from this machine now goes through {host}.");
+        let spool = crate::spool::Spool::new(&cfg.spool_dir);
+        testmsg::follow(cfg, &spool, &id);
+        Ok(0)
     }
-    Ok(0)
 }
 
 /// `postern check` in a child process, its output shown with `token`
