@@ -8,6 +8,8 @@
 //!
 //! Every error names the file and the key, and maps to exit code 78.
 
+mod validate;
+
 use crate::error::{Error, Kind, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -786,198 +788,21 @@ impl Config {
             None => (hostname.clone(), NameOrigin::Hostname),
         };
 
-        let mut relays = Vec::new();
-        for (i, r) in raw.relay.into_iter().enumerate() {
-            let key = |k: &str| format!("relay[{i}].{k}");
-            if r.host.trim().is_empty() {
-                return Err(bad(&key("host"), "must not be empty".into()));
-            }
-            let kind = match r.kind.as_deref() {
-                None => RelayKind::Smtp,
-                Some(k) => RelayKind::from_name(k).ok_or_else(|| {
-                    bad(
-                        &key("kind"),
-                        format!(
-                            "unknown transport {k:?} for relay {} (known: {})",
-                            r.host,
-                            RelayKind::NAMES.join(", ")
-                        ),
-                    )
-                })?,
-            };
-            let tls = r.tls.unwrap_or(TlsMode::Starttls);
-            if tls == TlsMode::None && !r.allow_plaintext && !is_loopback_host(&r.host) {
-                return Err(bad(
-                    &key("tls"),
-                    format!(
-                        "\"none\" sends mail in clear text to {}; use \"starttls\" or \"tls\", or set allow_plaintext = true",
-                        r.host
-                    ),
-                ));
-            }
-            if tls == TlsMode::None
-                && r.allow_plaintext
-                && r.username.is_some()
-                && !is_loopback_host(&r.host)
-            {
-                return Err(bad(
-                    &key("allow_plaintext"),
-                    format!(
-                        "AUTH in plain text is allowed only to a loopback relay (localhost, 127.0.0.0/8, ::1), not to {}: the credentials would cross the network in clear text; use tls = \"starttls\" or \"tls\"",
-                        r.host
-                    ),
-                ));
-            }
-            if r.password_file.is_some() && r.password_command.is_some() {
-                return Err(bad(
-                    &key("password_file"),
-                    "set password_file or password_command, not both".into(),
-                ));
-            }
-            if r.username.is_none() && (r.password_file.is_some() || r.password_command.is_some()) {
-                return Err(bad(
-                    &key("username"),
-                    "a secret is set but no username".into(),
-                ));
-            }
-            if r.username.is_some() && r.password_file.is_none() && r.password_command.is_none() {
-                return Err(bad(
-                    &key("password_file"),
-                    "username is set: give password_file or password_command".into(),
-                ));
-            }
-            if r.client_cert.is_some() != r.client_key.is_some() {
-                return Err(bad(
-                    &key("client_cert"),
-                    "client_cert and client_key go together".into(),
-                ));
-            }
-            let auth_mechanisms = match r.auth {
-                Some(list) => {
-                    let mut out = Vec::new();
-                    for m in list {
-                        let u = m.to_ascii_uppercase();
-                        if !matches!(u.as_str(), "PLAIN" | "LOGIN" | "XOAUTH2") {
-                            return Err(bad(
-                                &key("auth"),
-                                format!("unknown mechanism {m:?} (PLAIN, LOGIN, XOAUTH2)"),
-                            ));
-                        }
-                        out.push(u);
-                    }
-                    out
-                }
-                None => vec!["PLAIN".into(), "LOGIN".into(), "XOAUTH2".into()],
-            };
-            relays.push(Relay {
-                kind,
-                port: r.port.unwrap_or_else(|| default_port(tls)),
-                host: r.host,
-                tls,
-                allow_plaintext: r.allow_plaintext,
-                username: r.username,
-                password_file: r.password_file,
-                password_command: r.password_command,
-                auth_mechanisms,
-                ca_file: r.ca_file,
-                client_cert: r.client_cert,
-                client_key: r.client_key,
-                rate_limit: r.rate_limit,
-            });
-        }
+        let relays = raw
+            .relay
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| validate::relay(i, r))
+            .collect::<validate::Bad<Vec<Relay>>>()
+            .map_err(|(k, w)| bad(&k, w))?;
 
-        let a = raw.addresses;
-        for d in &a.local_domains {
-            check_domain(d).map_err(|w| bad("addresses.local_domains", w))?;
-        }
-        if let Some(s) = &a.sender
-            && (!s.contains('@') || s.contains(['\r', '\n', ' ', '<', '>']))
-        {
-            return Err(bad(
-                "addresses.sender",
-                format!("{s:?} is not a plain user@domain address"),
-            ));
-        }
-        if let Some(s) = &a.local_recipient
-            && (s.is_empty() || s.contains(['\r', '\n', ' ', '<', '>']))
-        {
-            return Err(bad(
-                "addresses.local_recipient",
-                format!("{s:?} is not an address or pattern such as %u@example.com"),
-            ));
-        }
-        if a.from_header.is_some_and(|f| f != FromRewrite::Never) && a.sender.is_none() {
-            return Err(bad(
-                "addresses.from_header",
-                "rewriting From needs addresses.sender (the verified sender identity)".into(),
-            ));
-        }
-        let addresses = Addresses {
-            aliases_file: a
-                .aliases_file
-                .unwrap_or_else(|| PathBuf::from("/etc/aliases")),
-            local_recipient: a.local_recipient,
-            unknown_local: a.unknown_local.unwrap_or(UnknownLocal::Qualify),
-            local_domains: a.local_domains,
-            sender: a.sender,
-            sender_scope: a.sender_scope.unwrap_or(SenderScope::All),
-            from_header: a.from_header.unwrap_or(FromRewrite::Never),
-            masquerade: a.masquerade.unwrap_or(true),
-        };
-
-        let q = raw.queue;
-        let dur = |d: Option<Dur>, def: u64| d.map(|d| d.0).unwrap_or(Duration::from_secs(def));
-        let queue = Queue {
-            max_lifetime: dur(q.max_lifetime, 5 * 86400),
-            retry_min: dur(q.retry_min, 60),
-            retry_max: dur(q.retry_max, 3600),
-            delay_warning: q.delay_warning.map(|d| d.0).filter(|d| !d.is_zero()),
-            parallel: q.parallel.unwrap_or(2),
-            run_on_submit: q.run_on_submit.unwrap_or(true),
-            maildrop_stale_after: dur(q.maildrop_stale_after, 86400),
-            min_free: q.min_free.map(|s| s.0).unwrap_or(DEFAULT_MIN_FREE),
-        };
-        if queue.parallel == 0 || queue.parallel > 64 {
-            return Err(bad("queue.parallel", "must be between 1 and 64".into()));
-        }
-        if queue.retry_min.is_zero() || queue.retry_max < queue.retry_min {
-            return Err(bad(
-                "queue.retry_max",
-                "retry_min must be > 0 and retry_max >= retry_min".into(),
-            ));
-        }
-        if queue.max_lifetime.is_zero() {
-            return Err(bad("queue.max_lifetime", "must be > 0".into()));
-        }
-
-        let s = raw.smtp;
-        if let Some(h) = &s.helo_name {
-            check_domain(h).map_err(|w| bad("smtp.helo_name", w))?;
-        }
-        let smtp = Smtp {
-            helo_name: s.helo_name,
-            connect_timeout: dur(s.connect_timeout, 30),
-            command_timeout: dur(s.command_timeout, 300),
-            data_timeout: dur(s.data_timeout, 600),
-            max_messages_per_session: s.max_messages_per_session.unwrap_or(100).max(1),
-        };
-
-        let st = raw.stats;
-        let stats = Stats {
-            enabled: st.enabled.unwrap_or(true),
-            max_log_bytes: st.max_log_size.map(|s| s.0).unwrap_or(4 * 1024 * 1024),
-            prometheus_textfile: st.prometheus_textfile,
-        };
-
+        let addresses = validate::addresses(raw.addresses).map_err(|(k, w)| bad(&k, w))?;
+        let queue = validate::queue(raw.queue).map_err(|(k, w)| bad(&k, w))?;
+        let smtp = validate::smtp(raw.smtp).map_err(|(k, w)| bad(&k, w))?;
+        let stats = validate::stats(raw.stats);
         let limits = limits_from(raw.limits).map_err(|(k, w)| bad(&k, w))?;
 
-        let log = raw.log.unwrap_or_else(|| "syslog".into());
-        if log != "syslog" && log != "stderr" && !log.starts_with('/') {
-            return Err(bad(
-                "log",
-                format!("{log:?}: use \"syslog\", \"stderr\" or an absolute file path"),
-            ));
-        }
+        let log = validate::log(raw.log).map_err(|(k, w)| bad(&k, w))?;
 
         Ok(Config {
             path: Some(path.to_path_buf()),
