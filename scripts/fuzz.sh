@@ -77,8 +77,10 @@ for t in $targets; do
         grep -E 'panicked|ERROR: libFuzzer|SUMMARY|Test unit written' "$log" | head -n 5 >&2
     fi
 done
-# The smtpd target keeps a scratch spool per process under /dev/shm.
-rm -rf /dev/shm/postern-fuzz-smtpd-* 2>/dev/null
+# The smtpd target keeps a scratch spool per process under /dev/shm, the
+# wire and request targets a scratch file.
+rm -rf /dev/shm/postern-fuzz-smtpd-* /dev/shm/postern-fuzz-wire-* \
+    /dev/shm/postern-fuzz-request-* 2>/dev/null
 echo
 echo "target         time        executions        corpus     crashes"
 printf '%s' "$summary"

@@ -10,8 +10,9 @@
 //!   `\x0d`, `\x00`, `\x7f`;
 //! - C1 controls (U+0080–U+009F), which some terminals take as CSI, OSC…:
 //!   `\u{9b}`;
-//! - the bidirectional overrides and isolates (U+202A–U+202E,
-//!   U+2066–U+2069), which reorder what the reader sees: `\u{202e}`;
+//! - the bidirectional controls: overrides and isolates (U+202A–U+202E,
+//!   U+2066–U+2069) and the invisible marks (U+061C, U+200E, U+200F),
+//!   which reorder what the reader sees: `\u{202e}`;
 //! - bytes that are not UTF-8 ([`bytes`]): `\xff`.
 //!
 //! [`field`] escapes a line feed too (one field, one line); [`text`] keeps
@@ -29,7 +30,10 @@ fn needs(c: char, keep_lf: bool) -> bool {
         c => {
             (c as u32) < 0x20
                 || ('\u{7f}'..='\u{9f}').contains(&c)
-                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                || matches!(
+                    c,
+                    '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                )
         }
     }
 }
@@ -89,6 +93,10 @@ mod tests {
         assert_eq!(
             field("x\u{1b}[2J\u{7}\u{9b}\u{202e}y\u{2066}"),
             "x\\x1b[2J\\x07\\u{9b}\\u{202e}y\\u{2066}"
+        );
+        assert_eq!(
+            field("a\u{200e}b\u{200f}\u{61c}"),
+            "a\\u{200e}b\\u{200f}\\u{61c}"
         );
     }
 

@@ -166,6 +166,11 @@ impl GuardState {
         let body = text
             .strip_prefix("postern-guard 1\n")?
             .strip_suffix("end\n")?;
+        // `end` is a line of its own: a torn file whose last field happens
+        // to end in "end" is not whole.
+        if !body.is_empty() && !body.ends_with('\n') {
+            return None;
+        }
         let mut g = GuardState::default();
         for line in body.lines() {
             let mut f = line.split(' ');

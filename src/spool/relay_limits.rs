@@ -123,6 +123,11 @@ impl RelayLimits {
                 if self.entries.len() > MAX_ENTRIES {
                     self.entries.remove(0);
                 }
+                // Long labels: keep the file readable (decode refuses more
+                // than MAX_LEN bytes), dropping the oldest entries.
+                while self.entries.len() > 1 && self.encode().len() > MAX_LEN {
+                    self.entries.remove(0);
+                }
                 true
             }
         }
@@ -206,6 +211,12 @@ mod tests {
         let d = RelayLimits::decode(b"postern-relay-limits 1\nx a:1\n5 b\x1b[2J:1\n7 c:1\n");
         assert_eq!(d.get("c:1"), Some(Advertised::Limit(7)));
         assert_eq!(d.entries.len(), 1);
+        let mut many = RelayLimits::default();
+        for i in 0..MAX_ENTRIES {
+            many.set(&format!("{i:0>294}:65535"), Advertised::Limit(u64::MAX));
+        }
+        assert!(many.encode().len() <= MAX_LEN);
+        assert_eq!(RelayLimits::decode(&many.encode()), many);
         let big = vec![b'a'; MAX_LEN + 1];
         assert_eq!(RelayLimits::decode(&big), RelayLimits::default());
     }

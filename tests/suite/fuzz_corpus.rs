@@ -20,6 +20,11 @@ fn replay(target: &str) -> Option<fn(&[u8])> {
         "smtpd" => checks::smtpd::check,
         "address_list" => checks::address_list::check,
         "wire" => checks::wire::check,
+        "smtp_reply" => checks::smtp_reply::check,
+        "relay_limits" => checks::relay_limits::check,
+        "guard_state" => checks::guard_state::check,
+        "request" => checks::request::check,
+        "escape" => checks::escape::check,
         _ => return None,
     })
 }
@@ -83,6 +88,7 @@ fn every_committed_corpus_replays_without_a_panic() {
     }
     checks::smtpd::cleanup();
     checks::wire::cleanup();
+    checks::request::cleanup();
     for t in [
         "argv",
         "headers",
@@ -90,6 +96,11 @@ fn every_committed_corpus_replays_without_a_panic() {
         "config",
         "queue_entry",
         "smtpd",
+        "smtp_reply",
+        "relay_limits",
+        "guard_state",
+        "request",
+        "escape",
     ] {
         assert!(
             replayed.iter().any(|r| r.starts_with(&format!("{t}="))),

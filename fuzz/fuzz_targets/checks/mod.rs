@@ -623,3 +623,415 @@ pub mod wire {
         }
     }
 }
+
+// ---- smtp_reply ----
+
+/// Fuzz target `smtp_reply`: what a (hostile) relay sends our client —
+/// `deliver::smtp::reply::read_reply` read repeatedly over the input as a
+/// session does, and `Features::parse` on every reply (as after EHLO).
+///
+/// Asserts no panic; that a reply consumes exactly its own lines (up to and
+/// including the LF of its last line, nothing after it); that its code is
+/// 200..=599 and every consumed line starts with a code in that range and
+/// continues (`NNN-`) on every line but the last unless the line limit cut
+/// the reply; that the reply keeps at most 200 lines of at most 4096 input
+/// bytes each (an overlong line is cut, a longer reply ends at the limit);
+/// that no kept line has a LF; that `NotSmtp` carries at most 81
+/// characters; and that the features agree with the keyword lines.
+pub mod smtp_reply {
+    use postern::deliver::smtp::reply::{Features, ReadError, read_reply};
+    use postern::spool::relay_limits::Advertised;
+
+    const MAX_LINE: usize = 4096;
+    const MAX_LINES: usize = 200;
+
+    fn code_of(raw: &[u8]) -> Option<u16> {
+        let d = raw.get(..3)?;
+        if !d.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let c = d.iter().fold(0u16, |a, &b| a * 10 + u16::from(b - b'0'));
+        (200..600).contains(&c).then_some(c)
+    }
+
+    fn check_features(lines: &[String]) {
+        let f = Features::parse(lines.iter().map(|s| s.as_str()));
+        let ext: Vec<&String> = lines
+            .iter()
+            .skip(1)
+            .filter(|l| l.split_whitespace().next().is_some())
+            .collect();
+        assert_eq!(f.keywords.len(), ext.len());
+        for (k, l) in f.keywords.iter().zip(&ext) {
+            assert_eq!(k, l.trim());
+            assert!(!k.is_empty());
+        }
+        let has = |kw: &str| {
+            ext.iter().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.to_ascii_uppercase() == kw)
+            })
+        };
+        assert_eq!(f.size.is_some(), has("SIZE"));
+        assert_eq!(f.dsn, has("DSN"));
+        assert_eq!(f.eight_bit, has("8BITMIME"));
+        assert_eq!(f.smtputf8, has("SMTPUTF8"));
+        assert_eq!(f.pipelining, has("PIPELINING"));
+        assert_eq!(f.starttls, has("STARTTLS"));
+        for m in &f.auth {
+            assert!(!m.is_empty() && *m == m.to_ascii_uppercase());
+        }
+        match Advertised::from_ehlo(f.size) {
+            Advertised::Limit(n) => assert!(n > 0 && f.size == Some(n)),
+            Advertised::NoLimit => assert!(f.size.unwrap_or(0) == 0),
+        }
+    }
+
+    /// Run the `smtp_reply` checks on one input.
+    pub fn check(data: &[u8]) {
+        let mut rest: &[u8] = data;
+        for _ in 0..64 {
+            let before = rest;
+            match read_reply(&mut rest) {
+                Ok(r) => {
+                    let used = &before[..before.len() - rest.len()];
+                    assert!(used.ends_with(b"\n"), "reply did not end at a LF");
+                    let raws: Vec<&[u8]> = used[..used.len() - 1].split(|&b| b == b'\n').collect();
+                    assert_eq!(raws.len(), r.lines.len(), "lines consumed vs kept");
+                    assert!(!r.lines.is_empty() && r.lines.len() <= MAX_LINES);
+                    assert!((200..600).contains(&r.code));
+                    for (i, raw) in raws.iter().enumerate() {
+                        assert!(code_of(raw).is_some(), "line {i} has no code");
+                        let cont = raw.get(3) == Some(&b'-');
+                        if i + 1 < raws.len() {
+                            assert!(cont, "a reply ended early at line {i}");
+                        } else {
+                            assert!(!cont || r.lines.len() == MAX_LINES);
+                        }
+                    }
+                    assert_eq!(code_of(raws[raws.len() - 1]), Some(r.code));
+                    for l in &r.lines {
+                        assert!(!l.contains('\n'));
+                        // lossy UTF-8 may widen a kept byte to U+FFFD
+                        assert!(l.len() <= 3 * MAX_LINE);
+                    }
+                    let _ = r.one_line();
+                    check_features(&r.lines);
+                }
+                Err(ReadError::NotSmtp(s)) => {
+                    assert!(s.chars().count() <= 81);
+                    return;
+                }
+                Err(ReadError::Closed) => {
+                    assert!(rest.is_empty());
+                    return;
+                }
+                Err(ReadError::Io(e)) => panic!("a slice cannot fail: {e}"),
+            }
+        }
+    }
+}
+
+// ---- relay_limits ----
+
+/// Fuzz target `relay_limits`: `spool::relay_limits::RelayLimits::decode`
+/// on arbitrary bytes (the `<spool>/relay-limits` file read by the setgid
+/// submission path).
+///
+/// Asserts no panic; that a file over `MAX_LEN` or without the exact first
+/// line decodes to nothing; that decode→encode→decode is the identity and
+/// the encoding is stable and never longer than the input; that every
+/// label found is one printable ASCII word of at most 300 bytes whose
+/// value is the first one the file gives it.
+pub mod relay_limits {
+    use postern::spool::relay_limits::{Advertised, MAX_LEN, RelayLimits};
+
+    /// Run the `relay_limits` checks on one input.
+    pub fn check(data: &[u8]) {
+        let d = RelayLimits::decode(data);
+        let e = d.encode();
+        assert!(e.starts_with(b"postern-relay-limits 1\n"));
+        let empty = e == b"postern-relay-limits 1\n";
+        if data.len() > MAX_LEN {
+            assert!(empty, "an oversize file decoded");
+        }
+        let first = std::str::from_utf8(data)
+            .ok()
+            .and_then(|t| t.lines().next());
+        if first != Some("postern-relay-limits 1") {
+            assert!(empty, "a file with a bad first line decoded");
+        }
+        if !empty {
+            assert!(e.len() <= data.len() + 1, "encoding grew");
+        }
+        // At most the final LF the input lacked (a file of exactly MAX_LEN
+        // bytes without one re-encodes one byte over; the writer never
+        // writes such a file).
+        assert!(e.len() <= MAX_LEN + 1);
+        if e.len() > MAX_LEN {
+            return;
+        }
+        let d2 = RelayLimits::decode(&e);
+        assert_eq!(d2, d, "decode(encode(x)) != x");
+        assert_eq!(d2.encode(), e, "encoding is not stable");
+        // Every line of the encoding names a label the record answers for.
+        let text = String::from_utf8(e).expect("encoding is UTF-8");
+        for line in text.lines().skip(1) {
+            let (n, label) = line.split_once(' ').expect("encoded line has a space");
+            assert!(!label.is_empty() && label.len() <= 300);
+            assert!(label.bytes().all(|b| b.is_ascii_graphic()), "{label:?}");
+            let n: u64 = n.parse().expect("encoded number");
+            let want = Advertised::from_ehlo(Some(n));
+            assert_eq!(d.get(label), Some(want));
+        }
+    }
+}
+
+// ---- guard_state ----
+
+/// Fuzz target `guard_state`: `spool::guard::GuardState::decode` on
+/// arbitrary text (the outbound guard's `<spool>/guard` counters file).
+///
+/// Asserts no panic; that whatever decodes re-encodes to text that decodes
+/// to the same counters (times are written with millisecond precision, so
+/// they may move by at most half a millisecond, once) and that the encoding
+/// is then stable; that every decoded time is finite; and that no strict
+/// prefix of an encoding decodes (a torn file is refused, never read as
+/// fewer counters).
+pub mod guard_state {
+    use postern::spool::guard::GuardState;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 0.0005 + 1e-12 * a.abs()
+    }
+
+    fn assert_same(a: &GuardState, b: &GuardState) {
+        assert_eq!(a.users.len(), b.users.len());
+        assert_eq!(a.storms.len(), b.storms.len());
+        assert_eq!(a.suppressed.len(), b.suppressed.len());
+        assert_eq!(a.dsn.len(), b.dsn.len());
+        for (x, y) in a.users.iter().zip(&b.users) {
+            assert!(close(x.start, y.start), "{} vs {}", x.start, y.start);
+            assert_eq!(
+                (
+                    x.uid,
+                    x.messages,
+                    x.recipients,
+                    x.alerted,
+                    x.held,
+                    &x.reason
+                ),
+                (
+                    y.uid,
+                    y.messages,
+                    y.recipients,
+                    y.alerted,
+                    y.held,
+                    &y.reason
+                )
+            );
+        }
+        for (x, y) in a.storms.iter().zip(&b.storms) {
+            assert!(close(x.first, y.first) && close(x.last, y.last));
+            assert_eq!(
+                (&x.id, &x.key, x.count, x.held, &x.label),
+                (&y.id, &y.key, y.count, y.held, &y.label)
+            );
+        }
+        for (x, y) in a.suppressed.iter().zip(&b.suppressed) {
+            assert!(close(x.until, y.until));
+            assert_eq!((&x.address, &x.reason), (&y.address, &y.reason));
+        }
+        for (x, y) in a.dsn.iter().zip(&b.dsn) {
+            assert!(close(x.start, y.start));
+            assert_eq!(
+                (&x.address, x.sent, x.dropped),
+                (&y.address, y.sent, y.dropped)
+            );
+        }
+    }
+
+    /// Run the `guard_state` checks on one input.
+    pub fn check(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let Some(g) = GuardState::decode(&text) else {
+            return;
+        };
+        let times = g
+            .users
+            .iter()
+            .map(|u| u.start)
+            .chain(g.storms.iter().flat_map(|s| [s.first, s.last]))
+            .chain(g.suppressed.iter().map(|s| s.until))
+            .chain(g.dsn.iter().map(|d| d.start));
+        for t in times {
+            assert!(t.is_finite());
+        }
+        let t1 = g.encode();
+        let g2 = GuardState::decode(&t1).expect("re-encoded guard state decodes");
+        assert_same(&g, &g2);
+        let t2 = g2.encode();
+        let g3 = GuardState::decode(&t2).expect("re-encoded guard state decodes twice");
+        assert_eq!(g3, g2, "guard encoding is not stable");
+        assert_eq!(g3.encode(), t2);
+        // A torn file: every strict prefix is refused (bounded work).
+        if t2.len() <= 4096 {
+            for cut in (0..t2.len()).filter(|&c| t2.is_char_boundary(c)) {
+                assert!(
+                    GuardState::decode(&t2[..cut]).is_none(),
+                    "a torn guard file decoded at {cut}: {:?}",
+                    &t2[..cut]
+                );
+            }
+        }
+    }
+}
+
+// ---- request ----
+
+/// Fuzz target `request`: the queue-request entries a user may drop in
+/// maildrop — `spool::request::parse_request`, and `read` / `is_request`
+/// on the same bytes as an open file.
+///
+/// Asserts no panic; that the strict decoder accepts only the canonical
+/// text (`encode(op, target)` gives back exactly the input), a target the
+/// verb allows, and targets of the documented shapes; that `read` agrees
+/// with `parse_request` (or sees the void request), refuses files over
+/// `MAX_REQUEST`, and that `is_request` is exactly "starts with the magic".
+pub mod request {
+    use postern::spool::is_valid_id;
+    use postern::spool::request::{
+        self, Entry, MAX_REQUEST, REQUEST_MAGIC, Target, VOID_REQUEST, valid_user,
+    };
+    use std::fs::File;
+    use std::path::PathBuf;
+
+    fn scratch() -> PathBuf {
+        let base = if std::path::Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        base.join(format!("postern-fuzz-request-{}", std::process::id()))
+    }
+
+    /// Remove this process's scratch file.
+    pub fn cleanup() {
+        let _ = std::fs::remove_file(scratch());
+    }
+
+    /// Run the `request` checks on one input.
+    pub fn check(data: &[u8]) {
+        let parsed = request::parse_request(data);
+        match &parsed {
+            Ok(r) => {
+                assert!(r.op.allows(&r.target));
+                match &r.target {
+                    Target::Id(id) | Target::Storm(id) => assert!(is_valid_id(id)),
+                    Target::User(u) => assert!(valid_user(u)),
+                    Target::All | Target::Deferred => {}
+                }
+                assert_eq!(
+                    request::encode(r.op, &r.target).as_bytes(),
+                    data,
+                    "a non-canonical request was accepted"
+                );
+                assert!(data.len() as u64 <= MAX_REQUEST);
+            }
+            Err(e) => assert!(!e.is_empty()),
+        }
+        let path = scratch();
+        std::fs::write(&path, data).expect("write scratch request");
+        let file = File::open(&path).expect("open scratch request");
+        assert_eq!(request::is_request(&file), data.starts_with(REQUEST_MAGIC));
+        match request::read(&file) {
+            Ok(Entry::Void) => assert_eq!(data, VOID_REQUEST),
+            Ok(Entry::Change(r)) => {
+                assert!(data.len() as u64 <= MAX_REQUEST);
+                assert_eq!(parsed.as_ref().ok(), Some(&r));
+            }
+            Err(_) => assert!(parsed.is_err() || data.len() as u64 > MAX_REQUEST),
+        }
+    }
+}
+
+// ---- escape ----
+
+/// Fuzz target `escape`: `escape::field`, `escape::text` and
+/// `escape::bytes` (what reaches an admin's terminal or a log line).
+///
+/// Compares each with an independent reference: every input character is
+/// either kept as is or replaced by its escape (`\xNN` below U+0080,
+/// `\u{…}` above; an invalid UTF-8 byte by `\xNN`), so nothing is dropped;
+/// the escaped set is C0 but TAB (and LF for `text`/`bytes`), DEL, C1 and
+/// the Unicode bidi controls (U+061C, U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069). Asserts the output has none of those raw and that an
+/// input needing nothing comes back borrowed.
+pub mod escape {
+    use postern::escape;
+    use std::borrow::Cow;
+    use std::fmt::Write;
+
+    fn bad(c: char, keep_lf: bool) -> bool {
+        let n = c as u32;
+        (n < 0x20 && c != '\t' && !(keep_lf && c == '\n'))
+            || (0x7f..=0x9f).contains(&n)
+            || matches!(
+                n,
+                0x061c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069
+            )
+    }
+
+    fn reference(s: &str, keep_lf: bool) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            if bad(c, keep_lf) {
+                let n = c as u32;
+                if n < 0x80 {
+                    let _ = write!(out, "\\x{n:02x}");
+                } else {
+                    let _ = write!(out, "\\u{{{n:x}}}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn one(s: &str, keep_lf: bool) {
+        let got = if keep_lf {
+            escape::text(s)
+        } else {
+            escape::field(s)
+        };
+        assert!(
+            !got.chars().any(|c| bad(c, keep_lf)),
+            "raw control in {got:?}"
+        );
+        assert_eq!(got, reference(s, keep_lf), "escape of {s:?}");
+        assert_eq!(matches!(got, Cow::Borrowed(_)), got == s);
+        assert!(got.len() >= s.len());
+    }
+
+    /// Run the `escape` checks on one input.
+    pub fn check(data: &[u8]) {
+        let lossy = String::from_utf8_lossy(data);
+        one(&lossy, false);
+        one(&lossy, true);
+        let got = escape::bytes(data);
+        assert!(!got.chars().any(|c| bad(c, true)), "raw control in {got:?}");
+        let mut want = String::new();
+        for chunk in data.utf8_chunks() {
+            want.push_str(&reference(chunk.valid(), true));
+            for x in chunk.invalid() {
+                let _ = write!(want, "\\x{x:02x}");
+            }
+        }
+        assert_eq!(got, want, "escape::bytes of {data:?}");
+        if let Ok(s) = std::str::from_utf8(data) {
+            assert_eq!(got, escape::text(s));
+        }
+    }
+}

@@ -52,7 +52,7 @@ pub fn read_reply(r: &mut impl Read) -> Result<RawReply, ReadError> {
             .ok_or_else(|| ReadError::NotSmtp(shorten(&text, 80)))?;
         let sep = text.as_bytes().get(3).copied().unwrap_or(b' ');
         lines.push(text.get(4..).unwrap_or("").to_string());
-        if sep != b'-' || lines.len() > MAX_LINES {
+        if sep != b'-' || lines.len() >= MAX_LINES {
             return Ok(RawReply { code, lines });
         }
     }

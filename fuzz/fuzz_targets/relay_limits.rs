@@ -1,0 +1,9 @@
+//! Fuzz target `relay_limits`: see `checks::relay_limits` in `checks/mod.rs` (shared with
+//! tests/suite/fuzz_corpus.rs) for what it feeds and asserts.
+
+#![no_main]
+
+#[path = "checks/mod.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::relay_limits::check(data));

@@ -1,0 +1,9 @@
+//! Fuzz target `smtp_reply`: see `checks::smtp_reply` in `checks/mod.rs` (shared with
+//! tests/suite/fuzz_corpus.rs) for what it feeds and asserts.
+
+#![no_main]
+
+#[path = "checks/mod.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::smtp_reply::check(data));
