@@ -520,10 +520,10 @@ fn submit_point(
 }
 
 #[test]
+#[ignore = "needs strace with syscall fault injection under ptrace"]
 fn sigkill_at_every_syscall_of_a_submission_commits_whole_or_nothing() {
     if let Err(why) = strace_usable() {
-        support::skip_unless_ci(&why);
-        return;
+        support::unavailable(&why);
     }
     let t0 = Instant::now();
     // Reference traces: one per shape (a run that is not killed).
@@ -826,10 +826,10 @@ fn runner_point(
 }
 
 #[test]
+#[ignore = "needs strace with syscall fault injection under ptrace"]
 fn sigkill_at_every_syscall_of_a_delivery_attempt_loses_nothing() {
     if let Err(why) = strace_usable() {
-        support::skip_unless_ci(&why);
-        return;
+        support::unavailable(&why);
     }
     let t0 = Instant::now();
     let server = SmtpServer::start(ServerConfig::default());

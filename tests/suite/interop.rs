@@ -117,10 +117,10 @@ fn config(env: &TestEnv, port: u16, tls: &str, certs: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs python3 aiosmtpd (.ci/run installs it)"]
 fn aiosmtpd_starttls_and_implicit_tls_with_auth() {
     if !aiosmtpd_available() {
-        support::skip_unless_ci("python3 with aiosmtpd is not installed (pip install aiosmtpd)");
-        return;
+        support::unavailable("python3 with aiosmtpd is not installed (pip install aiosmtpd)");
     }
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("certs");

@@ -199,8 +199,7 @@ fn writer_refuses_below_the_reserve() {
         "mount",
         &["-t", "tmpfs", "-o", "size=16m", "tmpfs", path(&mnt)],
     ) {
-        support::skip_unless_ci("cannot mount a tmpfs here");
-        return;
+        support::unavailable("cannot mount a tmpfs here");
     }
     struct Umount(PathBuf);
     impl Drop for Umount {
@@ -352,13 +351,11 @@ impl Install {
         support::require_root();
         for t in ["unshare", "setpriv"] {
             if !sh(t, &["--version"]) {
-                support::skip_unless_ci(&format!("{t} (util-linux) is not installed"));
-                return None;
+                support::unavailable(&format!("{t} (util-linux) is not installed"));
             }
         }
         if !sh("unshare", &["--mount", "--propagation", "private", "true"]) {
-            support::skip_unless_ci("cannot create a mount namespace here");
-            return None;
+            support::unavailable("cannot create a mount namespace here");
         }
         // The same lock and names as tests/privilege.rs.
         let lock = std::fs::OpenOptions::new()

@@ -11,7 +11,8 @@
 //! `support::require_root()`; scripts/test.sh adds `--include-ignored` when
 //! run as root (CI is). A test that needs something the host may lack
 //! (python3 aiosmtpd or prometheus_client, a tmpfs mount, a mount
-//! namespace) calls `support::skip_unless_ci`, which fails under CI=true.
+//! namespace, strace) is `#[ignore = "needs ..."]` too and calls
+//! `support::unavailable` when it is missing: it fails, never passes unrun.
 
 mod support;
 

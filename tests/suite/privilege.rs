@@ -163,15 +163,13 @@ impl Install {
         support::require_root();
         for t in ["unshare", "setpriv"] {
             if !tool(t) {
-                support::skip_unless_ci(&format!(
+                support::unavailable(&format!(
                     "privilege tests: {t} (util-linux) is not installed"
                 ));
-                return None;
             }
         }
         if !sh("unshare", &["--mount", "--propagation", "private", "true"]) {
-            support::skip_unless_ci("privilege tests: cannot create a mount namespace here");
-            return None;
+            support::unavailable("privilege tests: cannot create a mount namespace here");
         }
         let lock = std::fs::OpenOptions::new()
             .create(true)
