@@ -511,17 +511,29 @@ pub const MAX_OWN_OPEN: usize = 200;
 /// The caller's own committed entries, opened through `dir` while the
 /// process can still search maildrop (the set-gid step of a queue listing),
 /// so that after the group is dropped `mailq` can show the caller the
-/// envelopes of their own mail waiting for pickup. An entry is kept only
-/// when it is a regular file with one link, owned by `uid` and ready;
-/// another user's entry is closed unread. At most [`MAX_OWN_OPEN`].
+/// envelopes of their own mail waiting for pickup. An entry is looked at
+/// with `fstatat` first and opened only when it is a regular file with one
+/// link, owned by `uid` and ready (and checked again once open): another
+/// user's entry is never opened. At most [`MAX_OWN_OPEN`].
 pub fn open_own_ready(dir: &File, uid: u32) -> Vec<(String, File)> {
     let Ok(listing) = dir.try_clone() else {
         return Vec::new();
+    };
+    let own = |mode: u32, nlink: u64, owner: u32| {
+        mode & libc::S_IFMT == libc::S_IFREG && nlink == 1 && owner == uid && mode & READY_BIT != 0
     };
     let mut out = Vec::new();
     for name in names(listing) {
         if out.len() >= MAX_OWN_OPEN {
             break;
+        }
+        let Ok(st) =
+            nix::sys::stat::fstatat(dir, name.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        else {
+            continue;
+        };
+        if !own(st.st_mode, st.st_nlink, st.st_uid) {
+            continue;
         }
         let Ok(fd) = openat(
             dir,
@@ -532,11 +544,9 @@ pub fn open_own_ready(dir: &File, uid: u32) -> Vec<(String, File)> {
             continue;
         };
         let file = File::from(fd);
-        let Ok(md) = file.metadata() else { continue };
-        if md.file_type().is_file()
-            && md.nlink() == 1
-            && md.uid() == uid
-            && md.mode() & READY_BIT != 0
+        if file
+            .metadata()
+            .is_ok_and(|md| own(md.mode(), md.nlink(), md.uid()))
         {
             out.push((name, file));
         }
