@@ -381,30 +381,6 @@ fn postern_check_learns_the_size_and_no_limit_lifts_it() {
 
 const NOBODY: u32 = 65534;
 
-/// Let user nobody use the test installation (as the concurrency test does).
-fn share_with_nobody(env: &TestEnv) {
-    use std::os::unix::fs::PermissionsExt;
-    let set = |p: &std::path::Path, mode: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()))
-    };
-    postern::spool::Spool::new(&env.spool)
-        .ensure_layout()
-        .expect("spool layout");
-    set(&env.root, 0o755);
-    set(&env.bindir, 0o755);
-    set(&env.config, 0o644);
-    set(&env.spool, 0o755);
-    set(&env.spool.join("maildrop"), 0o1777);
-    set(&env.spool.join("public"), 0o711);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&env.log)
-        .expect("log file");
-    set(&env.log, 0o666);
-}
-
 /// Write a ready maildrop entry by hand with this sender and recipient.
 fn forge_entry(env: &TestEnv, sender: &str, rcpt: &str) -> String {
     use postern::spool::format;
@@ -503,7 +479,7 @@ fn mailq_shows_waiting_messages_to_who_may_read_them() {
     support::require_root();
     // Another user sees the id only, even though the entry's mode would let
     // it read the file here; its own entry it sees in full.
-    share_with_nobody(&env);
+    env.open_to_nobody();
     let o = as_nobody(&env, "sendmail", &["dave@example.org"], MSG);
     ok(&o);
     let o = as_nobody(&env, "mailq", &[], b"");

@@ -18,7 +18,7 @@
 
 use crate::support;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
@@ -39,30 +39,6 @@ fn token_of(m: &Received) -> String {
         .unwrap_or_default()
 }
 
-/// Open the test installation to a second user (see the module docs).
-fn share_with_nobody(env: &TestEnv) {
-    let set = |p: &std::path::Path, mode: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()))
-    };
-    postern::spool::Spool::new(&env.spool)
-        .ensure_layout()
-        .expect("spool layout");
-    set(&env.root, 0o755);
-    set(&env.bindir, 0o755);
-    set(&env.config, 0o644);
-    set(&env.spool, 0o755);
-    set(&env.spool.join("maildrop"), 0o1777);
-    // ensure_layout looks for public/trigger
-    set(&env.spool.join("public"), 0o711);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&env.log)
-        .expect("log file");
-    set(&env.log, 0o666);
-}
-
 #[test]
 fn two_hundred_concurrent_submissions_from_several_users_each_delivered_once() {
     const N: usize = 200;
@@ -71,7 +47,7 @@ fn two_hundred_concurrent_submissions_from_several_users_each_delivered_once() {
     env.write_config(&env.relay_config(server.port(), ""));
     let two_users = is_root();
     if two_users {
-        share_with_nobody(&env);
+        env.open_to_nobody();
     } else {
         eprintln!("concurrency: not root, so all 200 submissions come from one user");
     }

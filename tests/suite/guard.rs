@@ -10,7 +10,6 @@ use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use support::smtp_server::{Action, Event, Received, ServerConfig, SmtpServer};
@@ -407,25 +406,6 @@ fn bounces_to_one_address_are_capped() {
     );
 }
 
-/// Open the (root-owned) test installation to `nobody`, as in hostile_ops.
-fn open_to_nobody(env: &TestEnv) {
-    let chmod = |p: &Path, m: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
-    };
-    chmod(&env.root, 0o755);
-    chmod(&env.config, 0o644);
-    for d in ["maildrop", "queue", "state", "tmp", "corrupt", "public"] {
-        let _ = std::fs::create_dir_all(env.spool.join(d));
-    }
-    chmod(&env.spool.join("maildrop"), 0o1777);
-    chmod(&env.spool.join("public"), 0o711);
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&env.log);
-    chmod(&env.log, 0o666);
-}
-
 #[test]
 #[ignore = "needs root: submits as nobody"]
 fn one_uid_is_held_while_another_flows() {
@@ -437,7 +417,7 @@ fn one_uid_is_held_while_another_flows() {
     );
     // Lay the spool out, then open it to nobody.
     run(&env);
-    open_to_nobody(&env);
+    env.open_to_nobody();
     for i in 0..3 {
         let mut c = env.cmd("sendmail");
         c.uid(NOBODY).gid(NOBODY);

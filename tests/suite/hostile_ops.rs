@@ -14,9 +14,7 @@
 
 use crate::support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,34 +101,6 @@ impl Drop for Daemon {
 /// `config` with `opts` added to its [queue] section.
 fn queue_opts(config: &str, opts: &str) -> String {
     config.replacen("[queue]\n", &format!("[queue]\n{opts}\n"), 1)
-}
-
-/// Open the (root-owned) test installation to `nobody` as an installed
-/// spool is open to the set-group-id binary: the config readable, the
-/// maildrop writable (sticky), the trigger FIFO writable.
-fn open_to_nobody(env: &TestEnv) {
-    let chmod = |p: &Path, m: u32| {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
-    };
-    chmod(&env.root, 0o755);
-    chmod(&env.config, 0o644);
-    // Every directory a development spool has (nobody cannot create them).
-    for d in ["maildrop", "queue", "state", "tmp", "corrupt", "public"] {
-        let _ = std::fs::create_dir_all(env.spool.join(d));
-    }
-    chmod(&env.spool.join("maildrop"), 0o1777);
-    // The trigger exists once a daemon or a queue run laid the spool out.
-    chmod(&env.spool.join("public"), 0o711);
-    let trigger = env.spool.join("public").join("trigger");
-    if trigger.exists() {
-        chmod(&trigger, 0o622);
-    }
-    // The log file: nobody's own lines land there too.
-    let _ = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&env.log);
-    chmod(&env.log, 0o666);
 }
 
 /// `argv0 args` run as `nobody`.
@@ -283,7 +253,7 @@ fn request_spam_against_a_message_in_delivery_does_not_stall_other_mail() {
     let env = TestEnv::new();
     env.write_config(&env.relay_config(server.port(), ""));
     let _d = Daemon::start(&env, &[]);
-    open_to_nobody(&env);
+    env.open_to_nobody();
     // nobody's message, deferred once (so its state says whose it is).
     let o = as_nobody(
         &env,
@@ -373,7 +343,7 @@ fn flushes_by_a_user_make_a_bounded_number_of_connections() {
     let env = TestEnv::new();
     env.write_config(&env.relay_config(server.port(), ""));
     let _d = Daemon::start(&env, &[]);
-    open_to_nobody(&env);
+    env.open_to_nobody();
     for i in 0..3 {
         submit(&env, &[&format!("r{i}@example.org")], "Subject: d\n\nx\n");
     }

@@ -191,6 +191,37 @@ impl TestEnv {
         e.into_iter().next().expect("entry")
     }
 
+    /// Open this (root-owned) installation to user `nobody` as an installed
+    /// spool is open to the set-group-id binary: the spool laid out, the
+    /// config readable, maildrop writable (sticky), the trigger FIFO
+    /// writable, the log file appendable (nobody's own lines land there).
+    pub fn open_to_nobody(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()))
+        };
+        postern::spool::Spool::new(&self.spool)
+            .ensure_layout()
+            .expect("spool layout");
+        set(&self.root, 0o755);
+        set(&self.bindir, 0o755);
+        set(&self.config, 0o644);
+        set(&self.spool, 0o755);
+        set(&self.spool.join("maildrop"), 0o1777);
+        set(&self.spool.join("public"), 0o711);
+        let trigger = self.spool.join("public").join("trigger");
+        if trigger.exists() {
+            set(&trigger, 0o622);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        set(&self.log, 0o666);
+    }
+
     /// The log file so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
