@@ -42,6 +42,7 @@ pub mod escape;
 pub mod guard;
 #[cfg(test)]
 mod layering;
+pub mod listen;
 pub mod logging;
 pub mod mailq;
 pub mod privilege;

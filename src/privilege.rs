@@ -156,6 +156,45 @@ fn ensure_std_fds() {
     }
 }
 
+/// Listening sockets passed by systemd socket activation (sd_listen_fds(3)):
+/// descriptors 3 … 3+`LISTEN_FDS`-1 when `LISTEN_PID` is this process,
+/// marked close-on-exec. The variables are removed so that no child takes
+/// the sockets too. Only `postern daemon` asks, before it starts a thread.
+pub fn systemd_sockets() -> Vec<OwnedFd> {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let n = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: the daemon calls this before it starts any thread.
+        unsafe { std::env::remove_var(k) };
+    }
+    if !pid_ok || !(1..=64).contains(&n) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for fd in 3..3 + n {
+        // SAFETY: only probing and flagging a descriptor number systemd
+        // says it passed; it is owned below only when it is open.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if nix::fcntl::fcntl(b, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            continue;
+        }
+        let _ = nix::fcntl::fcntl(
+            b,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+        // SAFETY: open (checked above), passed to this process by systemd,
+        // and owned by nothing else in it.
+        out.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    out
+}
+
 fn harden() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);

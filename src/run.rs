@@ -312,6 +312,7 @@ fn submit_stdin(sub: &mut Submitter<'_>, a: &SendmailArgs) -> Result<postern::su
         ret: a.ret.clone(),
         envid: a.envid.clone(),
         interactive: a.delivery == DeliveryMode::Interactive,
+        origin: None,
     };
     let term = if a.ignore_dots {
         Terminator::Eof
@@ -341,7 +342,9 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
     }
     let (cfg, source) = load_config(&p, a.config.clone(), false, a.verbose)?;
     match a.command {
-        Command::Daemon => daemon::daemon(cfg, source, REQUESTS),
+        Command::Daemon => {
+            daemon::daemon(cfg, source, REQUESTS, postern::privilege::systemd_sockets())
+        }
         Command::QueueRun { auto: true } => daemon::run_auto(cfg, REQUESTS).map(|_| 0),
         Command::QueueRun { auto: false } => {
             if !may_deliver(&p, &cfg) {

@@ -8,7 +8,10 @@
 //!
 //! Every error names the file and the key, and maps to exit code 78.
 
+mod listen;
 mod validate;
+
+pub use listen::{Listen, Network};
 
 use crate::error::{Error, Kind, Result};
 use serde::Deserialize;
@@ -291,6 +294,8 @@ pub struct Config {
     pub limits: Limits,
     /// Where logs go: "syslog" (default, stderr when there is no syslog) or "stderr".
     pub log: String,
+    /// The local SMTP listener (off unless configured).
+    pub listen: Listen,
 }
 
 /// The submission size limit when `max_message_size` is not set and no
@@ -405,6 +410,8 @@ struct RawConfig {
     stats: RawStats,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    listen: listen::RawListen,
 }
 
 #[derive(Debug, Default, Deserialize, Clone, Copy)]
@@ -803,6 +810,7 @@ impl Config {
         let limits = limits_from(raw.limits).map_err(|(k, w)| bad(&k, w))?;
 
         let log = validate::log(raw.log).map_err(|(k, w)| bad(&k, w))?;
+        let listen = listen::listen(raw.listen).map_err(|(k, w)| bad(&k, w))?;
 
         Ok(Config {
             path: Some(path.to_path_buf()),
@@ -821,6 +829,7 @@ impl Config {
             stats,
             limits,
             log,
+            listen,
         })
     }
 

@@ -244,22 +244,47 @@ pub fn run_auto(cfg: Config, requests: RequestHandler) -> Result<()> {
     }
 }
 
-/// `postern daemon`: check the secrets, take the run lock, clean the spool,
-/// then run the service loop (`service.rs`) until SIGTERM.
-pub fn daemon(cfg: Config, source: ConfigSource, requests: RequestHandler) -> Result<u8> {
+/// `postern daemon`: check the secrets, bind the SMTP listener's sockets
+/// (before leaving root; `inherited`: those systemd passed), take the run
+/// lock, clean the spool, start the listener, then run the service loop
+/// (`service.rs`) until SIGTERM, and stop the listener.
+pub fn daemon(
+    cfg: Config,
+    source: ConfigSource,
+    requests: RequestHandler,
+    inherited: Vec<std::os::fd::OwnedFd>,
+) -> Result<u8> {
     for r in &cfg.relays {
         crate::deliver::credentials::check_secret_file(r)?;
     }
+    let listeners = crate::listen::bind(&cfg.listen, inherited)?;
     let spool = prepare(&cfg)?;
     let lock = open_lock(&spool)?;
     service::take_run_lock(&lock, &spool)?;
     queue::clean(&spool);
     let (wake, done_w) = service::Wakeups::open(&spool)?;
+    let listening = if listeners.is_empty() {
+        None
+    } else {
+        let shared = std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(cfg.clone())));
+        Some(listeners.start(shared)?)
+    };
     service::Service::start(cfg, source, requests, wake, done_w).run();
+    if let Some(l) = listening {
+        let left = l.stop(LISTENER_GRACE);
+        if left > 0 {
+            log::warn!(
+                "{left} SMTP session(s) still open at exit: their messages were not acknowledged"
+            );
+        }
+    }
     drop(lock);
     log::info!("daemon stopped");
     Ok(0)
 }
+
+/// How long a stopping daemon lets SMTP sessions in DATA finish.
+const LISTENER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Poke a running daemon through the trigger FIFO (`byte`: W, F, f or R).
 /// Returns false when no daemon is reading it. (The trigger is part of the

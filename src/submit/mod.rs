@@ -133,6 +133,23 @@ pub struct MessageOptions {
     pub envid: Option<String>,
     /// `-odi`: the caller is told of a permanent failure (no bounce).
     pub interactive: bool,
+    /// Where the message came from when it came over the SMTP listener.
+    pub origin: Option<Origin>,
+}
+
+/// Where a message submitted over the SMTP listener came from: its
+/// Received field and log line name the client (every part already
+/// printable ASCII).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The client's HELO/EHLO argument.
+    pub helo: String,
+    /// `[192.0.2.1]:40000`, or `unix socket, uid 1000 (alice)`.
+    pub client: String,
+    /// The RFC 3848 protocol: SMTP, ESMTP, ESMTPS, ESMTPA or ESMTPSA.
+    pub protocol: String,
+    /// The authenticated user, if any.
+    pub auth: Option<String>,
 }
 
 /// A committed message.
@@ -351,8 +368,20 @@ impl<'a> Submitter<'a> {
             interactive: opts.interactive,
         };
         let size = out.commit(&env)?;
+        let client = opts
+            .origin
+            .as_ref()
+            .map(|o| {
+                let auth = o
+                    .auth
+                    .as_ref()
+                    .map(|a| format!(" auth={a}"))
+                    .unwrap_or_default();
+                format!(" client={} proto={}{auth}", o.client, o.protocol)
+            })
+            .unwrap_or_default();
         log::info!(
-            "{id}: uid={} from=<{}> size={size} nrcpt={} message-id={message_id}",
+            "{id}: uid={} from=<{}> size={size} nrcpt={} message-id={message_id}{client}",
             self.user.uid,
             opts.sender,
             recipients.len()
@@ -444,13 +473,26 @@ impl<'a> Submitter<'a> {
         let fields = &header.fields;
         let date = crate::clock::rfc5322(now);
         let mut out = Vec::with_capacity(header.bytes + 512);
-        out.extend_from_slice(
-            format!(
+        let received = match &opts.origin {
+            None => format!(
                 "Received: by {} (Postern, from userid {})\n\tid {}; {}\n",
                 self.cfg.hostname, self.user.uid, id, date
-            )
-            .as_bytes(),
-        );
+            ),
+            Some(o) => format!(
+                "Received: from {} ({}{})\n\tby {} (Postern) with {} id {}; {}\n",
+                o.helo,
+                o.client,
+                o.auth
+                    .as_ref()
+                    .map(|a| format!(", authenticated as {a}"))
+                    .unwrap_or_default(),
+                self.cfg.hostname,
+                o.protocol,
+                id,
+                date
+            ),
+        };
+        out.extend_from_slice(received.as_bytes());
         let has_reply_to = fields.iter().any(|f| f.is("Reply-To"));
         let mut reply_to: Option<String> = None;
         for f in fields.iter().filter(|f| !headers::is_dropped(f)) {

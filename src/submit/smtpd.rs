@@ -19,12 +19,21 @@
 //! is at most 512 octets with its CRLF (4.5.3.1.4), plus what the
 //! extensions advertised add to MAIL (SIZE 26, BODY 16, RET/ENVID 110,
 //! SMTPUTF8 10) and RCPT (NOTIFY/ORCPT 500); longer lines get 500.
+//!
+//! The same engine serves the daemon's SMTP listener ([`serve`] over a
+//! [`Channel`] with a [`Policy`]): STARTTLS when the channel can do TLS
+//! (commands pipelined after it are refused: the CVE-2011-0411 class), AUTH
+//! PLAIN/LOGIN when the policy has an [`Authenticator`] (only under TLS when
+//! it says so, required before MAIL when it says so), a bound on recipients
+//! and on refused commands, and 421 on an idle or total timeout. `-bs` is
+//! [`run`]: stdin/stdout, no TLS, no AUTH, no error bound.
 
 use super::input::{LineReader, Terminator};
 use super::limit::SizeLimit;
-use super::{Committed, MessageOptions, Submitter};
+use super::{Committed, MessageOptions, Origin, Submitter};
 use crate::error::{Error, Kind, Result};
 use crate::spool::maildrop;
+use base64::Engine as _;
 use std::io::{BufRead, BufReader, Read, Write};
 
 /// Longest command line read; anything longer is discarded (and refused).
@@ -43,13 +52,106 @@ fn line_limit(verb: &str) -> usize {
     }
 }
 
-struct Session<'s, 'c, W: Write> {
+/// The connection under a session: bytes both ways, and what it can do
+/// beyond bytes (TLS, being told when the session is idle).
+pub trait Channel: Read + Write {
+    /// STARTTLS may be offered: a certificate is configured and TLS is not
+    /// active yet.
+    fn tls_offered(&self) -> bool {
+        false
+    }
+    /// Become a TLS server (the 220 has been sent and flushed); the
+    /// handshake is complete when this returns Ok.
+    fn start_tls(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+    }
+    /// Told whether the session waits for a command (true) or is inside a
+    /// command or its data (false): a channel that is being shut down ends
+    /// only an idle session (its read fails with `ConnectionAborted`).
+    fn at_command(&mut self, _waiting: bool) {}
+}
+
+/// Standard input and output as a channel (`sendmail -bs`).
+pub struct Stdio<R, W> {
+    /// Where commands come from.
+    pub input: R,
+    /// Where replies go.
+    pub output: W,
+}
+
+impl<R: Read, W> Read for Stdio<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl<R, W: Write> Write for Stdio<R, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.output.flush()
+    }
+}
+
+impl<R: Read, W: Write> Channel for Stdio<R, W> {}
+
+/// Checks AUTH credentials.
+pub trait Authenticator {
+    /// True when `password` is `user`'s.
+    fn check(&self, user: &str, password: &[u8]) -> bool;
+}
+
+/// What a session allows beyond the RFC 5321 basics.
+pub struct Policy<'a> {
+    /// AUTH (PLAIN, LOGIN) is offered with this checker; None: not offered.
+    pub auth: Option<&'a dyn Authenticator>,
+    /// MAIL needs a successful AUTH first.
+    pub auth_required: bool,
+    /// AUTH is offered only once TLS is active.
+    pub auth_needs_tls: bool,
+    /// Recipients of one message.
+    pub max_recipients: usize,
+    /// Refused commands before the session is closed with 421.
+    pub max_errors: u32,
+    /// Who the client is (`[192.0.2.1]:40000`, `unix socket, uid 1000
+    /// (alice)`), for the Received field and the log; None for `-bs`
+    /// (the caller is the submitting user).
+    pub client: Option<String>,
+    /// Called after each message is committed (before its 250 is sent):
+    /// the listener wakes the daemon's pickup.
+    pub on_commit: Option<&'a dyn Fn()>,
+}
+
+impl Policy<'_> {
+    /// `sendmail -bs`: the local caller, as before: no AUTH, no TLS, the
+    /// spool's recipient bound, no error bound.
+    pub fn local() -> Policy<'static> {
+        Policy {
+            auth: None,
+            auth_required: false,
+            auth_needs_tls: false,
+            max_recipients: crate::spool::format::MAX_RCPTS,
+            max_errors: u32::MAX,
+            client: None,
+            on_commit: None,
+        }
+    }
+}
+
+struct Session<'s, 'c, 'p> {
     sub: &'s mut Submitter<'c>,
-    out: W,
-    helo: bool,
+    policy: &'p Policy<'p>,
+    /// Replies not yet written (flushed when no more input is buffered).
+    out: Vec<u8>,
+    /// The HELO/EHLO argument (printable), and whether it was EHLO.
+    helo: Option<(String, bool)>,
     mail: Option<MessageOptions>,
     committed: Vec<Committed>,
     limit: SizeLimit,
+    tls: bool,
+    authed: Option<String>,
+    errors: u32,
 }
 
 fn read_command<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
@@ -190,15 +292,43 @@ fn xtext_decode(s: &str) -> Option<String> {
     crate::spool::state::unescape_hex(s, b'+')
 }
 
-impl<W: Write> Session<'_, '_, W> {
-    fn reply(&mut self, line: &str) -> std::io::Result<()> {
-        self.out.write_all(line.as_bytes())?;
-        self.out.write_all(b"\r\n")
+impl Session<'_, '_, '_> {
+    fn reply(&mut self, line: &str) {
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn flush<C: Write>(&mut self, chan: &mut C) -> std::io::Result<()> {
+        chan.write_all(&self.out)?;
+        self.out.clear();
+        chan.flush()
+    }
+
+    /// The RFC 3848 protocol name of this session so far.
+    fn protocol(&self) -> &'static str {
+        match (
+            self.helo.as_ref().is_some_and(|h| h.1),
+            self.tls,
+            self.authed.is_some(),
+        ) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        }
     }
 
     fn mail(&mut self, arg: &str) -> String {
         if self.mail.is_some() {
             return "503 5.5.1 Error: nested MAIL command".into();
+        }
+        if self.policy.auth_required && self.authed.is_none() {
+            return if self.policy.auth_needs_tls && !self.tls {
+                "530 5.7.0 Must issue a STARTTLS command first".into()
+            } else {
+                "530 5.7.0 Authentication required".into()
+            };
         }
         if let Err(e) = self.sub.check_reserve() {
             log::warn!("{e}");
@@ -253,6 +383,12 @@ impl<W: Write> Session<'_, '_, W> {
         match self.sub.parse_sender(&path) {
             Ok(s) => {
                 opts.sender = s;
+                opts.origin = self.policy.client.as_ref().map(|client| Origin {
+                    helo: self.helo.as_ref().map(|h| h.0.clone()).unwrap_or_default(),
+                    client: client.clone(),
+                    protocol: self.protocol().to_string(),
+                    auth: self.authed.clone(),
+                });
                 self.mail = Some(opts);
                 "250 2.1.0 Ok".into()
             }
@@ -264,7 +400,12 @@ impl<W: Write> Session<'_, '_, W> {
         let Some(mail) = self.mail.as_ref() else {
             return "503 5.5.1 Error: need MAIL command".into();
         };
-        if mail.recipients.len() >= crate::spool::format::MAX_RCPTS {
+        if mail.recipients.len()
+            >= self
+                .policy
+                .max_recipients
+                .min(crate::spool::format::MAX_RCPTS)
+        {
             return "452 4.5.3 Too many recipients".into();
         }
         let (path, params) = match split_path(arg) {
@@ -322,40 +463,78 @@ impl<W: Write> Session<'_, '_, W> {
     }
 }
 
-/// Run an SMTP session over `input`/`output`. Returns the committed messages.
+/// Run an SMTP session over `input`/`output` (`sendmail -bs`). Returns
+/// the committed messages.
 pub fn run<R: Read, W: Write>(
     sub: &mut Submitter<'_>,
     input: R,
     output: W,
 ) -> Result<Vec<Committed>> {
-    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    serve(sub, Stdio { input, output }, &Policy::local())
+}
+
+/// True for the errors a read deadline gives.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+/// Run an SMTP session over `chan` under `policy`. Returns the committed
+/// messages.
+pub fn serve<C: Channel>(
+    sub: &mut Submitter<'_>,
+    chan: C,
+    policy: &Policy<'_>,
+) -> Result<Vec<Committed>> {
+    let mut reader = BufReader::with_capacity(64 * 1024, chan);
     let limit = SizeLimit::for_submission(sub.cfg);
     let mut s = Session {
         sub,
-        out: std::io::BufWriter::new(output),
-        helo: false,
+        policy,
+        out: Vec::new(),
+        helo: None,
         mail: None,
         committed: Vec::new(),
         limit,
+        tls: false,
+        authed: None,
+        errors: 0,
     };
-    let greeting = format!("220 {} ESMTP Postern", s.sub.cfg.hostname);
-    s.reply(&greeting).map_err(io_err)?;
-    s.out.flush().map_err(io_err)?;
+    let hostname = s.sub.cfg.hostname.clone();
+    s.reply(&format!("220 {hostname} ESMTP Postern"));
+    s.flush(reader.get_mut()).map_err(io_err)?;
     let mut line = Vec::new();
     loop {
-        let too_long = match read_command(&mut reader, &mut line).map_err(io_err)? {
-            None => break, // client went away
-            Some(t) => t,
+        reader.get_mut().at_command(true);
+        let read = read_command(&mut reader, &mut line);
+        reader.get_mut().at_command(false);
+        let too_long = match read {
+            Ok(None) => break, // client went away
+            Ok(Some(t)) => t,
+            Err(e) if is_timeout(&e) => {
+                s.reply(&format!("421 4.4.2 {hostname} Error: timeout exceeded"));
+                let _ = s.flush(reader.get_mut());
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => {
+                s.reply(&format!("421 4.3.2 {hostname} Service shutting down"));
+                let _ = s.flush(reader.get_mut());
+                break;
+            }
+            Err(e) => return Err(io_err(e)),
         };
         let text = String::from_utf8_lossy(&line).into_owned();
         let (verb, arg) = match text.split_once(' ') {
             Some((v, a)) => (v.to_ascii_uppercase(), a.to_string()),
             None => (text.to_ascii_uppercase(), String::new()),
         };
+        let tls_offered = !s.tls && reader.get_ref().tls_offered();
         let next = if too_long || line.len() + 2 > line_limit(&verb) {
             Next::Reply("500 5.5.2 Error: line too long".into())
         } else {
-            s.command(&verb, &arg)
+            s.command(&verb, &arg, tls_offered)
         };
         let (reply, quit) = match next {
             Next::Reply(r) => (r, false),
@@ -364,16 +543,68 @@ pub fn run<R: Read, W: Write>(
                 Some(r) => (r, false),
                 None => break, // the client went away during DATA
             },
+            Next::StartTls if !reader.buffer().is_empty() => {
+                // RFC 3207 5: STARTTLS ends a pipelined group. Anything
+                // after it in plaintext would be taken as sent under TLS.
+                log::warn!(
+                    "{}: commands pipelined after STARTTLS (command injection?); connection closed",
+                    policy.client.as_deref().unwrap_or("client")
+                );
+                (
+                    "554 5.5.1 Error: commands sent after STARTTLS are refused".into(),
+                    true,
+                )
+            }
+            Next::StartTls => {
+                s.reply("220 2.0.0 Ready to start TLS");
+                s.flush(reader.get_mut()).map_err(io_err)?;
+                if let Err(e) = reader.get_mut().start_tls() {
+                    log::warn!(
+                        "{}: TLS handshake failed: {}",
+                        policy.client.as_deref().unwrap_or("client"),
+                        crate::escape::field(&e.to_string())
+                    );
+                    break;
+                }
+                // RFC 3207 4.2: forget everything learnt before TLS.
+                s.tls = true;
+                s.helo = None;
+                s.mail = None;
+                s.authed = None;
+                continue;
+            }
+            Next::Auth => match s.auth(&mut reader, &arg) {
+                Ok(r) => (r, false),
+                Err(e) if is_timeout(&e) => {
+                    s.reply(&format!("421 4.4.2 {hostname} Error: timeout exceeded"));
+                    let _ = s.flush(reader.get_mut());
+                    break;
+                }
+                Err(e) => return Err(io_err(e)),
+            },
         };
-        s.reply(&reply).map_err(io_err)?;
+        s.reply(&reply);
+        let mut quit = quit;
+        if reply.starts_with(['4', '5']) {
+            s.errors = s.errors.saturating_add(1);
+            if s.errors >= policy.max_errors && !quit {
+                s.reply(&format!("421 4.7.0 {hostname} Error: too many errors"));
+                log::warn!(
+                    "{}: too many errors ({}); connection closed",
+                    policy.client.as_deref().unwrap_or("client"),
+                    s.errors
+                );
+                quit = true;
+            }
+        }
         if quit || reader.buffer().is_empty() {
-            s.out.flush().map_err(io_err)?;
+            s.flush(reader.get_mut()).map_err(io_err)?;
         }
         if quit {
             break;
         }
     }
-    let _ = s.out.flush();
+    let _ = s.flush(reader.get_mut());
     Ok(s.committed)
 }
 
@@ -389,28 +620,53 @@ enum Next {
     Quit(String),
     /// DATA was accepted: read the message.
     Data,
+    /// STARTTLS was accepted: start TLS unless more input is buffered.
+    StartTls,
+    /// AUTH: run the exchange.
+    Auth,
 }
 
-impl<W: Write> Session<'_, '_, W> {
+impl Session<'_, '_, '_> {
     /// The reply to one command (DATA's message is read by [`Self::data`]).
-    fn command(&mut self, verb: &str, arg: &str) -> Next {
+    fn command(&mut self, verb: &str, arg: &str, tls_offered: bool) -> Next {
         let no_arg = arg.trim().is_empty();
         let hostname = &self.sub.cfg.hostname;
         let r: String = match verb {
             "EHLO" | "HELO" if no_arg => format!("501 5.5.4 Syntax: {verb} hostname"),
             "EHLO" => {
-                self.helo = true;
+                self.helo = Some((printable_helo(arg), true));
                 self.mail = None;
+                let mut ext = String::new();
+                if tls_offered {
+                    ext.push_str("\r\n250-STARTTLS");
+                }
+                if self.auth_offered() {
+                    ext.push_str("\r\n250-AUTH PLAIN LOGIN");
+                }
                 format!(
-                    "250-{hostname}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP",
+                    "250-{hostname}\r\n250-PIPELINING\r\n250-SIZE {}{ext}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP",
                     self.limit.advertised()
                 )
             }
             "HELO" => {
-                self.helo = true;
+                self.helo = Some((printable_helo(arg), false));
                 self.mail = None;
                 format!("250 {hostname}")
             }
+            "STARTTLS" if !no_arg => "501 5.5.4 Syntax: STARTTLS".into(),
+            "STARTTLS" if self.tls => "503 5.5.1 Error: TLS already active".into(),
+            "STARTTLS" if tls_offered => return Next::StartTls,
+            "AUTH" if self.policy.auth.is_none() => {
+                "503 5.5.1 Error: authentication not enabled".into()
+            }
+            "AUTH" if !self.auth_offered() => {
+                "538 5.7.11 Encryption required for requested authentication mechanism".into()
+            }
+            "AUTH" if self.helo.is_none() => "503 5.5.1 Error: send EHLO first".into(),
+            "AUTH" if self.authed.is_some() => "503 5.5.1 Error: already authenticated".into(),
+            "AUTH" if self.mail.is_some() => "503 5.5.1 Error: MAIL transaction in progress".into(),
+            "AUTH" if no_arg => "501 5.5.4 Syntax: AUTH mechanism".into(),
+            "AUTH" => return Next::Auth,
             "DATA" | "RSET" | "QUIT" if !no_arg => format!("501 5.5.4 Syntax: {verb}"),
             "VRFY" if no_arg => "501 5.5.4 Syntax: VRFY address".into(),
             "MAIL" => match arg.get(..5) {
@@ -434,19 +690,115 @@ impl<W: Write> Session<'_, '_, W> {
             "VRFY" => "252 2.0.0 Cannot VRFY user, but will accept message".into(),
             "HELP" => "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT".into(),
             "QUIT" => return Next::Quit("221 2.0.0 Bye".into()),
-            "STARTTLS" | "AUTH" | "BDAT" => "502 5.5.1 Error: command not implemented".into(),
+            "STARTTLS" | "BDAT" => "502 5.5.1 Error: command not implemented".into(),
             "" => "500 5.5.2 Error: empty command".into(),
             _ => "500 5.5.2 Error: command not recognized".into(),
         };
         Next::Reply(r)
     }
 
+    /// AUTH is offered now (configured, and under TLS when required).
+    fn auth_offered(&self) -> bool {
+        self.policy.auth.is_some() && (self.tls || !self.policy.auth_needs_tls)
+    }
+
+    /// The AUTH exchange (RFC 4954) for PLAIN and LOGIN; `arg` is what
+    /// follows AUTH. Returns the final reply.
+    fn auth<C: Channel>(
+        &mut self,
+        reader: &mut BufReader<C>,
+        arg: &str,
+    ) -> std::io::Result<String> {
+        let Some(checker) = self.policy.auth else {
+            return Ok("503 5.5.1 Error: authentication not enabled".into());
+        };
+        let mut words = arg.split_whitespace();
+        let mech = words.next().unwrap_or("").to_ascii_uppercase();
+        let initial = words.next();
+        if words.next().is_some() {
+            return Ok("501 5.5.4 Syntax: AUTH mechanism [initial-response]".into());
+        }
+        let mut line = Vec::new();
+        let (user, password) = match mech.as_str() {
+            "PLAIN" => {
+                let resp = match initial {
+                    Some("=") => Vec::new(),
+                    Some(i) => i.as_bytes().to_vec(),
+                    None => match self.challenge(reader, "", &mut line)? {
+                        Some(r) => r,
+                        None => return Ok("501 5.7.0 Authentication aborted".into()),
+                    },
+                };
+                let Some(raw) = b64(&resp) else {
+                    return Ok("501 5.5.2 Error: cannot decode the response".into());
+                };
+                let mut parts = raw.split(|&b| b == 0);
+                let (Some(authz), Some(user), Some(pass), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Ok("501 5.5.2 Error: malformed PLAIN response".into());
+                };
+                if !authz.is_empty() && authz != user {
+                    return Ok("535 5.7.8 Error: authentication failed".into());
+                }
+                (user.to_vec(), pass.to_vec())
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(i) => i.as_bytes().to_vec(),
+                    None => match self.challenge(reader, "VXNlcm5hbWU6", &mut line)? {
+                        Some(r) => r,
+                        None => return Ok("501 5.7.0 Authentication aborted".into()),
+                    },
+                };
+                let pass = match self.challenge(reader, "UGFzc3dvcmQ6", &mut line)? {
+                    Some(r) => r,
+                    None => return Ok("501 5.7.0 Authentication aborted".into()),
+                };
+                match (b64(&user), b64(&pass)) {
+                    (Some(u), Some(p)) => (u, p),
+                    _ => return Ok("501 5.5.2 Error: cannot decode the response".into()),
+                }
+            }
+            _ => return Ok("504 5.5.4 Unrecognized authentication type".into()),
+        };
+        let user = String::from_utf8_lossy(&user).into_owned();
+        let client = self.policy.client.as_deref().unwrap_or("client");
+        if !user.is_empty() && checker.check(&user, &password) {
+            let shown = printable_helo(&user);
+            log::info!("{client}: authenticated as {shown}");
+            self.authed = Some(shown);
+            Ok("235 2.7.0 Authentication successful".into())
+        } else {
+            log::warn!(
+                "{client}: authentication failed for {}",
+                crate::escape::field(&user)
+            );
+            Ok("535 5.7.8 Error: authentication failed".into())
+        }
+    }
+
+    /// Send `334 challenge`, read the client's line; None when it cancels
+    /// (`*`) or goes away.
+    fn challenge<C: Channel>(
+        &mut self,
+        reader: &mut BufReader<C>,
+        challenge: &str,
+        line: &mut Vec<u8>,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        self.reply(&format!("334 {challenge}"));
+        self.flush(reader.get_mut())?;
+        match read_command(reader, line)? {
+            Some(false) if line.as_slice() != b"*" => Ok(Some(line.clone())),
+            _ => Ok(None),
+        }
+    }
+
     /// After DATA: 354, read and commit the message, the final reply.
     /// None when the client went away during DATA (nothing queued).
-    fn data<R: Read>(&mut self, reader: &mut BufReader<R>) -> Result<Option<String>> {
-        self.reply("354 End data with <CR><LF>.<CR><LF>")
-            .map_err(io_err)?;
-        self.out.flush().map_err(io_err)?;
+    fn data<C: Channel>(&mut self, reader: &mut BufReader<C>) -> Result<Option<String>> {
+        self.reply("354 End data with <CR><LF>.<CR><LF>");
+        self.flush(reader.get_mut()).map_err(io_err)?;
         let opts = self.mail.take().unwrap_or_default();
         let mut lr = LineReader::new(reader, Terminator::SmtpData);
         let result = self.sub.submit(&mut lr, &opts);
@@ -458,6 +810,9 @@ impl<W: Write> Session<'_, '_, W> {
             Ok(c) => {
                 let r = format!("250 2.0.0 Ok: queued as {}", c.id);
                 self.committed.push(c);
+                if let Some(f) = self.policy.on_commit {
+                    f();
+                }
                 Some(r)
             }
             Err(_) if truncated || !drained => {
@@ -467,6 +822,22 @@ impl<W: Write> Session<'_, '_, W> {
             Err(e) => Some(data_refusal(&e)),
         })
     }
+}
+
+/// Decode a base64 response (RFC 4954: standard alphabet, padded).
+fn b64(s: &[u8]) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+/// A client-given name (HELO argument, AUTH user) as it may appear in a
+/// header field or the log: printable ASCII without spaces, at most 64
+/// characters; anything else becomes `?`.
+fn printable_helo(s: &str) -> String {
+    s.trim()
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
 }
 
 /// Read the rest of a DATA section; false when the input failed.

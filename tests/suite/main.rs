@@ -33,6 +33,7 @@ mod fuzz_corpus;
 mod guard;
 mod hostile_ops;
 mod interop;
+mod listener;
 mod maildrop_hostile;
 mod operability;
 mod privilege;

@@ -493,9 +493,12 @@ fn pathological_inputs_are_fast() {
         let start = std::time::Instant::now();
         let result = parse_address_list(input);
         let elapsed = start.elapsed();
-        // Generous for unoptimised test builds; release is far faster.
+        // Not a speed test (that is the benchmark's job): a bound that only
+        // super-linear work could reach. Linear parsing of 1 MiB takes
+        // milliseconds in release and about a second in a debug build on a
+        // loaded machine; quadratic work on 1 MiB would take hours.
         assert!(
-            elapsed < std::time::Duration::from_secs(3),
+            elapsed < std::time::Duration::from_secs(60),
             "{:?}... took {elapsed:?}",
             String::from_utf8_lossy(input.get(..20).unwrap_or_default())
         );

@@ -451,3 +451,12 @@ pub fn start_on_port(cfg: smtp_server::ServerConfig, port: u16) -> smtp_server::
         }
     }
 }
+
+/// A free port on 127.0.0.1 for a server the test starts (bound once to
+/// find it, then freed: the kernel does not hand it out again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
