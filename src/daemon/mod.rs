@@ -266,8 +266,7 @@ pub fn daemon(
     let listening = if listeners.is_empty() {
         None
     } else {
-        let shared = std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(cfg.clone())));
-        Some(listeners.start(shared)?)
+        Some(listeners.start(cfg.clone(), source.clone())?)
     };
     service::Service::start(cfg, source, requests, wake, done_w).run();
     if let Some(l) = listening {

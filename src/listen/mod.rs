@@ -19,7 +19,7 @@ mod channel;
 mod tls;
 mod users;
 
-use crate::config::{Config, Listen};
+use crate::config::{Config, ConfigSource, Listen};
 use crate::error::{Error, Kind, Result};
 use crate::spool::Spool;
 use crate::submit::smtpd::{self, Policy};
@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 pub use users::Users;
 
-/// The configuration the sessions use; the daemon replaces it on reload.
-pub type SharedConfig = Arc<RwLock<Arc<Config>>>;
+/// The configuration the sessions use; replaced on SIGHUP.
+type SharedConfig = Arc<RwLock<Arc<Config>>>;
 
 /// One listening socket.
 enum Socket {
@@ -198,16 +198,17 @@ impl Listeners {
         self.sockets.is_empty()
     }
 
-    /// Serve the sockets with the configuration in `cfg` (read at each new
-    /// session). Loads the users file and the certificate now: a broken one
-    /// stops the daemon from starting with a configuration error.
-    pub fn start(self, cfg: SharedConfig) -> Result<Running> {
-        let snapshot = cfg.read().map(|c| c.clone()).map_err(|_| {
-            Error::new(
-                Kind::Software,
-                "the listener's configuration lock is poisoned",
-            )
-        })?;
+    /// Serve the sockets with `cfg`, reloaded from `source` on SIGHUP like
+    /// the rest of the daemon (new sessions use the new file; the addresses,
+    /// the socket, the users file and the certificate are taken at start).
+    /// Loads the users file and the certificate now: a broken one stops the
+    /// daemon from starting with a configuration error.
+    pub fn start(self, cfg: Config, source: ConfigSource) -> Result<Running> {
+        let snapshot = Arc::new(cfg);
+        let hup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+            .map_err(|e| Error::io(Kind::OsErr, "SIGHUP handler", &e))?;
+        let cfg: SharedConfig = Arc::new(RwLock::new(snapshot.clone()));
         let l = &snapshot.listen;
         let users = match &l.users_file {
             Some(p) => Some(Arc::new(Users::load(p)?)),
@@ -227,6 +228,8 @@ impl Listeners {
         })?;
         let shared = Arc::new(Shared {
             cfg,
+            source,
+            hup,
             users,
             tls,
             stop: Arc::new(AtomicBool::new(false)),
@@ -264,6 +267,9 @@ enum ClientKey {
 /// What every session shares.
 struct Shared {
     cfg: SharedConfig,
+    source: ConfigSource,
+    /// SIGHUP seen: reload before the next session.
+    hup: Arc<AtomicBool>,
     users: Option<Arc<Users>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<AtomicBool>,
@@ -275,6 +281,26 @@ struct Shared {
 }
 
 impl Shared {
+    /// After SIGHUP: the new file for new sessions (a broken file keeps
+    /// the old one; the daemon's loop logs why).
+    fn reload_if_asked(&self) {
+        if !self.hup.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(new) = Config::load(&self.source) else {
+            return;
+        };
+        let old = self.config();
+        if new.listen != old.listen {
+            log::warn!(
+                "listen: the [listen] section changed; its addresses, socket, users and certificate take effect at the next start"
+            );
+        }
+        if let Ok(mut c) = self.cfg.write() {
+            *c = Arc::new(new);
+        }
+    }
+
     fn config(&self) -> Arc<Config> {
         match self.cfg.read() {
             Ok(c) => c.clone(),
@@ -373,6 +399,7 @@ fn accept_loop(sockets: Vec<Socket>, shared: Arc<Shared>) {
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        shared.reload_if_asked();
         for (s, _) in sockets.iter().zip(ready).filter(|(_, r)| *r) {
             accept_one(s, &shared);
         }

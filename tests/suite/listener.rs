@@ -668,3 +668,37 @@ fn public_address_requires_networks_tls_and_auth() {
     );
     assert_eq!(queued[0].rcpts(), vec!["net@example.org"]);
 }
+
+/// SIGHUP reloads the file for new sessions too (here: max_recipients).
+#[test]
+fn sighup_applies_to_new_sessions() {
+    let relay = SmtpServer::start(ServerConfig::default());
+    let s = setup(relay.port(), "max_recipients = 1\n");
+    let d = start(&s.env, s.port);
+    let (mut c, _) = Client::connect(s.port);
+    assert!(c.cmd("EHLO a.example").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<1@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<2@example.org>").starts_with("452"));
+    s.env.write_config(&config(
+        &s.env,
+        relay.port(),
+        s.port,
+        "max_recipients = 3\n",
+    ));
+    nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGHUP).expect("hup");
+    assert!(
+        s.env.wait_log(10, |l| l.contains("configuration reloaded")),
+        "{}",
+        s.env.log()
+    );
+    let (mut c, _) = Client::connect(s.port);
+    assert!(c.cmd("EHLO a.example").starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<1@example.org>").starts_with("250"));
+    let r = c.cmd("RCPT TO:<2@example.org>");
+    assert!(
+        r.starts_with("250"),
+        "the new max_recipients is not used: {r}"
+    );
+}
