@@ -591,6 +591,59 @@ fn names(cfg: &Config, out: &mut impl Write) {
     }
 }
 
+/// With per-sender relays: which relays each `senders` pattern maps to,
+/// who gets the relays without `senders`, and where bounces go (`sendmail
+/// -bv -f SENDER ADDRESS` answers for one sender).
+fn routing(cfg: &Config, out: &mut impl Write) {
+    use crate::deliver::sender_relays;
+    if !sender_relays::per_sender(&cfg.relays) {
+        return;
+    }
+    let name = |i: usize| format!("relay {} ({})", i + 1, cfg.relays[i].label());
+    let names = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| name(i))
+            .collect::<Vec<_>>()
+            .join(", then ")
+    };
+    let _ = writeln!(out, "relays by envelope sender (senders):");
+    let mut seen: Vec<&str> = Vec::new();
+    for r in &cfg.relays {
+        for p in &r.senders {
+            if seen.contains(&p.as_str()) {
+                continue;
+            }
+            seen.push(p);
+            let idx: Vec<usize> = (0..cfg.relays.len())
+                .filter(|&i| cfg.relays[i].senders.contains(p))
+                .collect();
+            let _ = writeln!(out, "  {:<28} {}", crate::escape::text(p), names(&idx));
+        }
+    }
+    let default = sender_relays::default_group(&cfg.relays);
+    if default.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<28} none: their mail stays queued (deferred: no relay serves the sender); add a [[relay]] without senders to serve them",
+            "every other sender"
+        );
+    } else {
+        let _ = writeln!(out, "  {:<28} {}", "every other sender", names(&default));
+    }
+    if !seen.contains(&"<>") {
+        let _ = writeln!(
+            out,
+            "  {:<28} the relays of the original sender's pattern, else {}",
+            "bounces (null sender <>)",
+            if default.is_empty() {
+                "none (deferred)".to_string()
+            } else {
+                names(&default)
+            }
+        );
+    }
+}
+
 /// `postern check`: print the report; 0 when every relay is usable.
 pub fn command(cfg: &Config) -> Result<u8> {
     let stdout = io::stdout();
@@ -610,9 +663,14 @@ pub fn command(cfg: &Config) -> Result<u8> {
     let n = cfg.relays.len();
     let mut bad = 0;
     for (idx, relay) in cfg.relays.iter().enumerate() {
+        let senders = if relay.senders.is_empty() {
+            String::new()
+        } else {
+            format!(", senders {}", relay.senders.join(" "))
+        };
         let _ = writeln!(
             out,
-            "relay {} of {n}: {} (tls = {}, {})",
+            "relay {} of {n}: {} (tls = {}, {}{})",
             idx + 1,
             relay.label(),
             match relay.tls {
@@ -623,7 +681,8 @@ pub fn command(cfg: &Config) -> Result<u8> {
             match &relay.username {
                 Some(u) => format!("user {u}"),
                 None => "no AUTH".into(),
-            }
+            },
+            crate::escape::text(&senders)
         );
         let mut r = Report {
             out: &mut out,
@@ -641,6 +700,7 @@ pub fn command(cfg: &Config) -> Result<u8> {
             bad += 1;
         }
     }
+    routing(cfg, &mut out);
     let _ = if bad == 0 {
         writeln!(
             out,
@@ -677,6 +737,10 @@ mod tests {
             client_cert: None,
             client_key: None,
             rate_limit: 0,
+            senders: vec![],
+            tls_pins: vec![],
+            tls_verify: true,
+            port_auto: false,
         }
     }
 

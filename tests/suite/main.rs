@@ -37,6 +37,7 @@ mod maildrop_hostile;
 mod operability;
 mod privilege;
 mod security_round2;
+mod sender_relays;
 mod setup;
 mod smtp_server_selftest;
 mod starttls_injection;

@@ -641,6 +641,10 @@ mod tests {
             client_cert: None,
             client_key: None,
             rate_limit: 0,
+            senders: vec![],
+            tls_pins: vec![],
+            tls_verify: true,
+            port_auto: false,
         };
         let tls = tls_parameters(&relay).unwrap();
         match c.starttls(&tls) {
