@@ -7,7 +7,9 @@
 //! handshake so the report can name the protocol version, the cipher suite
 //! and the certificate verdict (verified against the system roots plus
 //! `ca_file`, or the precise failure: unknown issuer, expired, not yet
-//! valid, wrong name); the second EHLO's SIZE and AUTH offer; QUIT. The
+//! valid, wrong name) and the relay's pin (`sha256//…` of its key, for
+//! `tls_pin`; a key that matches no pin is reported with the key seen); the
+//! second EHLO's SIZE and AUTH offer; QUIT. The
 //! probe talks over the delivery code's connection (`deliver::smtp::conn`:
 //! the same TLS configuration, the same STARTTLS rule — a byte after the
 //! `220` is reported as possible response injection and fails the relay)
@@ -112,6 +114,14 @@ fn size_text(n: u64) -> String {
 /// what failed.
 fn explain_tls(e: &io::Error, host: &str, anchors: &str) -> (bool, String) {
     use rustls::CertificateError as C;
+    if let Some(p) = conn::pin_mismatch(e) {
+        return (
+            true,
+            format!(
+                "{p} (a new key at the relay? check it, then update tls_pin; list the old and new pins while it rolls over)"
+            ),
+        );
+    }
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::InvalidCertificate(c)) => {
@@ -328,18 +338,41 @@ impl Probe<'_, '_> {
         }
     }
 
-    /// A handshake that worked, reported as `how`.
+    /// A handshake that worked, reported as `how`; then the relay's pin.
     fn tls_ok(&mut self, info: &TlsInfo, tls: &TlsSetup, how: &str) {
         self.r.step(
             "tls",
             Some(true),
             &format!("{}, {} ({how})", info.version, info.cipher),
         );
-        self.r.step(
-            "certificate",
-            Some(true),
-            &format!("verified for {} against {}", self.host, tls.anchors),
-        );
+        let cert = if self.relay.tls_verify {
+            format!("verified for {} against {}", self.host, tls.anchors)
+        } else {
+            "not verified against an authority (tls_verify = false): pin-only".to_string()
+        };
+        self.r.step("certificate", Some(true), &cert);
+        self.pin(tls, true);
+    }
+
+    /// The pin of the key the relay presented (`tls_pin` syntax), and
+    /// whether it is one of the configured pins.
+    fn pin(&mut self, tls: &TlsSetup, accepted: bool) {
+        let Some(pin) = tls.last_pin() else {
+            return;
+        };
+        let note = if self.relay.tls_pins.is_empty() {
+            "(not pinned; tls_pin = [\"PIN\"] pins it)"
+        } else if accepted {
+            "(matches tls_pin)"
+        } else {
+            "(seen; not accepted)"
+        };
+        let verdict = if accepted && !self.relay.tls_pins.is_empty() {
+            Some(true)
+        } else {
+            None
+        };
+        self.r.step("pin", verdict, &format!("{pin} {note}"));
     }
 
     /// Why TLS could not start: the certificate verdict, the handshake
@@ -354,6 +387,9 @@ impl Probe<'_, '_> {
                 }
                 let name = if cert { "certificate" } else { "tls" };
                 self.r.step(name, Some(false), &why);
+                if cert {
+                    self.pin(tls, false);
+                }
             }
             conn::Error::Injection(_) => {
                 let why = format!(

@@ -45,3 +45,4 @@ mod submit_errors;
 mod submit_flags;
 mod submit_input;
 mod submit_smtp;
+mod tls_pinning;
