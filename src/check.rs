@@ -627,6 +627,117 @@ fn names(cfg: &Config, out: &mut impl Write) {
     }
 }
 
+/// What a provider offers instead of SMTP when every SMTP port is blocked,
+/// by the relay's host name.
+fn https_alternative(host: &str) -> Option<&'static str> {
+    let h = host.to_ascii_lowercase();
+    let h = h.trim_end_matches('.');
+    let is = |suffix: &str| h == suffix || h.ends_with(&format!(".{suffix}"));
+    Some(if is("mailgun.org") {
+        "Mailgun offers its HTTPS API (POST /v3/DOMAIN/messages.mime, kind = \"mailgun\")"
+    } else if is("amazonaws.com") && h.contains("email") {
+        "Amazon SES offers its HTTPS API (SES v2 SendEmail with raw content, kind = \"ses\")"
+    } else if is("office365.com") || is("outlook.com") {
+        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (kind = \"graph\")"
+    } else if is("sendgrid.net") {
+        "SendGrid offers its HTTPS Web API v3 (mail/send)"
+    } else if is("postmarkapp.com") {
+        "Postmark offers its HTTPS API (/email)"
+    } else if is("gmail.com") || is("googlemail.com") {
+        "Google offers the Gmail API over HTTPS (users.messages.send)"
+    } else {
+        return None;
+    })
+}
+
+/// `port = "auto"`: try 587, 465 and 2525 as delivery does, telling a
+/// refused port (the host answers, nothing listens) from a blocked one
+/// (no answer at all: a firewall drops the connection), and say which one
+/// delivery remembers. The relay on the first open port (the remembered
+/// one when it is open), or None when none is.
+fn auto_ports(cfg: &Config, relay: &Relay, r: &mut Report) -> Option<Relay> {
+    use crate::deliver::smtp::{AUTO_CONNECT_TIMEOUT, AUTO_PORTS, auto_order, relay_on};
+    let spool = crate::spool::Spool::new(&cfg.spool_dir);
+    let remembered = crate::spool::relay_ports::read(&spool).get(&relay.host);
+    let timeout = cfg.smtp.connect_timeout.min(AUTO_CONNECT_TIMEOUT);
+    let addrs = match session::resolve(&relay_on(relay, 587)) {
+        Ok(a) => a,
+        Err(e) => {
+            r.step("dns", Some(false), &e.to_string());
+            return None;
+        }
+    };
+    let (mut open, mut blocked, mut refused) = (Vec::new(), 0, 0);
+    for &(port, tls) in &AUTO_PORTS {
+        let how = if tls == TlsMode::Tls {
+            "TLS"
+        } else {
+            "STARTTLS"
+        };
+        let mut verdict = String::new();
+        for a in &addrs {
+            let addr = SocketAddr::new(a.ip(), port);
+            let start = Instant::now();
+            verdict = match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(_) => {
+                    open.push(port);
+                    format!("open ({how}; {addr} in {} ms)", start.elapsed().as_millis())
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::ConnectionRefused => {
+                        format!("refused ({addr}: the host answers, nothing listens on {port})")
+                    }
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+                        "blocked ({addr}: no answer within {}s: a firewall drops it)",
+                        timeout.as_secs_f64()
+                    ),
+                    _ => format!("{addr}: {}", crate::error::describe_io(&e)),
+                },
+            };
+            if open.last() == Some(&port) {
+                break;
+            }
+        }
+        if open.last() != Some(&port) {
+            if verdict.starts_with("blocked") {
+                blocked += 1;
+            } else if verdict.starts_with("refused") {
+                refused += 1;
+            }
+        }
+        let mark = if remembered == Some(port) {
+            " (remembered: delivery tries it first)"
+        } else {
+            ""
+        };
+        r.step(&format!("port {port}"), None, &format!("{verdict}{mark}"));
+    }
+    let Some(&port) = auto_order(remembered).iter().find(|p| open.contains(p)) else {
+        let why = if blocked == AUTO_PORTS.len() {
+            let alt = match https_alternative(&relay.host) {
+                Some(a) => format!(
+                    "; {a}, but Postern has no HTTPS transport yet (issue 13 §3): ask the hosting provider to open outgoing SMTP, or relay through a host that can"
+                ),
+                None => "; ask the hosting provider to open outgoing SMTP (many clouds block it on new accounts), or relay through a host that can".to_string(),
+            };
+            format!(
+                "every SMTP port is blocked (587, 465, 2525 time out): this network drops outgoing SMTP{alt}"
+            )
+        } else if refused == AUTO_PORTS.len() {
+            format!(
+                "every SMTP port is refused: {} answers but runs no mail submission service (check the host name)",
+                relay.host
+            )
+        } else {
+            "no SMTP port is open (587, 465, 2525)".to_string()
+        };
+        r.step("ports", Some(false), &why);
+        return None;
+    };
+    r.step("ports", Some(true), &format!("using port {port}"));
+    Some(relay_on(relay, port))
+}
+
 /// With per-sender relays: which relays each `senders` pattern maps to,
 /// who gets the relays without `senders`, and where bounces go (`sendmail
 /// -bv -f SENDER ADDRESS` answers for one sender).
@@ -710,6 +821,7 @@ pub fn command(cfg: &Config) -> Result<u8> {
             idx + 1,
             relay.label(),
             match relay.tls {
+                _ if relay.port_auto => "per port",
                 TlsMode::Starttls => "starttls",
                 TlsMode::Tls => "tls",
                 TlsMode::None => "none",
@@ -724,7 +836,13 @@ pub fn command(cfg: &Config) -> Result<u8> {
             out: &mut out,
             usable: true,
         };
-        probe(cfg, idx, relay, &mut r);
+        if relay.port_auto {
+            if let Some(chosen) = auto_ports(cfg, relay, &mut r) {
+                probe(cfg, idx, &chosen, &mut r);
+            }
+        } else {
+            probe(cfg, idx, relay, &mut r);
+        }
         let usable = r.usable;
         let _ = writeln!(
             out,

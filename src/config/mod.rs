@@ -137,8 +137,11 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// `host:port` for messages.
+    /// `host:port` for messages (`host:auto` for `port = "auto"`).
     pub fn label(&self) -> String {
+        if self.port_auto {
+            return format!("{}:auto", self.host);
+        }
         format!("{}:{}", self.host, self.port)
     }
 }
