@@ -7,7 +7,9 @@
 //! handshake so the report can name the protocol version, the cipher suite
 //! and the certificate verdict (verified against the system roots plus
 //! `ca_file`, or the precise failure: unknown issuer, expired, not yet
-//! valid, wrong name); the second EHLO's SIZE and AUTH offer; QUIT. The
+//! valid, wrong name) and the relay's pin (`sha256//…` of its key, for
+//! `tls_pin`; a key that matches no pin is reported with the key seen); the
+//! second EHLO's SIZE and AUTH offer; QUIT. The
 //! probe talks over the delivery code's connection (`deliver::smtp::conn`:
 //! the same TLS configuration, the same STARTTLS rule — a byte after the
 //! `220` is reported as possible response injection and fails the relay)
@@ -112,6 +114,14 @@ fn size_text(n: u64) -> String {
 /// what failed.
 fn explain_tls(e: &io::Error, host: &str, anchors: &str) -> (bool, String) {
     use rustls::CertificateError as C;
+    if let Some(p) = conn::pin_mismatch(e) {
+        return (
+            true,
+            format!(
+                "{p} (a new key at the relay? check it, then update tls_pin; list the old and new pins while it rolls over)"
+            ),
+        );
+    }
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::InvalidCertificate(c)) => {
@@ -328,18 +338,41 @@ impl Probe<'_, '_> {
         }
     }
 
-    /// A handshake that worked, reported as `how`.
+    /// A handshake that worked, reported as `how`; then the relay's pin.
     fn tls_ok(&mut self, info: &TlsInfo, tls: &TlsSetup, how: &str) {
         self.r.step(
             "tls",
             Some(true),
             &format!("{}, {} ({how})", info.version, info.cipher),
         );
-        self.r.step(
-            "certificate",
-            Some(true),
-            &format!("verified for {} against {}", self.host, tls.anchors),
-        );
+        let cert = if self.relay.tls_verify {
+            format!("verified for {} against {}", self.host, tls.anchors)
+        } else {
+            "not verified against an authority (tls_verify = false): pin-only".to_string()
+        };
+        self.r.step("certificate", Some(true), &cert);
+        self.pin(tls, true);
+    }
+
+    /// The pin of the key the relay presented (`tls_pin` syntax), and
+    /// whether it is one of the configured pins.
+    fn pin(&mut self, tls: &TlsSetup, accepted: bool) {
+        let Some(pin) = tls.last_pin() else {
+            return;
+        };
+        let note = if self.relay.tls_pins.is_empty() {
+            "(not pinned; tls_pin = [\"PIN\"] pins it)"
+        } else if accepted {
+            "(matches tls_pin)"
+        } else {
+            "(seen; not accepted)"
+        };
+        let verdict = if accepted && !self.relay.tls_pins.is_empty() {
+            Some(true)
+        } else {
+            None
+        };
+        self.r.step("pin", verdict, &format!("{pin} {note}"));
     }
 
     /// Why TLS could not start: the certificate verdict, the handshake
@@ -354,6 +387,9 @@ impl Probe<'_, '_> {
                 }
                 let name = if cert { "certificate" } else { "tls" };
                 self.r.step(name, Some(false), &why);
+                if cert {
+                    self.pin(tls, false);
+                }
             }
             conn::Error::Injection(_) => {
                 let why = format!(
@@ -591,6 +627,170 @@ fn names(cfg: &Config, out: &mut impl Write) {
     }
 }
 
+/// What a provider offers instead of SMTP when every SMTP port is blocked,
+/// by the relay's host name.
+fn https_alternative(host: &str) -> Option<&'static str> {
+    let h = host.to_ascii_lowercase();
+    let h = h.trim_end_matches('.');
+    let is = |suffix: &str| h == suffix || h.ends_with(&format!(".{suffix}"));
+    Some(if is("mailgun.org") {
+        "Mailgun offers its HTTPS API (POST /v3/DOMAIN/messages.mime, kind = \"mailgun\")"
+    } else if is("amazonaws.com") && h.contains("email") {
+        "Amazon SES offers its HTTPS API (SES v2 SendEmail with raw content, kind = \"ses\")"
+    } else if is("office365.com") || is("outlook.com") {
+        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (kind = \"graph\")"
+    } else if is("sendgrid.net") {
+        "SendGrid offers its HTTPS Web API v3 (mail/send)"
+    } else if is("postmarkapp.com") {
+        "Postmark offers its HTTPS API (/email)"
+    } else if is("gmail.com") || is("googlemail.com") {
+        "Google offers the Gmail API over HTTPS (users.messages.send)"
+    } else {
+        return None;
+    })
+}
+
+/// `port = "auto"`: try 587, 465 and 2525 as delivery does, telling a
+/// refused port (the host answers, nothing listens) from a blocked one
+/// (no answer at all: a firewall drops the connection), and say which one
+/// delivery remembers. The relay on the first open port (the remembered
+/// one when it is open), or None when none is.
+fn auto_ports(cfg: &Config, relay: &Relay, r: &mut Report) -> Option<Relay> {
+    use crate::deliver::smtp::{AUTO_CONNECT_TIMEOUT, AUTO_PORTS, auto_order, relay_on};
+    let spool = crate::spool::Spool::new(&cfg.spool_dir);
+    let remembered = crate::spool::relay_ports::read(&spool).get(&relay.host);
+    let timeout = cfg.smtp.connect_timeout.min(AUTO_CONNECT_TIMEOUT);
+    let addrs = match session::resolve(&relay_on(relay, 587)) {
+        Ok(a) => a,
+        Err(e) => {
+            r.step("dns", Some(false), &e.to_string());
+            return None;
+        }
+    };
+    let (mut open, mut blocked, mut refused) = (Vec::new(), 0, 0);
+    for &(port, tls) in &AUTO_PORTS {
+        let how = if tls == TlsMode::Tls {
+            "TLS"
+        } else {
+            "STARTTLS"
+        };
+        let mut verdict = String::new();
+        for a in &addrs {
+            let addr = SocketAddr::new(a.ip(), port);
+            let start = Instant::now();
+            verdict = match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(_) => {
+                    open.push(port);
+                    format!("open ({how}; {addr} in {} ms)", start.elapsed().as_millis())
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::ConnectionRefused => {
+                        format!("refused ({addr}: the host answers, nothing listens on {port})")
+                    }
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+                        "blocked ({addr}: no answer within {}s: a firewall drops it)",
+                        timeout.as_secs_f64()
+                    ),
+                    _ => format!("{addr}: {}", crate::error::describe_io(&e)),
+                },
+            };
+            if open.last() == Some(&port) {
+                break;
+            }
+        }
+        if open.last() != Some(&port) {
+            if verdict.starts_with("blocked") {
+                blocked += 1;
+            } else if verdict.starts_with("refused") {
+                refused += 1;
+            }
+        }
+        let mark = if remembered == Some(port) {
+            " (remembered: delivery tries it first)"
+        } else {
+            ""
+        };
+        r.step(&format!("port {port}"), None, &format!("{verdict}{mark}"));
+    }
+    let Some(&port) = auto_order(remembered).iter().find(|p| open.contains(p)) else {
+        let why = if blocked == AUTO_PORTS.len() {
+            let alt = match https_alternative(&relay.host) {
+                Some(a) => format!(
+                    "; {a}, but Postern has no HTTPS transport yet (issue 13 §3): ask the hosting provider to open outgoing SMTP, or relay through a host that can"
+                ),
+                None => "; ask the hosting provider to open outgoing SMTP (many clouds block it on new accounts), or relay through a host that can".to_string(),
+            };
+            format!(
+                "every SMTP port is blocked (587, 465, 2525 time out): this network drops outgoing SMTP{alt}"
+            )
+        } else if refused == AUTO_PORTS.len() {
+            format!(
+                "every SMTP port is refused: {} answers but runs no mail submission service (check the host name)",
+                relay.host
+            )
+        } else {
+            "no SMTP port is open (587, 465, 2525)".to_string()
+        };
+        r.step("ports", Some(false), &why);
+        return None;
+    };
+    r.step("ports", Some(true), &format!("using port {port}"));
+    Some(relay_on(relay, port))
+}
+
+/// With per-sender relays: which relays each `senders` pattern maps to,
+/// who gets the relays without `senders`, and where bounces go (`sendmail
+/// -bv -f SENDER ADDRESS` answers for one sender).
+fn routing(cfg: &Config, out: &mut impl Write) {
+    use crate::deliver::sender_relays;
+    if !sender_relays::per_sender(&cfg.relays) {
+        return;
+    }
+    let name = |i: usize| format!("relay {} ({})", i + 1, cfg.relays[i].label());
+    let names = |idx: &[usize]| {
+        idx.iter()
+            .map(|&i| name(i))
+            .collect::<Vec<_>>()
+            .join(", then ")
+    };
+    let _ = writeln!(out, "relays by envelope sender (senders):");
+    let mut seen: Vec<&str> = Vec::new();
+    for r in &cfg.relays {
+        for p in &r.senders {
+            if seen.contains(&p.as_str()) {
+                continue;
+            }
+            seen.push(p);
+            let idx: Vec<usize> = (0..cfg.relays.len())
+                .filter(|&i| cfg.relays[i].senders.contains(p))
+                .collect();
+            let _ = writeln!(out, "  {:<28} {}", crate::escape::text(p), names(&idx));
+        }
+    }
+    let default = sender_relays::default_group(&cfg.relays);
+    if default.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<28} none: their mail stays queued (deferred: no relay serves the sender); add a [[relay]] without senders to serve them",
+            "every other sender"
+        );
+    } else {
+        let _ = writeln!(out, "  {:<28} {}", "every other sender", names(&default));
+    }
+    if !seen.contains(&"<>") {
+        let _ = writeln!(
+            out,
+            "  {:<28} the relays of the original sender's pattern, else {}",
+            "bounces (null sender <>)",
+            if default.is_empty() {
+                "none (deferred)".to_string()
+            } else {
+                names(&default)
+            }
+        );
+    }
+}
+
 /// `postern check`: print the report; 0 when every relay is usable.
 pub fn command(cfg: &Config) -> Result<u8> {
     let stdout = io::stdout();
@@ -610,12 +810,18 @@ pub fn command(cfg: &Config) -> Result<u8> {
     let n = cfg.relays.len();
     let mut bad = 0;
     for (idx, relay) in cfg.relays.iter().enumerate() {
+        let senders = if relay.senders.is_empty() {
+            String::new()
+        } else {
+            format!(", senders {}", relay.senders.join(" "))
+        };
         let _ = writeln!(
             out,
-            "relay {} of {n}: {} (tls = {}, {})",
+            "relay {} of {n}: {} (tls = {}, {}{})",
             idx + 1,
             relay.label(),
             match relay.tls {
+                _ if relay.port_auto => "per port",
                 TlsMode::Starttls => "starttls",
                 TlsMode::Tls => "tls",
                 TlsMode::None => "none",
@@ -623,13 +829,20 @@ pub fn command(cfg: &Config) -> Result<u8> {
             match &relay.username {
                 Some(u) => format!("user {u}"),
                 None => "no AUTH".into(),
-            }
+            },
+            crate::escape::text(&senders)
         );
         let mut r = Report {
             out: &mut out,
             usable: true,
         };
-        probe(cfg, idx, relay, &mut r);
+        if relay.port_auto {
+            if let Some(chosen) = auto_ports(cfg, relay, &mut r) {
+                probe(cfg, idx, &chosen, &mut r);
+            }
+        } else {
+            probe(cfg, idx, relay, &mut r);
+        }
         let usable = r.usable;
         let _ = writeln!(
             out,
@@ -641,6 +854,7 @@ pub fn command(cfg: &Config) -> Result<u8> {
             bad += 1;
         }
     }
+    routing(cfg, &mut out);
     let _ = if bad == 0 {
         writeln!(
             out,
@@ -677,6 +891,10 @@ mod tests {
             client_cert: None,
             client_key: None,
             rate_limit: 0,
+            senders: vec![],
+            tls_pins: vec![],
+            tls_verify: true,
+            port_auto: false,
         }
     }
 

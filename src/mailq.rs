@@ -364,6 +364,20 @@ pub struct QueueDetail<'a> {
     pub headers: Option<&'a str>,
     /// The body (`--body`).
     pub body: Option<&'a str>,
+    /// `queue show` with per-sender relays: the relays serving the
+    /// message's sender, in order, and why (None: no `senders` configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relays: Option<RelaysJson>,
+}
+
+/// The relays a message's sender maps to (per-sender relays).
+#[derive(Debug, Clone, Serialize)]
+pub struct RelaysJson {
+    /// `host:port` of each relay, in order of preference (empty: none
+    /// serves the sender; the message stays deferred).
+    pub hosts: Vec<String>,
+    /// Why: the pattern that matched, or the default relays.
+    pub reason: String,
 }
 
 impl<'a> QueueDetail<'a> {
@@ -389,6 +403,7 @@ impl<'a> QueueDetail<'a> {
             recipients: Vec::new(),
             headers: None,
             body: None,
+            relays: None,
         }
     }
 }

@@ -195,7 +195,15 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
         Mode::Deliver | Mode::Smtp => {}
         Mode::List => return list_queue(&mut p, &cfg, false, false, None),
         Mode::Aliases => return postern::address::aliases::newaliases(&cfg),
-        Mode::Verify => return postern::address::verify::verify(&cfg, &a.recipients),
+        Mode::Verify => {
+            let sender = match a.sender.as_deref().map(str::trim) {
+                None => format!("{}@{}", User::lookup(p.uid).name, cfg.domain),
+                Some("" | "<>") => String::new(),
+                Some(s) if !s.contains('@') => format!("{s}@{}", cfg.domain),
+                Some(s) => s.trim_matches(['<', '>']).to_string(),
+            };
+            return postern::address::verify::verify(&cfg, &a.recipients, &sender);
+        }
         Mode::RunQueue(None) => return flush(&mut p, &cfg),
         Mode::RunQueue(Some(interval)) => {
             postern::config::parse_duration(interval)
@@ -365,7 +373,7 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
         }
         Command::QueueShow { id, json, body } => {
             let spool = Spool::new(&cfg.spool_dir);
-            admin::show::show(&mut caller(&mut p), &spool, &id, json, body)
+            admin::show::show(&mut caller(&mut p), &cfg, &spool, &id, json, body)
         }
         Command::Stats { prometheus, json } => {
             let spool = Spool::new(&cfg.spool_dir);

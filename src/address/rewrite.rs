@@ -13,16 +13,21 @@ use crate::spool::format::Envelope;
 
 /// The envelope sender to send `env` with.
 pub fn envelope_sender(cfg: &Config, env: &Envelope) -> String {
-    if env.sender.is_empty() {
+    sender_on_wire(cfg, &env.sender)
+}
+
+/// The envelope sender `sender` goes out as ("" stays "").
+pub fn sender_on_wire(cfg: &Config, sender: &str) -> String {
+    if sender.is_empty() {
         return String::new();
     }
     if let Some(s) = &cfg.addresses.sender {
-        let local = is_local_sender(cfg, &env.sender);
+        let local = is_local_sender(cfg, sender);
         if cfg.addresses.sender_scope == SenderScope::All || local {
             return s.clone();
         }
     }
-    env.sender.clone()
+    sender.to_string()
 }
 
 /// True for a sender from this host: unqualified, a local domain, or the

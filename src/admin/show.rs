@@ -14,8 +14,12 @@
 //!  "recipients": [{"address": str, "orig_address": str,
 //!     "status": "pending"|"deferred"|"sent"|"bounced",
 //!     "last_reply": str|null, "changed": int}],
-//!  "headers": str|null, "body": str|null}
+//!  "headers": str|null, "body": str|null,
+//!  "relays": {"hosts": [str], "reason": str}}
 //! ```
+//! `relays` is present only when some `[[relay]]` has `senders`: the relays
+//! that serve this message's sender, in order (empty: none does; the
+//! message stays deferred), and why — the text form prints it as `Relays:`.
 //! `user`, `message_id`, `is_bounce`, `dsn` and `headers` are null when the
 //! caller may not read `queue/ID`; `body` is null without `--body`; message
 //! bytes that are not UTF-8 are shown as U+FFFD. An id still in maildrop
@@ -25,6 +29,8 @@
 use super::apply::{io_kind, no_such, now};
 use super::caller::{Caller, may_read_body};
 use crate::clock;
+use crate::config::Config;
+use crate::deliver::sender_relays;
 use crate::error::{Error, Kind, Result};
 use crate::escape;
 use crate::mailq;
@@ -81,7 +87,37 @@ fn status_word(s: RcptStatus) -> &'static str {
     }
 }
 
-pub fn show(p: &mut Caller, spool: &Spool, id: &str, json: bool, body: bool) -> Result<u8> {
+/// The relays serving the sender of the message in `st` (per-sender relays
+/// only; None when no relay has `senders`).
+fn relays_of(cfg: &Config, st: &State) -> Option<mailq::RelaysJson> {
+    if !sender_relays::per_sender(&cfg.relays) {
+        return None;
+    }
+    let wire = crate::address::rewrite::sender_on_wire(cfg, &st.sender);
+    let bounce_to = st
+        .rcpts
+        .first()
+        .map(|r| crate::address::rewrite::sender_on_wire(cfg, &r.original));
+    let g = sender_relays::group(&cfg.relays, &wire, bounce_to.as_deref());
+    let reason = if g.relays.is_empty() {
+        sender_relays::no_relay_reason(&wire)
+    } else {
+        g.reason()
+    };
+    Some(mailq::RelaysJson {
+        hosts: g.relays.iter().map(|&i| cfg.relays[i].label()).collect(),
+        reason,
+    })
+}
+
+pub fn show(
+    p: &mut Caller,
+    cfg: &Config,
+    spool: &Spool,
+    id: &str,
+    json: bool,
+    body: bool,
+) -> Result<u8> {
     if body && !may_read_body(p, spool) {
         return Err(Error::new(Kind::NoPerm, "--body is for root only"));
     }
@@ -121,16 +157,29 @@ pub fn show(p: &mut Caller, spool: &Spool, id: &str, json: bool, body: bool) -> 
         }
         _ => None,
     };
+    let relays = relays_of(cfg, &st);
     if json {
-        println!(
-            "{}",
-            show_json(&st, q.as_ref(), headers.as_deref(), body_text.as_deref())
+        let detail = show_json(
+            &st,
+            q.as_ref(),
+            headers.as_deref(),
+            body_text.as_deref(),
+            relays,
         );
+        println!("{detail}");
     } else {
-        print!(
-            "{}",
-            show_text(&st, q.as_ref(), headers.as_deref(), body_text.as_deref())
-        );
+        let mut text = show_text(&st, q.as_ref(), headers.as_deref(), body_text.as_deref());
+        if let Some(r) = relays {
+            let hosts = if r.hosts.is_empty() {
+                "none".to_string()
+            } else {
+                r.hosts.join(", then ")
+            };
+            let line = format!("Relays:        {hosts} ({})\n", r.reason);
+            let at = text.find("Recipients:").unwrap_or(text.len());
+            text.insert_str(at, &escape::text(&line));
+        }
+        print!("{text}");
     }
     Ok(0)
 }
@@ -145,7 +194,13 @@ fn show_incoming(id: &str, json: bool) -> Result<u8> {
     Ok(0)
 }
 
-fn show_json(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option<&str>) -> String {
+fn show_json(
+    st: &State,
+    q: Option<&Queued>,
+    headers: Option<&str>,
+    body: Option<&str>,
+    relays: Option<mailq::RelaysJson>,
+) -> String {
     let env = q.map(|q| &q.env);
     let user = match env {
         Some(e) => e.user.clone(),
@@ -186,6 +241,7 @@ fn show_json(st: &State, q: Option<&Queued>, headers: Option<&str>, body: Option
             .collect(),
         headers,
         body,
+        relays,
         ..mailq::QueueDetail::empty(mailq::QueueHead::queued(st))
     })
 }

@@ -122,11 +122,29 @@ pub struct Relay {
     pub client_key: Option<PathBuf>,
     /// Messages per minute, 0 = unlimited.
     pub rate_limit: u32,
+    /// Envelope-sender patterns this relay serves (lower case; `*` matches
+    /// any run of characters, `@domain` means `*@domain`, `<>` the null
+    /// sender). Empty: the relay serves every sender no other relay claims
+    /// (the default group). See `deliver::sender_relays`.
+    pub senders: Vec<String>,
+    /// SPKI SHA-256 pins of the relay's key (`sha256//BASE64`, as curl's
+    /// `--pinnedpubkey`): the leaf's key must match one. Empty: no pinning.
+    pub tls_pins: Vec<String>,
+    /// Verify the certificate chain and name (true unless `tls_verify =
+    /// false`, which is allowed only together with `tls_pin`: pin-only).
+    pub tls_verify: bool,
+    /// `port = "auto"`: `port` is only the first candidate; the transport
+    /// tries 587 (STARTTLS), 465 (TLS) and 2525 (STARTTLS) and remembers
+    /// what worked (`spool::relay_ports`).
+    pub port_auto: bool,
 }
 
 impl Relay {
-    /// `host:port` for messages.
+    /// `host:port` for messages (`host:auto` for `port = "auto"`).
     pub fn label(&self) -> String {
+        if self.port_auto {
+            return format!("{}:auto", self.host);
+        }
         format!("{}:{}", self.host, self.port)
     }
 }
@@ -451,7 +469,7 @@ struct RawLimits {
 struct RawRelay {
     kind: Option<String>,
     host: String,
-    port: Option<u16>,
+    port: Option<RawPort>,
     tls: Option<TlsMode>,
     #[serde(default)]
     allow_plaintext: bool,
@@ -464,6 +482,36 @@ struct RawRelay {
     client_key: Option<PathBuf>,
     #[serde(default)]
     rate_limit: u32,
+    senders: Option<Vec<String>>,
+    tls_pin: Option<Vec<String>>,
+    tls_verify: Option<bool>,
+}
+
+/// `port`: a number, or `"auto"` (try 587, 465, 2525).
+#[derive(Debug, Clone, Copy)]
+enum RawPort {
+    Number(u16),
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for RawPort {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<RawPort, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            N(i64),
+            S(String),
+        }
+        match Either::deserialize(d)? {
+            Either::N(n) => u16::try_from(n)
+                .map(RawPort::Number)
+                .map_err(|_| serde::de::Error::custom(format!("port {n} is not in 0-65535"))),
+            Either::S(s) if s == "auto" => Ok(RawPort::Auto),
+            Either::S(s) => Err(serde::de::Error::custom(format!(
+                "port {s:?}: use a number or \"auto\""
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

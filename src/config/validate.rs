@@ -97,9 +97,36 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
         }
         None => vec!["PLAIN".into(), "LOGIN".into(), "XOAUTH2".into()],
     };
+    let port_auto = matches!(r.port, Some(RawPort::Auto));
+    if port_auto && r.tls.is_some() {
+        return Err(bad(
+            &key("port"),
+            "port = \"auto\" chooses TLS per port (587 and 2525 STARTTLS, 465 implicit TLS): remove tls from this relay".into(),
+        ));
+    }
+    let port = match r.port {
+        Some(RawPort::Number(p)) => p,
+        Some(RawPort::Auto) => 587,
+        None => default_port(tls),
+    };
+    let senders = relay_senders(&key("senders"), r.senders)?;
+    let tls_pins = relay_pins(&key("tls_pin"), r.tls_pin)?;
+    let tls_verify = r.tls_verify.unwrap_or(true);
+    if !tls_verify && tls_pins.is_empty() {
+        return Err(bad(
+            &key("tls_verify"),
+            "false is allowed only together with tls_pin (pin-only: the relay's key must match a pin); Postern never sends over unverified TLS".into(),
+        ));
+    }
+    if tls == TlsMode::None && (!tls_pins.is_empty() || r.tls_verify.is_some()) {
+        return Err(bad(
+            &key("tls_pin"),
+            "tls_pin and tls_verify need TLS (tls = \"starttls\" or \"tls\")".into(),
+        ));
+    }
     Ok(Relay {
         kind,
-        port: r.port.unwrap_or_else(|| default_port(tls)),
+        port,
         host: r.host,
         tls,
         allow_plaintext: r.allow_plaintext,
@@ -111,7 +138,79 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
         client_cert: r.client_cert,
         client_key: r.client_key,
         rate_limit: r.rate_limit,
+        senders,
+        tls_pins,
+        tls_verify,
+        port_auto,
     })
+}
+
+/// `senders`: envelope-sender patterns, lower-cased. Each is an address
+/// (`billing@example.org`), `@domain` or a pattern with `*`
+/// (`*@example.com`, `*@*.example.com`), or `<>` (the null sender).
+fn relay_senders(key: &str, list: Option<Vec<String>>) -> Bad<Vec<String>> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if list.is_empty() {
+        return Err((
+            key.to_string(),
+            "an empty list serves nobody: remove senders to make this relay serve every other sender".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for p in list {
+        let t = p.trim();
+        let ok = t == "<>"
+            || (t.contains('@')
+                && !t.is_empty()
+                && t.len() <= 320
+                && !t.contains(|c: char| {
+                    c.is_whitespace() || c.is_control() || "<>,;\"".contains(c)
+                }));
+        if !ok {
+            return Err((
+                key.to_string(),
+                format!(
+                    "{p:?} is not a sender pattern (use user@example.com, *@example.com, @example.com or <> for bounces)"
+                ),
+            ));
+        }
+        out.push(t.to_ascii_lowercase());
+    }
+    Ok(out)
+}
+
+/// `tls_pin`: `sha256//` and the base64 of 32 bytes (an SPKI SHA-256, as
+/// curl's `--pinnedpubkey` takes it); several are allowed (key rollover).
+fn relay_pins(key: &str, list: Option<Vec<String>>) -> Bad<Vec<String>> {
+    use base64::Engine as _;
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if list.is_empty() {
+        return Err((
+            key.to_string(),
+            "an empty list pins nothing: remove tls_pin or give sha256//BASE64 values".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for p in list {
+        let b64 = p.trim().strip_prefix("sha256//").unwrap_or("");
+        let ok = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .is_ok_and(|d| d.len() == 32);
+        if !ok {
+            return Err((
+                key.to_string(),
+                format!(
+                    "{p:?} is not sha256// followed by the base64 SHA-256 of a public key (postern check prints the relay's pin)"
+                ),
+            ));
+        }
+        out.push(format!("sha256//{b64}"));
+    }
+    Ok(out)
 }
 
 /// `[addresses]`, checked, with its defaults.

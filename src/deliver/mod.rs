@@ -4,7 +4,8 @@
 //! The pieces: `transport` is the seam every transport implements (open a
 //! session, send one transaction with per-recipient results, reuse, quit);
 //! `smtp` is the SMTP transport (session + wire form); `relays` chooses the
-//! relay (failover, down-list, rate limits) and keeps sessions open;
+//! relay (failover, down-list, rate limits) and keeps sessions open, among
+//! the relays `sender_relays` says serve the message's sender;
 //! `credentials` reads relay secrets.
 //!
 //! Delivery is at-least-once: a crash between the relay's `250` and the
@@ -15,6 +16,7 @@
 
 pub mod credentials;
 pub mod relays;
+pub mod sender_relays;
 pub mod smtp;
 pub mod transport;
 

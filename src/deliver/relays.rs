@@ -4,14 +4,18 @@
 //! [`Relays`] is built once per configuration generation and shared by every
 //! worker. It holds one transport per `[[relay]]` (built by [`transport`],
 //! the one place that maps a relay's `kind` to an implementation), tries
-//! them in config order (failover on a failed connect), skips a relay that
+//! the relays that serve the message's sender (`sender_relays`: the group
+//! of a `senders` pattern, or the default group) in config order (failover
+//! on a failed connect, inside that group only), skips a relay that
 //! failed within `RELAY_DOWN_FOR`, and spaces messages to a relay with a
 //! `rate_limit` (a token bucket).
 //!
 //! [`SessionCache`] is one worker's open session: reused across messages
-//! while it is healthy, of the current generation and under
-//! `smtp.max_messages_per_session`; closed after `SESSION_IDLE` without use.
+//! while it is healthy, of the current generation, under
+//! `smtp.max_messages_per_session` and to a relay of the next message's
+//! group; closed after `SESSION_IDLE` without use.
 
+use super::sender_relays::{self, Group};
 use super::transport::{ConnectError, Session, Transaction, Transport, TxResult};
 use super::{Reply, Verdict};
 use crate::config::{Config, Relay, RelayKind};
@@ -121,12 +125,35 @@ impl Relays {
         }
     }
 
-    /// A new session with the first relay, in config order, that is not
-    /// down and accepts one. Returns the relay's index with it.
-    fn open(&self, cfg: &Config) -> Result<(usize, Box<dyn Session>), ConnectError> {
-        let mut last_err =
-            ConnectError::Unreachable("no relay is configured ([[relay]] in postern.toml)".into());
-        for (idx, relay) in self.relays.iter().enumerate() {
+    /// The group of relays serving `tx`'s sender (see `sender_relays`).
+    pub fn group_for(&self, cfg: &Config, tx: &Transaction<'_>) -> Group {
+        let bounce_to = if tx.sender.is_empty() {
+            tx.rcpts
+                .first()
+                .map(|r| crate::address::rewrite::sender_on_wire(cfg, &r.original))
+        } else {
+            None
+        };
+        sender_relays::group(&self.relays, tx.sender, bounce_to.as_deref())
+    }
+
+    /// A new session with the first relay of `group`, in order, that is
+    /// not down and accepts one. Returns the relay's index with it.
+    fn open(
+        &self,
+        cfg: &Config,
+        group: &Group,
+        sender: &str,
+    ) -> Result<(usize, Box<dyn Session>), ConnectError> {
+        let mut last_err = if self.relays.is_empty() {
+            ConnectError::Unreachable("no relay is configured ([[relay]] in postern.toml)".into())
+        } else {
+            ConnectError::Local(sender_relays::no_relay_reason(sender))
+        };
+        for &idx in &group.relays {
+            let Some(relay) = self.relays.get(idx) else {
+                continue;
+            };
             if let Some(e) = self.recently_down(idx) {
                 last_err = e;
                 continue;
@@ -203,19 +230,27 @@ impl SessionCache {
         }
     }
 
-    fn reusable(&self, relays: &Relays) -> bool {
+    fn reusable(&self, relays: &Relays, group: &Group) -> bool {
         self.current.as_ref().is_some_and(|c| {
             c.generation == relays.generation
+                && group.relays.contains(&c.relay)
                 && c.session.is_healthy()
                 && c.session.messages() < relays.max_messages_per_session
         })
     }
 
-    /// A session for `relays`, reusing the open one when it is healthy.
-    fn session(&mut self, relays: &Relays, cfg: &Config) -> Result<&mut Cached, ConnectError> {
-        if !self.reusable(relays) {
+    /// A session with a relay of `group`, reusing the open one when it is
+    /// healthy and to a relay of the group.
+    fn session(
+        &mut self,
+        relays: &Relays,
+        cfg: &Config,
+        group: &Group,
+        sender: &str,
+    ) -> Result<&mut Cached, ConnectError> {
+        if !self.reusable(relays, group) {
             self.close();
-            let (relay, session) = relays.open(cfg)?;
+            let (relay, session) = relays.open(cfg, group, sender)?;
             self.current = Some(Cached {
                 generation: relays.generation,
                 relay,
@@ -244,7 +279,15 @@ impl SessionCache {
         tx: &Transaction<'_>,
     ) -> (String, TxResult) {
         let n = tx.rcpts.len();
-        let cached = match self.session(relays, cfg) {
+        let group = relays.group_for(cfg, tx);
+        if sender_relays::per_sender(&relays.relays) {
+            log::debug!(
+                "{id}: relays {} ({})",
+                group.labels(&relays.relays),
+                crate::escape::field(&group.reason())
+            );
+        }
+        let cached = match self.session(relays, cfg, &group, tx.sender) {
             Ok(c) => c,
             Err(e) => {
                 let res =
@@ -259,7 +302,7 @@ impl SessionCache {
             // The relay closed the idle connection: reconnect once.
             log::debug!("{id}: {label}: the reused session was closed; reconnecting");
             self.current.take();
-            match self.session(relays, cfg) {
+            match self.session(relays, cfg, &group, tx.sender) {
                 Ok(fresh) => {
                     res = fresh.session.send(tx);
                     label = fresh.session.label().to_string();

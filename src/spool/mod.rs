@@ -12,6 +12,7 @@
 //! <spool>/events.log  compact event log for `postern stats`
 //! <spool>/guard       the outbound guard's counters (spool::guard)  0644 postern
 //! <spool>/relay-limits  each relay's advertised SIZE, for submission  0644 postern
+//! <spool>/relay-ports   the port that worked for each port = "auto" relay  0644 postern
 //! ```
 //! The spool is the lowest layer but one: it names nothing above it (only
 //! `clock`, `config` and `error`), and its users — submission, the daemon,
@@ -31,6 +32,7 @@ pub mod guard;
 pub mod maildrop;
 pub mod queue;
 pub mod relay_limits;
+pub mod relay_ports;
 pub mod request;
 pub mod state;
 

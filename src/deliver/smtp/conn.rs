@@ -18,6 +18,12 @@
 //! reply reader of [`super::reply`]; DATA transparency (dot-stuffing after
 //! every CRLF, byte for byte what lettre's `ClientCodec` did); AUTH PLAIN,
 //! LOGIN and XOAUTH2. Nothing here logs a secret.
+//!
+//! Certificate pinning (`tls_pin`, `tls_verify`) is part of the one TLS
+//! configuration: [`PinningVerifier`] runs the normal verification (unless
+//! the relay is pin-only) and then compares the SHA-256 of the leaf's
+//! SubjectPublicKeyInfo ([`spki_pin`]) with the pins; a mismatch is a
+//! certificate failure ([`PinMismatch`], naming the key seen).
 
 use super::reply::{self, RawReply, ReadError};
 use crate::config::Relay;
@@ -44,6 +50,17 @@ pub struct TlsParameters {
     host: String,
     /// The trust anchors, for reports: "the system roots (N) and ca_file …".
     pub anchors: String,
+    /// The pin of the last key a handshake with these parameters saw.
+    seen_pin: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl TlsParameters {
+    /// The pin (`sha256//…`) of the key the relay presented in the last
+    /// handshake with these parameters, whether or not it was accepted
+    /// (None before a handshake, or when no certificate came).
+    pub fn last_pin(&self) -> Option<String> {
+        self.seen_pin.lock().ok().and_then(|p| p.clone())
+    }
 }
 
 /// Build the TLS client configuration of `relay`, exactly as delivery
@@ -78,10 +95,43 @@ pub fn tls_parameters(relay: &Relay) -> Result<TlsParameters, String> {
         anchors.push_str(&format!(" and ca_file {}", ca.display()));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
+    let seen_pin = Arc::new(std::sync::Mutex::new(None));
+    let inner = if !relay.tls_verify {
+        anchors = format!(
+            "no authority (tls_verify = false: pin-only, the key must match tls_pin; {anchors} not used)"
+        );
+        None
+    } else if roots.is_empty() {
+        None
+    } else {
+        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots.clone()),
+            Arc::clone(&provider),
+        )
+        .build()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+        Some(v)
+    };
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots);
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = if inner.is_none() && relay.tls_verify {
+        // No trust anchor at all: every certificate is refused (unknown
+        // issuer), as before pinning existed.
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinningVerifier {
+                inner,
+                pins: relay.tls_pins.clone(),
+                algs: provider.signature_verification_algorithms,
+                seen: Arc::clone(&seen_pin),
+            }))
+    };
+    if !relay.tls_pins.is_empty() && relay.tls_verify {
+        anchors.push_str(" and tls_pin");
+    }
     let config = match (&relay.client_cert, &relay.client_key) {
         (Some(c), Some(k)) => {
             let pem = std::fs::read(c)
@@ -109,7 +159,127 @@ pub fn tls_parameters(relay: &Relay) -> Result<TlsParameters, String> {
         config: Arc::new(config),
         host: relay.host.trim_matches(['[', ']']).to_string(),
         anchors,
+        seen_pin,
     })
+}
+
+/// `sha256//BASE64` of the SubjectPublicKeyInfo of the DER certificate
+/// `cert` — the pin curl's `--pinnedpubkey` and `tls_pin` take. Err: the
+/// certificate does not parse.
+pub fn spki_pin(cert: &CertificateDer<'_>) -> Result<String, String> {
+    let ee = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| format!("cannot read the relay's certificate: {e}"))?;
+    let spki = ee.subject_public_key_info();
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki.as_ref());
+    Ok(format!(
+        "sha256//{}",
+        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+    ))
+}
+
+/// A key that matches no `tls_pin`: a certificate failure whose text names
+/// the key seen and the pins allowed.
+#[derive(Debug)]
+pub struct PinMismatch {
+    /// The pin of the key the relay presented.
+    pub seen: String,
+    /// The configured pins.
+    pub pins: Vec<String>,
+}
+
+impl std::fmt::Display for PinMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "certificate pin mismatch: the relay's key is {}, tls_pin allows {}",
+            self.seen,
+            self.pins.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for PinMismatch {}
+
+/// The pin mismatch inside a handshake error, if that is what failed.
+pub fn pin_mismatch(e: &io::Error) -> Option<&PinMismatch> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+            o.0.downcast_ref::<PinMismatch>()
+        }
+        _ => None,
+    }
+}
+
+/// The certificate check of every relay: the normal verification (chain to
+/// the trust anchors, validity, name) unless `tls_verify = false`, then the
+/// leaf's key against `tls_pin` when pins are set. It remembers the pin of
+/// the last key it saw, for `postern check`. The handshake signatures are
+/// always verified (with ring's algorithms): a pin-only relay must still
+/// prove it holds the pinned key.
+#[derive(Debug)]
+struct PinningVerifier {
+    /// None: pin-only (`tls_verify = false`).
+    inner: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+    pins: Vec<String>,
+    algs: rustls::crypto::WebPkiSupportedAlgorithms,
+    seen: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinningVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let pin = spki_pin(end_entity);
+        if let (Ok(p), Ok(mut seen)) = (&pin, self.seen.lock()) {
+            *seen = Some(p.clone());
+        }
+        if let Some(inner) = &self.inner {
+            inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        }
+        if self.pins.is_empty() {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        }
+        let pin = pin.map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if self.pins.contains(&pin) {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch {
+                    seen: pin,
+                    pins: self.pins.clone(),
+                }))),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algs.supported_schemes()
+    }
 }
 
 /// What a finished handshake agreed on.
@@ -185,6 +355,9 @@ impl Error {
         }
         match self {
             Error::Connect(e) => format!("Connection error: {e}"),
+            Error::Handshake(e) if pin_mismatch(e).is_some() => {
+                pin_mismatch(e).map(|p| p.to_string()).unwrap_or_default()
+            }
             Error::Io(e) | Error::Handshake(e) => format!("network error: {e}"),
             Error::Closed => "response error: incomplete response".into(),
             Error::NotSmtp(t) => format!("response error: not an SMTP reply: {t:?}"),
@@ -641,6 +814,10 @@ mod tests {
             client_cert: None,
             client_key: None,
             rate_limit: 0,
+            senders: vec![],
+            tls_pins: vec![],
+            tls_verify: true,
+            port_auto: false,
         };
         let tls = tls_parameters(&relay).unwrap();
         match c.starttls(&tls) {
