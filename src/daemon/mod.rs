@@ -11,7 +11,9 @@
 //! `state/` at start and every few minutes), and hands due messages to the
 //! worker pool. No busy polling: it sleeps in poll(2) until a poke, a signal,
 //! a worker finishing, or the next retry time. SIGTERM/SIGINT stop it after
-//! the transactions in flight end; SIGHUP reloads the configuration.
+//! the transactions in flight end, or after `[queue] shutdown_timeout`
+//! (their messages stay queued for the next start); SIGHUP reloads the
+//! configuration.
 //!
 //! The service loop, one named step at a time, is [`service`]; pickup from
 //! maildrop (messages into the queue, request entries to the handler the
