@@ -24,6 +24,7 @@ pub const VARS: &[(&str, &str)] = &[
     ("POSTERN_DOMAIN", "domain"),
     ("POSTERN_SPOOL", "spool_dir"),
     ("POSTERN_LOG", "log"),
+    ("POSTERN_SHUTDOWN_TIMEOUT", "queue.shutdown_timeout"),
     ("POSTERN_RELAY_HOST", "relay.host"),
     ("POSTERN_RELAY_PORT", "relay.port"),
     ("POSTERN_RELAY_TLS", "relay.tls"),
@@ -132,6 +133,11 @@ pub fn toml_text(get: &dyn Fn(&str) -> Option<String>) -> Result<String> {
         }
     }
     doc["log"] = value(get("POSTERN_LOG").unwrap_or_else(|| DEFAULT_LOG.into()));
+    if let Some(v) = get("POSTERN_SHUTDOWN_TIMEOUT") {
+        let mut q = Table::new();
+        q["shutdown_timeout"] = value(v);
+        doc["queue"] = Item::Table(q);
+    }
 
     let need = |var: &str, main: &str| {
         Error::new(
@@ -243,6 +249,7 @@ mod tests {
             ("POSTERN_HOSTNAME", "relay.example.com"),
             ("POSTERN_DOMAIN", "example.com"),
             ("POSTERN_SPOOL", "/var/spool/postern"),
+            ("POSTERN_SHUTDOWN_TIMEOUT", "8s"),
         ])
         .unwrap();
         let c = parse(&t, &names()).unwrap();
@@ -251,6 +258,7 @@ mod tests {
         assert_eq!(c.domain, "example.com");
         assert_eq!(c.spool_dir, Path::new("/var/spool/postern"));
         assert_eq!(c.log, "stderr");
+        assert_eq!(c.queue.shutdown_timeout, std::time::Duration::from_secs(8));
         assert_eq!(c.relays.len(), 1);
         let r = &c.relays[0];
         assert_eq!(
@@ -328,6 +336,10 @@ mod tests {
                 "POSTERN_RELAY_HOST (relay[0].host)",
             ),
             (vec![("POSTERN_LOG", "journal")], "POSTERN_LOG (log)"),
+            (
+                vec![("POSTERN_SHUTDOWN_TIMEOUT", "soon")],
+                "POSTERN_SHUTDOWN_TIMEOUT (queue.shutdown_timeout)",
+            ),
             (
                 vec![("POSTERN_DOMAIN", "not a domain")],
                 "POSTERN_DOMAIN (domain)",

@@ -661,3 +661,278 @@ fn environment_errors_name_the_variable_and_a_file_wins() {
     let o = run(c, b"");
     assert_eq!(o.code, 0, "POSTERN_CONFIG wins: {o:?}");
 }
+
+// ---- packaging/container/ -------------------------------------------------------------------
+
+/// The runtime stage of packaging/container/Containerfile, as the engine
+/// would read it.
+#[derive(Debug, Default)]
+struct Recipe {
+    env: Vec<(String, String)>,
+    user: String,
+    volumes: Vec<String>,
+    expose: Vec<String>,
+    healthcheck: Vec<String>,
+    entrypoint: Vec<String>,
+}
+
+fn repo_file(rel: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn json_argv(s: &str) -> Vec<String> {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not an exec-form array ({e}): {s}"))
+}
+
+/// Parse the instructions the test relies on (continuation lines joined,
+/// comments dropped); every instruction of the last stage is understood
+/// or the test fails.
+fn recipe() -> Recipe {
+    let text = repo_file("packaging/container/Containerfile");
+    let mut logical = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if cur.is_empty() && (t.is_empty() || t.starts_with('#')) {
+            continue;
+        }
+        if let Some(head) = t.strip_suffix('\\') {
+            cur.push_str(head);
+            cur.push(' ');
+        } else {
+            cur.push_str(t);
+            logical.push(std::mem::take(&mut cur));
+        }
+    }
+    let mut r = Recipe::default();
+    for l in logical {
+        let (op, rest) = l.split_once(' ').unwrap_or((&l, ""));
+        let rest = rest.trim();
+        match op {
+            "FROM" => r = Recipe::default(), // a new stage: keep only the last
+            "ENV" => {
+                let (k, v) = rest
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("ENV KEY=VALUE expected: {l}"));
+                assert!(
+                    !v.contains([' ', '"', '\'', '$']),
+                    "one unquoted value per ENV line: {l}"
+                );
+                r.env.push((k.to_string(), v.to_string()));
+            }
+            "USER" => r.user = rest.to_string(),
+            "VOLUME" => r.volumes.push(rest.to_string()),
+            "EXPOSE" => r.expose.extend(rest.split_whitespace().map(String::from)),
+            "HEALTHCHECK" => {
+                let (_, cmd) = rest
+                    .split_once("CMD ")
+                    .unwrap_or_else(|| panic!("HEALTHCHECK ... CMD [...] expected: {l}"));
+                r.healthcheck = json_argv(cmd);
+            }
+            "ENTRYPOINT" => r.entrypoint = json_argv(rest),
+            "ARG" | "RUN" | "COPY" | "WORKDIR" | "STOPSIGNAL" | "LABEL" => {}
+            other => panic!("instruction {other} not understood by this test: {l}"),
+        }
+    }
+    r
+}
+
+/// The listener's variables: the listener's `[listen]` table is §1 of
+/// issue 14, built at the same time on another branch; until it is merged
+/// the configuration parser refuses `[listen]`, so the run below leaves
+/// these out (their mapping is checked by the unit tests in
+/// src/config/env.rs). After the merge, keep them and submit through the
+/// listener too.
+const LISTENER_VARS: &[&str] = &[
+    "POSTERN_LISTEN",
+    "POSTERN_LISTEN_NETWORKS",
+    "POSTERN_LISTEN_USERS_FILE",
+    "POSTERN_LISTEN_TLS_CERT",
+    "POSTERN_LISTEN_TLS_KEY",
+];
+
+/// The recipe is what the issue asks for, and names only variables Postern
+/// reads (a typo in a variable would otherwise be silently ignored).
+#[test]
+fn containerfile_describes_a_non_root_relay_with_a_spool_volume() {
+    let r = recipe();
+    let env = |k: &str| {
+        r.env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no ENV {k}"))
+    };
+    let uid = r.user.split(':').next().unwrap_or("");
+    assert!(
+        uid.parse::<u32>().is_ok_and(|u| u != 0),
+        "USER is a numeric non-root uid: {:?}",
+        r.user
+    );
+    assert_eq!(r.entrypoint, ["/usr/sbin/postern", "daemon"]);
+    assert_eq!(r.healthcheck, ["/usr/sbin/postern", "status", "--json"]);
+    assert_eq!(r.volumes, [env("POSTERN_SPOOL")]);
+    assert_eq!(env("POSTERN_LOG"), "stderr");
+    assert_eq!(env("POSTERN_LISTEN"), "0.0.0.0:2525");
+    assert_eq!(r.expose, ["2525"]);
+    for v in LISTENER_VARS {
+        env(v);
+    }
+    let known: Vec<&str> = postern::config::env::VARS.iter().map(|(v, _)| *v).collect();
+    for (k, _) in &r.env {
+        assert!(known.contains(&k.as_str()), "Containerfile: unknown {k}");
+    }
+    let compose = repo_file("packaging/container/compose.yaml");
+    let mut seen = 0;
+    for word in compose.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("POSTERN_") && word.len() > "POSTERN_".len() {
+            seen += 1;
+            assert!(known.contains(&word), "compose.yaml: unknown {word}");
+        }
+    }
+    assert!(
+        seen >= 5,
+        "compose.yaml configures Postern by its variables"
+    );
+}
+
+/// The Containerfile's entry point, run the way the engine runs it: its
+/// ENV (the spool path standing for the volume), the variables a compose
+/// file adds (the relay), as a non-root user owning the spool (`nobody`
+/// when the test runs as root), no configuration file anywhere. sendmail
+/// in the container submits, the daemon delivers to the relay, the
+/// HEALTHCHECK command reports healthy, and `docker stop` (SIGTERM) ends
+/// it with 0 within the image's POSTERN_SHUTDOWN_TIMEOUT.
+#[test]
+fn containerfile_entry_point_runs_as_a_non_root_process() {
+    let r = recipe();
+    let server = SmtpServer::start(ServerConfig::default());
+    let run_dir = EnvRun::new();
+    chmod(run_dir.dir.path(), 0o755);
+    // The image's /usr/sbin: a copy of the binary anyone can run.
+    let sbin = run_dir.path("usr-sbin");
+    std::fs::create_dir(&sbin).unwrap();
+    std::fs::copy(support::bin(), sbin.join("postern")).unwrap();
+    chmod(&sbin.join("postern"), 0o755);
+    std::os::unix::fs::symlink("postern", sbin.join("sendmail")).unwrap();
+    chmod(&sbin, 0o755);
+    let image_path = |p: &str| -> PathBuf {
+        let name = p
+            .strip_prefix("/usr/sbin/")
+            .unwrap_or_else(|| panic!("{p} is not in /usr/sbin"));
+        sbin.join(name)
+    };
+    // The volume.
+    let spool = run_dir.path("spool-volume");
+    std::fs::create_dir(&spool).unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        chown(&spool, NOBODY, NOBODY);
+    }
+    let mut vars: Vec<(&str, String)> = r
+        .env
+        .iter()
+        .filter(|(k, _)| !LISTENER_VARS.contains(&k.as_str()))
+        .map(|(k, v)| {
+            let v = if k == "POSTERN_SPOOL" {
+                spool.display().to_string()
+            } else {
+                v.clone()
+            };
+            (k.as_str(), v)
+        })
+        .collect();
+    // What compose.yaml adds (a loopback test relay instead of a smart host).
+    vars.extend([
+        ("POSTERN_RELAY_HOST", "127.0.0.1".to_string()),
+        ("POSTERN_RELAY_PORT", server.port().to_string()),
+        ("POSTERN_RELAY_TLS", "none".to_string()),
+        ("POSTERN_HOSTNAME", "mail.example.com".to_string()),
+        ("POSTERN_DOMAIN", "example.com".to_string()),
+    ]);
+    let container_cmd = |argv: &[String]| -> Command {
+        let (prog, args) = argv.split_first().expect("argv");
+        let mut c = if root {
+            let mut c = Command::new("setpriv");
+            c.args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+            ])
+            .arg(image_path(prog));
+            c
+        } else {
+            Command::new(image_path(prog))
+        };
+        c.args(args).current_dir("/");
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("POSTERN_") {
+                c.env_remove(k);
+            }
+        }
+        c.env(
+            "POSTERN_DEFAULT_CONFIG",
+            run_dir.path("absent/postern.toml"),
+        );
+        for (k, v) in &vars {
+            c.env(k, v);
+        }
+        c
+    };
+
+    let mut d = Proc::spawn(container_cmd(&r.entrypoint));
+    assert!(
+        d.wait_stderr(10, |s| s.contains("daemon started")),
+        "{}",
+        d.stderr()
+    );
+    let sendmail: Vec<String> = [
+        "/usr/sbin/sendmail",
+        "-f",
+        "app@example.com",
+        "ops@example.org",
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = run(
+        container_cmd(&sendmail),
+        b"Subject: from the container\n\nhello\n",
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    let m = one_message(&server);
+    assert_eq!(m.mail_from, "app@example.com");
+    assert_eq!(m.rcpts, ["ops@example.org"]);
+    assert!(String::from_utf8_lossy(&m.data).contains("Subject: from the container"));
+    // Delivered and gone from the spool before the health check looks.
+    assert!(
+        d.wait_stderr(10, |s| s.contains(": removed")),
+        "{}",
+        d.stderr()
+    );
+
+    let o = run(container_cmd(&r.healthcheck), b"");
+    assert_eq!(o.code, 0, "HEALTHCHECK: {o:?}");
+    let v = json(&o);
+    assert_eq!(v["healthy"], true, "{v}");
+    assert_eq!(v["daemon_running"], true, "{v}");
+
+    let limit = postern::config::parse_duration(
+        &vars
+            .iter()
+            .find(|(k, _)| *k == "POSTERN_SHUTDOWN_TIMEOUT")
+            .expect("the image sets POSTERN_SHUTDOWN_TIMEOUT")
+            .1,
+    )
+    .expect("duration");
+    let (code, _) = d.terminate(limit.as_secs() + 10);
+    assert_eq!(code, 0, "{}", d.stderr());
+    let err = d.stderr();
+    assert_stderr_log_lines(&err);
+    assert!(err.contains("status=sent"), "{err}");
+    assert!(err.contains("daemon stopped"), "{err}");
+    if root {
+        let md = std::fs::metadata(spool.join("queue")).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), NOBODY);
+    }
+}
