@@ -40,7 +40,7 @@ fn load_config(
     let source = if p.privileged {
         ConfigSource::System
     } else {
-        ConfigSource::Unprivileged(explicit_config(p, explicit))
+        ConfigSource::unprivileged(explicit_config(p, explicit))
     };
     match Config::load(&source) {
         Ok(c) => {

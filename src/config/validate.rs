@@ -268,6 +268,7 @@ pub(super) fn queue(q: RawQueue) -> Bad<Queue> {
         run_on_submit: q.run_on_submit.unwrap_or(true),
         maildrop_stale_after: dur(q.maildrop_stale_after, 86400),
         min_free: q.min_free.map(|s| s.0).unwrap_or(DEFAULT_MIN_FREE),
+        shutdown_timeout: dur(q.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_SECS),
     };
     if queue.parallel == 0 || queue.parallel > 64 {
         return Err(bad("queue.parallel", "must be between 1 and 64".into()));

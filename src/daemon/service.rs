@@ -19,7 +19,9 @@
 //!    user's flush (at most one a minute, only what is due), `R` rescan,
 //!    `A<id>` an `-odi` caller acknowledged a permanent failure, `W` wake.
 //!
-//! SIGTERM/SIGINT end the loop; the pool finishes the transactions in flight.
+//! SIGTERM/SIGINT end the loop; the pool finishes the transactions in flight
+//! within `[queue] shutdown_timeout`, then the daemon exits (0) leaving any
+//! unfinished message queued for the next start.
 
 use super::pickup::{self, RequestHandler};
 use super::runner::{self, Ctx, Done, Pool};
@@ -210,8 +212,18 @@ impl Service {
             self.wake.wait(timeout);
             self.read_pokes();
         }
-        log::info!("daemon stopping: finishing the transactions in flight");
-        self.pool.shutdown();
+        let limit = self.pool.ctx().cfg.queue.shutdown_timeout;
+        log::info!(
+            "daemon stopping: finishing the transactions in flight (at most {} s)",
+            limit.as_secs()
+        );
+        let left = self.pool.shutdown_within(limit);
+        if left > 0 {
+            log::warn!(
+                "daemon stopping with {left} transaction(s) still in flight after {} s (queue.shutdown_timeout): their messages stay queued and are retried at the next start; a relay that had already taken one may deliver it twice",
+                limit.as_secs()
+            );
+        }
     }
 
     fn reload_if_asked(&mut self) {

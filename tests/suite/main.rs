@@ -23,6 +23,7 @@ mod compat;
 mod compat_round2;
 mod compat_round3;
 mod concurrency;
+mod containers;
 mod delivery;
 mod delivery_basic;
 mod fault_disk;
