@@ -190,7 +190,7 @@ fn daemon_runs_as_any_user_owning_its_spool() {
     // A copy of the binary nobody can run wherever the build tree is.
     let bin = env.root.join("postern-bin");
     std::fs::create_dir(&bin).unwrap();
-    std::fs::copy(support::bin(), bin.join("postern")).unwrap();
+    support::copy_binary(&bin.join("postern"));
     chmod(&bin.join("postern"), 0o755);
     std::os::unix::fs::symlink("postern", bin.join("sendmail")).unwrap();
     chmod(&bin, 0o755);
@@ -812,7 +812,7 @@ fn containerfile_entry_point_runs_as_a_non_root_process() {
     // The image's /usr/sbin: a copy of the binary anyone can run.
     let sbin = run_dir.path("usr-sbin");
     std::fs::create_dir(&sbin).unwrap();
-    std::fs::copy(support::bin(), sbin.join("postern")).unwrap();
+    support::copy_binary(&sbin.join("postern"));
     chmod(&sbin.join("postern"), 0o755);
     std::os::unix::fs::symlink("postern", sbin.join("sendmail")).unwrap();
     chmod(&sbin, 0o755);

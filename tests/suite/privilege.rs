@@ -243,7 +243,7 @@ impl Install {
         std::fs::create_dir(&self.bin).expect("bin");
         chmod(&self.bin, 0o755);
         let exe = self.bin.join("postern");
-        std::fs::copy(support::bin(), &exe).expect("copy binary");
+        support::copy_binary(&exe);
         chown(&exe, 0, self.drop_gid);
         chmod(&exe, 0o2755);
         for name in ["sendmail", "mailq"] {
