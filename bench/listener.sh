@@ -19,7 +19,9 @@
 # `postfix` chroot is copied, never changed), LISTENBENCH_DIR=/var/tmp/listenbench
 # (the Postfix copy and the raw data of every run),
 # BENCH_SYSTEMS="postern postern-noguard postfix" (postern-noguard: the same
-# daemon with the outbound guard of issue 15 switched off, to show its cost).
+# daemon with the outbound guard of issue 15 switched off, to show its cost),
+# BENCH_POSTERN_EXTRA (TOML added to both Postern configs before their own
+# sections, e.g. $'[queue]\nparallel = 5'; it must not name [limits]).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -132,6 +134,7 @@ hostname = "benchhost.localdomain"
 domain = "benchhost.localdomain"
 spool_dir = "$d/spool"
 log = "$d/postern.log"
+${BENCH_POSTERN_EXTRA:-}
 $extra
 [[relay]]
 host = "127.0.0.1"
