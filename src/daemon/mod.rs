@@ -271,7 +271,9 @@ pub fn daemon(
         Some(listeners.start(cfg.clone(), source.clone())?)
     };
     let shutdown_timeout = cfg.queue.shutdown_timeout;
+    crate::guard::keep_seen_keys_in_memory();
     service::Service::start(cfg, source, requests, wake, done_w).run();
+    crate::guard::flush_seen(&spool);
     if let Some(l) = listening {
         let left = l.stop(shutdown_timeout);
         if left > 0 {
