@@ -35,6 +35,7 @@ mod hostile_ops;
 mod interop;
 mod maildrop_hostile;
 mod operability;
+mod pipelining;
 mod privilege;
 mod security_round2;
 mod setup;
