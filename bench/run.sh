@@ -16,6 +16,9 @@
 #   BENCH_BINS="postern=target/release/postern"  label=binary pairs, space
 #                           separated: every phase runs each, in the same run
 #                           (e.g. "before=/tmp/old/postern after=target/release/postern")
+#   BENCH_TOML_<label>      TOML appended to the config of that binary's runs, e.g.
+#                           BENCH_TOML_b=$'[smtp]\nmax_messages_per_session = 1000'
+#                           (the same binary under two labels compares settings)
 #   BENCH_SINKS=auto        ours (examples/smtp_sink), postfix (Postfix's
 #                           smtp-sink, when installed) or "ours postfix";
 #                           auto = ours, plus postfix when smtp-sink is found
@@ -115,7 +118,8 @@ MSG_BYTES=$(wc -c < "$DIR/msgs/msg-0.eml")
 # ---- helpers -----------------------------------------------------------------
 now() { date +%s.%N; }
 ticks() { # pid -> utime+stime of the process (all its threads), in clock ticks
-    local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    local s
+    [[ -n "$1" ]] && s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
     s="${s##*) }"; set -- $s; echo $(( ${12} + ${13} ))
 }
 free_port() {
@@ -132,9 +136,15 @@ config() { # dir port [extra toml lines]
         printf 'hostname = "web1.example.com"\ndomain = "example.com"\n'
         printf 'spool_dir = "%s/spool"\nlog = "%s/postern.log"\n' "$1" "$1"
         printf 'max_message_size = "%dM"\n' $(( BIG_MB + 16 ))
-        printf '[queue]\nrun_on_submit = false\n%s\n' "${3:-}"
+        # retry_min: a queue made deferred (relay down) is not retried
+        # before the measured flush, however long taking it in lasts.
+        printf '[queue]\nrun_on_submit = false\nretry_min = "1h"\n%s\n' "${3:-}"
         printf '[[relay]]\nhost = "127.0.0.1"\nport = %s\ntls = "none"\n' "$2"
     } > "$1/postern.toml"
+}
+label_toml() { # label dir: append BENCH_TOML_<label> to the dir's config
+    local v="BENCH_TOML_$1"
+    if [[ -n "${!v:-}" ]]; then printf '%s\n' "${!v}" >> "$2/postern.toml"; fi
 }
 SINK_PID="" SINK_KIND="" SINK_OUT=""
 sink_up() { # kind port out-dir
@@ -185,6 +195,7 @@ drained() { # spool expected
 }
 POLL=0.02   # poll interval of wait_for; set_poll scales it with the queue
 set_poll() { POLL=$(awk -v n="$1" 'BEGIN { p = n / 500000; if (p < 0.02) p = 0.02; printf "%.3f", p }'); }
+started_since() { [[ $(grep -c "daemon started" "$1" || true) -gt $2 ]]; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
@@ -251,7 +262,7 @@ idle() { # the daemon took every entry in and used no CPU for 0.5 s
 # attempt while the relay was down (connection refused), as after an outage.
 prepare_deferred() { # label n dir port -> leaves the daemon running
     local label=$1 n=$2 d=$3 port=$4
-    rm -rf "$d"; config "$d" "$port"
+    rm -rf "$d"; config "$d" "$port"; label_toml "$label" "$d"
     cp -a "$(fill "$n")" "$d/spool"
     daemon_up "$label" "$d"
     wait_for "$label: $n deferred" idle "$d/spool" || die "the queue did not settle"
@@ -266,7 +277,7 @@ deferred_copy() { # label n dir port -> leaves the daemon running, idle
         daemon_down
         rm -rf "$c"; mkdir -p "$c"; cp -a "$d/spool" "$c/spool"
     fi
-    rm -rf "$d"; config "$d" "$port"
+    rm -rf "$d"; config "$d" "$port"; label_toml "$label" "$d"
     cp -a "$c/spool" "$d/spool"
     daemon_up "$label" "$d"
     wait_for "$label: daemon started on $n deferred" idle "$d/spool" || die "the daemon did not settle"
@@ -281,7 +292,7 @@ if has submit; then
     say "submit: $SUBMIT_N submissions per unit, 5 interleaved rounds..."
     per=$(( (SUBMIT_N + 4) / 5 ))
     units=(floor)
-    for l in "${LABELS[@]}"; do units+=("$l"); config "$DIR/submit-$l" 9 ""; done
+    for l in "${LABELS[@]}"; do units+=("$l"); config "$DIR/submit-$l" 9 ""; label_toml "$l" "$DIR/submit-$l"; done
     mkdir -p "$DIR/floor"
     for (( r = 0; r < 5; r++ )); do
         for (( i = 0; i < ${#units[@]}; i++ )); do
@@ -311,9 +322,15 @@ drain_once() { # label sink mode n -> "rate cpu_ms_per_msg sessions secs"
     if [[ "$mode" == cold ]]; then daemon_down; fi
     sink_up "$sink" "$port" "$d/sink"
     t0=$(now)
-    if [[ "$mode" == cold ]]; then daemon_up "$label" "$d"; fi
     c0=$(ticks "$DAEMON_PID")
-    [[ "$mode" == cold ]] && c0=0
+    if [[ "$mode" == cold ]]; then
+        # the flush must reach this daemon (with none reading the FIFO,
+        # `postern flush` would deliver in its own process)
+        local started; started=$(grep -c "daemon started" "$d/postern.log" || true)
+        daemon_up "$label" "$d"
+        c0=0
+        wait_for "$label: daemon up" started_since "$d/postern.log" "$started" || true
+    fi
     POSTERN_CONFIG="$d/postern.toml" "$DIR/bin-$label/postern" flush >> "$d/flush.out" 2>&1 || say "flush failed"
     wait_for "$label $mode drain of $n" drained "$d/spool" "$n" || true
     t1=$(now)
@@ -357,7 +374,7 @@ if has big; then
     for l in "${LABELS[@]}"; do
         : > "$DIR/out/big-$l"
         for (( r = 0; r < 3; r++ )); do
-            d="$DIR/big"; rm -rf "$d"; port=$(free_port); config "$d" "$port"; set_poll 1
+            d="$DIR/big"; rm -rf "$d"; port=$(free_port); config "$d" "$port"; label_toml "$l" "$d"; set_poll 1
             sink_up "$sink" "$port" "$d/sink"
             daemon_up "$l" "$d"
             wait_for "daemon up" grep -q "daemon started" "$d/postern.log" || true
