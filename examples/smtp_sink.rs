@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Runs until killed and prints one line per accepted message:
-//! `from=<a> to=<b>,<c> size=N tls=yes|no auth=user|-`. With `--maildir`,
-//! each message's un-stuffed DATA goes to `DIR/<n>.eml` and its envelope to
+//! `from=<a> to=<b>,<c> size=N tls=yes|no auth=user|- session=S` (S: the
+//! 0-based number of the SMTP connection, so a benchmark can count
+//! sessions). With `--maildir`, each message's un-stuffed DATA goes to `DIR/<n>.eml` and its envelope to
 //! `DIR/<n>.env`. With `--tls`, a CA and a leaf for localhost/127.0.0.1 are
 //! generated into `--cert-dir` (`ca.pem`, `cert.pem`, `key.pem`) unless
 //! `cert.pem` is already there; point clients at `ca.pem`.
@@ -198,12 +199,13 @@ fn main() -> ExitCode {
         }
         let to: Vec<String> = m.rcpts.iter().map(|r| format!("<{r}>")).collect();
         println!(
-            "from=<{}> to={} size={} tls={} auth={}",
+            "from=<{}> to={} size={} tls={} auth={} session={}",
             m.mail_from,
             to.join(","),
             m.data.len(),
             if m.tls { "yes" } else { "no" },
             m.auth_user.as_deref().unwrap_or("-"),
+            m.session,
         );
         if let Some(dir) = &maildir {
             let n = counter.fetch_add(1, Ordering::SeqCst);

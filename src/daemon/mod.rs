@@ -7,8 +7,9 @@
 //! submitter: `W` new mail, `F` flush everything now — root's or the spool
 //! owner's flush —, `f` a flush by any other user: at most one a minute,
 //! delivering what is due without resetting retry times or relay failures,
-//! `R` rescan after an admin change), keeps the retry schedule in memory (rebuilt from
-//! `state/` at start and every few minutes), and hands due messages to the
+//! `R` rescan after an admin change), keeps the retry schedule in memory, ordered by due time (built from
+//! `state/` at start and after a reload, merged with it in slices every few
+//! minutes: `service/timers.rs`), and hands due messages to the
 //! worker pool. No busy polling: it sleeps in poll(2) until a poke, a signal,
 //! a worker finishing, or the next retry time. SIGTERM/SIGINT stop it after
 //! the transactions in flight end, or after `[queue] shutdown_timeout`

@@ -37,6 +37,7 @@ mod interop;
 mod listener;
 mod maildrop_hostile;
 mod operability;
+mod pipelining;
 mod port_fallback;
 mod privilege;
 mod security_round2;
