@@ -393,3 +393,144 @@ fn group_exists(name: &str) -> bool {
         .lines()
         .any(|l| l.split(':').next() == Some(name))
 }
+
+#[test]
+fn oauth2_login_with_a_browser_uses_pkce_and_the_loopback_redirect() {
+    use std::io::{BufRead, Read, Write};
+    let env = TestEnv::new();
+    let certs = cert_dir(&env);
+    let tokens = TokenServer::start(
+        &certs,
+        script(|_, _| (200, token_json("AT-G", Some("RT-GOOGLE")))),
+    );
+    let cs = secret(&env, "client.secret", "GOCSPX-x");
+    let rt = env.root.join("refresh.token");
+    env.write_config(&config(
+        &env,
+        25,
+        &certs,
+        &format!(
+            "flow = \"refresh_token\"\ntoken_url = \"{}\"\nauth_url = \"{}\"\nclient_id = \"cid.apps\"\nclient_secret_file = \"{}\"\nrefresh_token_file = \"{}\"\nscope = \"https://mail.google.com/\"\n",
+            tokens.url("/token"),
+            tokens.url("/auth"),
+            cs.display(),
+            rt.display()
+        ),
+    ));
+    let mut child = env
+        .cmd("postern")
+        .args(["oauth2", "login", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let prefix = tokens.url("/auth?");
+    let mut url = None;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+        if let Some(u) = line.trim().strip_prefix(&prefix) {
+            url = Some(u.to_string());
+            break;
+        }
+    }
+    let Some(query) = url else {
+        let _ = child.kill();
+        panic!("no sign-in address printed");
+    };
+    let param = |k: &str| -> String {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} in {query}"))
+            .to_string()
+    };
+    assert_eq!(param("response_type"), "code");
+    assert_eq!(param("client_id"), "cid.apps");
+    assert_eq!(param("code_challenge_method"), "S256");
+    assert_eq!(param("scope"), "https%3A%2F%2Fmail.google.com%2F");
+    let redirect = param("redirect_uri");
+    let port: u16 = redirect
+        .strip_prefix("http%3A%2F%2F127.0.0.1%3A")
+        .and_then(|r| r.strip_suffix("%2F"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("loopback redirect: {redirect}"));
+    let (state, challenge) = (param("state"), param("code_challenge"));
+    // The browser comes back with the code.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("loopback");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /?state={state}&code=4%2F0AUTH-CODE&scope=x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("login did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(status.success(), "{err}");
+    assert_eq!(std::fs::read_to_string(&rt).unwrap(), "RT-GOOGLE\n");
+    let reqs = tokens.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let body = &reqs[0].body;
+    let verifier = body
+        .split('&')
+        .find_map(|p| p.strip_prefix("code_verifier="))
+        .expect("code_verifier")
+        .to_string();
+    assert_eq!(
+        *body,
+        format!(
+            "grant_type=authorization_code&code=4%2F0AUTH-CODE&redirect_uri={redirect}&client_id=cid.apps&code_verifier={verifier}&client_secret=GOCSPX-x"
+        )
+    );
+    // PKCE S256: the challenge is base64url(SHA-256(verifier)), no padding.
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    let b64 = support::smtp_server::base64_encode(digest.as_ref())
+        .replace('+', "-")
+        .replace('/', "_")
+        .trim_end_matches('=')
+        .to_string();
+    assert_eq!(challenge, b64);
+}
+
+#[test]
+fn oauth2_configuration_errors_name_the_key() {
+    let env = TestEnv::new();
+    env.write_config(&format!(
+        "{}[[relay]]\nhost = \"smtp.office365.com\"\nusername = \"{USER}\"\n[relay.oauth2]\nflow = \"client_credentials\"\nprovider = \"microsoft365\"\nclient_id = \"c\"\nclient_secret_file = \"/nonexistent\"\n",
+        base_config(&env.root)
+    ));
+    let o = env.run("postern", &["check"], b"");
+    assert_eq!(o.code, 78, "{o:?}");
+    assert!(o.stderr.contains("relay[0].oauth2.tenant"), "{o:?}");
+    env.write_config(&format!(
+        "{}[[relay]]\nhost = \"smtp.gmail.com\"\nusername = \"{USER}\"\npassword_file = \"/x\"\n[relay.oauth2]\nflow = \"refresh_token\"\nprovider = \"google\"\nclient_id = \"c\"\nrefresh_token_file = \"/r\"\n",
+        base_config(&env.root)
+    ));
+    let o = env.run("postern", &["check"], b"");
+    assert_eq!(o.code, 78, "{o:?}");
+    assert!(o.stderr.contains("relay[0].oauth2"), "{o:?}");
+    assert!(o.stderr.contains("remove password_file"), "{o:?}");
+}

@@ -889,6 +889,29 @@ mod tests {
     }
 
     #[test]
+    fn oauthbearer_sends_the_gs2_header_and_answers_an_error_challenge() {
+        let (mut c, t) = scripted(&[
+            "334 eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==\r\n",
+            "535 5.7.8 Username and Password not accepted\r\n",
+        ]);
+        let e = c.auth("OAUTHBEARER", "a=b,c@x", "T0K").unwrap_err();
+        let r = e.reply().expect("a reply");
+        assert_eq!(r.code, 535);
+        assert!(
+            r.text.contains("invalid_token") && r.text.contains("mail.google.com"),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            t.join().unwrap(),
+            [
+                "AUTH OAUTHBEARER bixhPWE9M0RiPTJDY0B4LAFhdXRoPUJlYXJlciBUMEsBAQ==",
+                "AQ=="
+            ]
+        );
+    }
+
+    #[test]
     fn auth_login_answers_the_challenges() {
         let (mut c, t) = scripted(&[
             "334 VXNlcm5hbWU6\r\n",
