@@ -37,11 +37,17 @@ pub fn check_secret_file(relay: &Relay) -> Result<()> {
 /// readable by every user.
 fn check_file(relay: &Relay, key: &str, path: &Path) -> Result<()> {
     let md = std::fs::metadata(path).map_err(|e| {
-        Error::io(
+        let hint = if key == "refresh_token_file" && e.kind() == std::io::ErrorKind::NotFound {
+            format!(" (run: postern oauth2 login {})", relay.host)
+        } else {
+            String::new()
+        };
+        let err = Error::io(
             Kind::Config,
             format!("relay {}: {key} {}", relay.host, path.display()),
             &e,
-        )
+        );
+        Error::new(Kind::Config, format!("{}{hint}", err.message()))
     })?;
     if !md.is_file() {
         return Err(Error::new(

@@ -61,11 +61,21 @@ pub fn token(spool_dir: &Path, relay: &Relay, fresh: bool) -> Result<Token, Stri
     let t = now();
     let mut memory = MEMORY.lock().unwrap_or_else(|p| p.into_inner());
     let memory = memory.get_or_insert_with(HashMap::new);
-    let stored = memory
-        .get(&path)
+    let in_memory = memory.get(&path).filter(|e| matches(e, o, user)).cloned();
+    if !fresh
+        && let Some(e) = &in_memory
+        && usable(e, o, user, t)
+    {
+        return Ok(Token {
+            access_token: e.access_token.clone(),
+            cached: true,
+        });
+    }
+    // The file may be newer than our memory: another process (`postern
+    // check`, a queue run) may have refreshed, or rotated the refresh token.
+    let stored = cache::read(&path)
         .filter(|e| matches(e, o, user))
-        .cloned()
-        .or_else(|| cache::read(&path).filter(|e| matches(e, o, user)));
+        .or(in_memory);
     if !fresh
         && let Some(e) = &stored
         && usable(e, o, user, t)
