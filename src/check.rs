@@ -199,6 +199,27 @@ fn connect_explained(
 fn auth_hint(relay: &Relay, msg: &str) -> String {
     let host = relay.host.to_ascii_lowercase();
     let user = relay.username.as_deref().unwrap_or("");
+    if let Some(o) = &relay.oauth2 {
+        if msg.contains("OAuth2 token for") {
+            return "the token endpoint refused: see the cause named above".into();
+        }
+        if o.provider.as_deref() == Some("google")
+            || host.contains("gmail")
+            || host.contains("google")
+        {
+            return format!(
+                "Google refused the token: the grant must include the scope https://mail.google.com/ and be for {user:?}"
+            );
+        }
+        return match o.flow {
+            crate::config::Flow::ClientCredentials => format!(
+                "the relay refused the app-only token: in Exchange Online, register the application's service principal (New-ServicePrincipal) and give it FullAccess to {user:?} (Add-MailboxPermission); the app needs SMTP.SendAsApp with admin consent"
+            ),
+            crate::config::Flow::RefreshToken => format!(
+                "the relay refused the token: the grant must include SMTP.Send for {user:?}, and SMTP AUTH must be enabled for the mailbox"
+            ),
+        };
+    }
     if host.contains("sendgrid") {
         if user != "apikey" {
             return format!(
@@ -250,6 +271,7 @@ fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
         r,
     };
     p.secret_file();
+    p.oauth2_token();
     let Some(addrs) = p.dns() else { return };
     let Some(tcp) = p.connect(&addrs) else { return };
     let Some(tls) = p.tls_setup() else { return };
@@ -284,6 +306,29 @@ impl Probe<'_, '_> {
     fn secret_file(&mut self) {
         if let Err(e) = crate::deliver::credentials::check_secret_file(self.relay) {
             self.r.step("secret", Some(false), e.message());
+        }
+    }
+
+    /// `[relay.oauth2]`: an access token from the cache or the token
+    /// endpoint (the delivery session then uses it); a refusal is named
+    /// (`invalid_grant`, `AADSTS…`), the token never shown.
+    fn oauth2_token(&mut self) {
+        let Some(o) = &self.relay.oauth2 else { return };
+        match crate::deliver::oauth2::token(&self.cfg.spool_dir, self.relay, false) {
+            Ok(t) => self.r.step(
+                "oauth2",
+                Some(true),
+                &format!(
+                    "{} grant: access token {}",
+                    o.flow.name(),
+                    if t.cached {
+                        "cached and not about to expire"
+                    } else {
+                        "obtained from the token endpoint"
+                    }
+                ),
+            ),
+            Err(e) => self.r.step("oauth2", Some(false), &e),
         }
     }
 
@@ -895,6 +940,7 @@ mod tests {
             tls_pins: vec![],
             tls_verify: true,
             port_auto: false,
+            oauth2: None,
         }
     }
 

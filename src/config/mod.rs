@@ -11,9 +11,11 @@
 
 pub mod env;
 mod listen;
+mod oauth2;
 mod validate;
 
 pub use listen::{Listen, Network};
+pub use oauth2::{Flow, OAuth2};
 
 use crate::error::{Error, Kind, Result};
 use serde::Deserialize;
@@ -139,6 +141,9 @@ pub struct Relay {
     /// tries 587 (STARTTLS), 465 (TLS) and 2525 (STARTTLS) and remembers
     /// what worked (`spool::relay_ports`).
     pub port_auto: bool,
+    /// `[relay.oauth2]`: the secret is an OAuth2 access token obtained by
+    /// `deliver::oauth2` (None: password_file / password_command).
+    pub oauth2: Option<OAuth2>,
 }
 
 impl Relay {
@@ -526,6 +531,7 @@ struct RawRelay {
     senders: Option<Vec<String>>,
     tls_pin: Option<Vec<String>>,
     tls_verify: Option<bool>,
+    oauth2: Option<oauth2::RawOAuth2>,
 }
 
 /// `port`: a number, or `"auto"` (try 587, 465, 2525).

@@ -68,7 +68,23 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
             "a secret is set but no username".into(),
         ));
     }
-    if r.username.is_some() && r.password_file.is_none() && r.password_command.is_none() {
+    if r.oauth2.is_some() && (r.password_file.is_some() || r.password_command.is_some()) {
+        return Err(bad(
+            &key("oauth2"),
+            "the secret is the OAuth2 token: remove password_file / password_command".into(),
+        ));
+    }
+    if r.oauth2.is_some() && r.username.is_none() {
+        return Err(bad(
+            &key("username"),
+            "[relay.oauth2] needs username (the mailbox the token is for; the SASL user)".into(),
+        ));
+    }
+    if r.username.is_some()
+        && r.password_file.is_none()
+        && r.password_command.is_none()
+        && r.oauth2.is_none()
+    {
         return Err(bad(
             &key("password_file"),
             "username is set: give password_file or password_command".into(),
@@ -80,21 +96,38 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
             "client_cert and client_key go together".into(),
         ));
     }
+    let oauth2 = match r.oauth2 {
+        Some(o) => Some(super::oauth2::oauth2(i, o)?),
+        None => None,
+    };
     let auth_mechanisms = match r.auth {
         Some(list) => {
             let mut out = Vec::new();
             for m in list {
                 let u = m.to_ascii_uppercase();
-                if !matches!(u.as_str(), "PLAIN" | "LOGIN" | "XOAUTH2") {
+                let token = matches!(u.as_str(), "XOAUTH2" | "OAUTHBEARER");
+                if !matches!(u.as_str(), "PLAIN" | "LOGIN") && !token {
                     return Err(bad(
                         &key("auth"),
-                        format!("unknown mechanism {m:?} (PLAIN, LOGIN, XOAUTH2)"),
+                        format!("unknown mechanism {m:?} (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER)"),
                     ));
+                }
+                if oauth2.is_some() && !token {
+                    return Err(bad(
+                        &key("auth"),
+                        format!(
+                            "{u} sends a password; with [relay.oauth2] use XOAUTH2 or OAUTHBEARER"
+                        ),
+                    ));
+                }
+                if u == "OAUTHBEARER" && oauth2.is_none() {
+                    return Err(bad(&key("auth"), "OAUTHBEARER needs [relay.oauth2]".into()));
                 }
                 out.push(u);
             }
             out
         }
+        None if oauth2.is_some() => vec!["OAUTHBEARER".into(), "XOAUTH2".into()],
         None => vec!["PLAIN".into(), "LOGIN".into(), "XOAUTH2".into()],
     };
     let port_auto = matches!(r.port, Some(RawPort::Auto));
@@ -142,6 +175,7 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
         tls_pins,
         tls_verify,
         port_auto,
+        oauth2,
     })
 }
 

@@ -6,7 +6,8 @@
 //! `smtp` is the SMTP transport (session + wire form); `relays` chooses the
 //! relay (failover, down-list, rate limits) and keeps sessions open, among
 //! the relays `sender_relays` says serve the message's sender;
-//! `credentials` reads relay secrets.
+//! `credentials` reads relay secrets; `oauth2` obtains and caches the
+//! access tokens of `[relay.oauth2]` relays.
 //!
 //! Delivery is at-least-once: a crash between the relay's `250` and the
 //! state save can send a message twice; nothing can lose it. A 5xx reply is
@@ -15,6 +16,7 @@
 //! every network, TLS, timeout or local error, is temporary.
 
 pub mod credentials;
+pub mod oauth2;
 pub mod relays;
 pub mod sender_relays;
 pub mod smtp;

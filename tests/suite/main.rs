@@ -36,6 +36,7 @@ mod hostile_ops;
 mod interop;
 mod listener;
 mod maildrop_hostile;
+mod oauth2;
 mod operability;
 mod pipelining;
 mod port_fallback;

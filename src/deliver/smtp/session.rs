@@ -188,7 +188,7 @@ impl SmtpSession {
         let features = ehlo(&mut conn, cfg, &label, hello)?;
         learn_size(cfg, relay, features.size);
         if let Some(user) = &relay.username {
-            authenticate(&mut conn, relay, user, &features, encrypted, &label)?;
+            authenticate(&mut conn, cfg, relay, user, &features, encrypted, &label)?;
         }
         Ok(SmtpSession {
             conn,
@@ -844,9 +844,12 @@ pub fn learn_size(cfg: &Config, relay: &Relay, size: Option<u64>) {
 
 /// AUTH as `user`, only over TLS (or in plain text to a loopback relay with
 /// `allow_plaintext = true`, logged at each session), with the first allowed
-/// mechanism the server offers.
+/// mechanism the server offers. With `[relay.oauth2]` the secret is the
+/// access token; a cached token refused with 535 is replaced by a fresh one
+/// and AUTH tried once more.
 fn authenticate(
     conn: &mut Conn,
+    cfg: &Config,
     relay: &Relay,
     user: &str,
     features: &Features,
@@ -864,14 +867,11 @@ fn authenticate(
             "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\"; for a local stunnel or sidecar on a loopback address, allow_plaintext = true)"
         )));
     }
-    let secret = crate::deliver::credentials::secret(relay)
-        .map_err(|e| ConnectError::Local(e.message().to_string()))?
-        .unwrap_or_default();
     let mechs: Vec<&str> = relay
         .auth_mechanisms
         .iter()
         .map(|m| m.as_str())
-        .filter(|m| matches!(*m, "PLAIN" | "LOGIN" | "XOAUTH2"))
+        .filter(|m| matches!(*m, "PLAIN" | "LOGIN" | "XOAUTH2" | "OAUTHBEARER"))
         .filter(|m| features.auth.iter().any(|a| a == m))
         .collect();
     if mechs.is_empty() {
@@ -886,21 +886,46 @@ fn authenticate(
             relay.auth_mechanisms.join(" ")
         )));
     }
-    log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
-    match conn.auth(mechs[0], user, &secret) {
-        Ok(r) => log::debug!("S: {}", positive(&r)),
-        Err(e) => {
-            let why = match reply_of(&e) {
-                Some(r) => r.to_string(),
-                None => describe(&e),
-            };
-            conn.abort();
-            return Err(ConnectError::Auth(format!(
-                "authentication as {user} at {label} failed: {why}"
-            )));
+    let oauth = |fresh: bool| {
+        crate::deliver::oauth2::token(&cfg.spool_dir, relay, fresh).map_err(ConnectError::Auth)
+    };
+    let (mut secret, mut cached) = if relay.oauth2.is_some() {
+        let t = oauth(false).inspect_err(|_| conn.abort())?;
+        (t.access_token, t.cached)
+    } else {
+        let s = crate::deliver::credentials::secret(relay)
+            .map_err(|e| ConnectError::Local(e.message().to_string()))?
+            .unwrap_or_default();
+        (s, false)
+    };
+    loop {
+        log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
+        let e = match conn.auth(mechs[0], user, &secret) {
+            Ok(r) => {
+                log::debug!("S: {}", positive(&r));
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let reply = reply_of(&e);
+        if cached && reply.as_ref().is_some_and(|r| r.code == 535) {
+            log::info!(
+                "{label} refused the cached OAuth2 token of {user} ({}): fetching a new one",
+                reply.as_ref().map(|r| r.to_string()).unwrap_or_default()
+            );
+            let t = oauth(true).inspect_err(|_| conn.abort())?;
+            (secret, cached) = (t.access_token, false);
+            continue;
         }
+        let why = match reply {
+            Some(r) => r.to_string(),
+            None => describe(&e),
+        };
+        conn.abort();
+        return Err(ConnectError::Auth(format!(
+            "authentication as {user} at {label} failed: {why}"
+        )));
     }
-    Ok(())
 }
 
 /// True when an error text is a TLS/certificate failure.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod smtp_server;
+pub mod token_server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
