@@ -8,10 +8,12 @@
 //! handed out again until [`Timers::set`] or [`Timers::rearm`] arms it once
 //! more — which the loop does when the attempt's result arrives (every
 //! message handed to the pool comes back as exactly one result), so a
-//! message in delivery is never offered twice.
+//! message in delivery is never offered twice. A flush that finds a message
+//! in delivery marks it: whatever time its result asks for, it is due at
+//! once (the flush means "now", also for the attempt that was under way).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// A due time (unix seconds) with a total order.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +43,8 @@ pub struct Timers {
     known: HashMap<String, (f64, bool)>,
     /// The armed entries, earliest first.
     order: BTreeSet<(At, String)>,
+    /// Entries a flush found handed out: due at once when armed again.
+    flushed: HashSet<String>,
 }
 
 impl Timers {
@@ -53,6 +57,7 @@ impl Timers {
     pub fn replace_all(&mut self, entries: impl IntoIterator<Item = (String, f64)>) {
         self.known.clear();
         self.order.clear();
+        self.flushed.clear();
         for (id, at) in entries {
             self.set(id, at);
         }
@@ -60,6 +65,7 @@ impl Timers {
 
     /// `id` is due at `at` (armed; replaces what was known of it).
     pub fn set(&mut self, id: String, at: f64) {
+        let at = if self.flushed.remove(&id) { 0.0 } else { at };
         if let Some(&(old, armed)) = self.known.get(&id)
             && armed
         {
@@ -74,16 +80,21 @@ impl Timers {
 
     /// Arm `id` again at the time it had (nothing if unknown or armed).
     pub fn rearm(&mut self, id: &str) {
+        let flushed = self.flushed.remove(id);
         if let Some((at, armed)) = self.known.get_mut(id)
             && !*armed
         {
             *armed = true;
+            if flushed {
+                *at = 0.0;
+            }
             self.order.insert((At(*at), id.to_string()));
         }
     }
 
     /// Forget `id`.
     pub fn remove(&mut self, id: &str) {
+        self.flushed.remove(id);
         if let Some((at, armed)) = self.known.remove(id)
             && armed
         {
@@ -108,8 +119,15 @@ impl Timers {
         }
     }
 
-    /// Hand out (disarm) every armed entry, whatever its time (a flush).
+    /// Hand out (disarm) every armed entry, whatever its time (a flush),
+    /// and mark those already handed out: due at once when their result
+    /// arms them again.
     pub fn take_all(&mut self, out: &mut Vec<String>) {
+        for (id, &(_, armed)) in &self.known {
+            if !armed {
+                self.flushed.insert(id.clone());
+            }
+        }
         self.take_due(f64::INFINITY, out);
     }
 
@@ -152,6 +170,28 @@ mod tests {
         t.rearm("c"); // armed already: no duplicate
         assert_eq!(due(&mut t, 100.0), ["a", "c"]);
         assert!(due(&mut t, 100.0).is_empty());
+    }
+
+    #[test]
+    fn a_flush_makes_a_message_in_delivery_due_when_its_result_arrives() {
+        let mut t = Timers::new();
+        t.set("busy".into(), 0.0);
+        t.set("later".into(), 500.0);
+        assert_eq!(due(&mut t, 1.0), ["busy"]);
+        let mut all = Vec::new();
+        t.take_all(&mut all);
+        assert_eq!(all, ["later"]);
+        // The attempt under way is deferred for a minute: the flush wins.
+        t.set("busy".into(), 60.0);
+        assert_eq!(due(&mut t, 1.0), ["busy"]);
+        // Only once: its next deferral keeps its time.
+        t.set("busy".into(), 120.0);
+        assert!(due(&mut t, 1.0).is_empty());
+        // The same through rearm (a result without a state file).
+        assert_eq!(due(&mut t, 1000.0), ["busy"]);
+        t.take_all(&mut Vec::new());
+        t.rearm("busy");
+        assert_eq!(due(&mut t, 1.0), ["busy"]);
     }
 
     #[test]
