@@ -324,8 +324,10 @@ fn limits_and_timeouts_get_clear_replies() {
     );
     let _d = start(&s.env, s.port);
     // Per client: the third connection is refused.
-    let (mut a, _) = Client::connect(s.port);
-    let (mut b, _) = Client::connect(s.port);
+    let (mut a, greeting) = Client::connect(s.port);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (mut b, greeting) = Client::connect(s.port);
+    assert!(greeting.starts_with("220 "), "{greeting}");
     let (mut third, greeting) = Client::connect(s.port);
     assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
     assert!(third.closed());
@@ -351,7 +353,7 @@ fn limits_and_timeouts_get_clear_replies() {
     // Idle: b said nothing for more than 2 s.
     std::thread::sleep(Duration::from_millis(2500));
     let r = b.reply();
-    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(r.starts_with("421 4.4.2"), "{r:?}\n{}", s.env.log());
     assert!(b.closed());
     // Slots are given back: a new connection is served.
     let (mut d, greeting) = Client::connect(s.port);
