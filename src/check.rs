@@ -895,6 +895,7 @@ mod tests {
             tls_pins: vec![],
             tls_verify: true,
             port_auto: false,
+            api: None,
         }
     }
 

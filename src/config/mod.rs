@@ -42,19 +42,52 @@ pub enum TlsMode {
 pub enum RelayKind {
     /// SMTP submission to a smart host (the default).
     Smtp,
+    /// Mailgun's HTTPS API (`messages.mime`): `deliver::mailgun`.
+    Mailgun,
+    /// Amazon SES v2 `SendEmail` with raw content, SigV4: `deliver::ses`.
+    Ses,
 }
 
 impl RelayKind {
     /// The names `kind` accepts, for error messages.
-    pub const NAMES: &'static [&'static str] = &["smtp"];
+    pub const NAMES: &'static [&'static str] = &["smtp", "mailgun", "ses"];
 
     /// The kind named `s` (as written in the config).
     pub fn from_name(s: &str) -> Option<RelayKind> {
         match s {
             "smtp" => Some(RelayKind::Smtp),
+            "mailgun" => Some(RelayKind::Mailgun),
+            "ses" => Some(RelayKind::Ses),
             _ => None,
         }
     }
+
+    /// The kind's name, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            RelayKind::Smtp => "smtp",
+            RelayKind::Mailgun => "mailgun",
+            RelayKind::Ses => "ses",
+        }
+    }
+
+    /// An HTTPS API transport (not SMTP).
+    pub fn is_https(self) -> bool {
+        self != RelayKind::Smtp
+    }
+}
+
+/// Where an HTTPS API relay (`kind = "mailgun"` or `"ses"`) is reached:
+/// the base URL (`url`, or the provider's default for the region) and the
+/// provider's keys. `host` and `port` of the [`Relay`] are the URL's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpApi {
+    /// `https://host[:port][/prefix]`, without a trailing slash.
+    pub base: String,
+    /// Mailgun: the sending domain (`domain`); empty for SES.
+    pub domain: String,
+    /// SES: the AWS region; Mailgun: `us` or `eu`.
+    pub region: String,
 }
 
 /// How the From header is rewritten to the configured sender identity.
@@ -137,6 +170,8 @@ pub struct Relay {
     /// tries 587 (STARTTLS), 465 (TLS) and 2525 (STARTTLS) and remembers
     /// what worked (`spool::relay_ports`).
     pub port_auto: bool,
+    /// The HTTPS API endpoint (Some exactly for an HTTPS `kind`).
+    pub api: Option<HttpApi>,
 }
 
 impl Relay {
@@ -468,6 +503,7 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawRelay {
     kind: Option<String>,
+    #[serde(default)]
     host: String,
     port: Option<RawPort>,
     tls: Option<TlsMode>,
@@ -485,6 +521,9 @@ struct RawRelay {
     senders: Option<Vec<String>>,
     tls_pin: Option<Vec<String>>,
     tls_verify: Option<bool>,
+    url: Option<String>,
+    domain: Option<String>,
+    region: Option<String>,
 }
 
 /// `port`: a number, or `"auto"` (try 587, 465, 2525).

@@ -278,6 +278,7 @@ impl SmtpSession {
             return TxResult {
                 verdicts,
                 reusable: true,
+                retry_after: None,
             };
         }
         let sub = Transaction {
@@ -297,6 +298,7 @@ impl SmtpSession {
         TxResult {
             verdicts,
             reusable: inner.reusable,
+            retry_after: None,
         }
     }
 
@@ -337,6 +339,7 @@ impl SmtpSession {
             return Err(TxResult {
                 verdicts,
                 reusable: true,
+                retry_after: None,
             });
         }
         Ok((plan, verdicts))
@@ -416,6 +419,7 @@ impl SmtpSession {
                     return Err(TxResult {
                         verdicts,
                         reusable: false,
+                        retry_after: None,
                     });
                 }
             }
@@ -470,7 +474,11 @@ impl SmtpSession {
             for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
                 *x = (v, reply.clone(), "DATA");
             }
-            return TxResult { verdicts, reusable };
+            return TxResult {
+                verdicts,
+                reusable,
+                retry_after: None,
+            };
         }
         log::debug!("S: 354");
         let (verdict, reply, reusable) = self.transfer(tx, plan);
@@ -480,7 +488,11 @@ impl SmtpSession {
         if verdict == Verdict::Sent || reusable {
             self.messages += 1;
         }
-        TxResult { verdicts, reusable }
+        TxResult {
+            verdicts,
+            reusable,
+            retry_after: None,
+        }
     }
 
     /// Send the message (one write when small, else streamed) and read the
