@@ -20,6 +20,11 @@
 //! Nothing is ever sent: no MAIL command. The secret is never printed
 //! (the session code redacts it too).
 //!
+//! An HTTPS API relay (`kind = "mailgun"`, `"ses"`) gets the same secret,
+//! name, connect and TLS steps (the handshake with the delivery's TLS
+//! configuration), then `deliver::api::check`: one authenticated request to
+//! the send endpoint with an empty body, which sends nothing.
+//!
 //! Each reply waits at most `smtp.command_timeout`, capped at 30 seconds
 //! here so an interactive check does not hang for minutes.
 //!
@@ -256,6 +261,14 @@ fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
     let Some(mut conn) = p.implicit_tls(tcp, tls.as_ref()) else {
         return;
     };
+    if relay.kind.is_https() {
+        // An HTTPS API: the handshake above is the delivery's; then one
+        // authenticated request that sends nothing.
+        drop(conn);
+        let (verdict, detail) = crate::deliver::api::check(cfg, relay);
+        p.r.step("api", verdict, &detail);
+        return;
+    }
     if !p.banner(&mut conn) {
         return;
     }
@@ -638,7 +651,7 @@ fn https_alternative(host: &str) -> Option<&'static str> {
     } else if is("amazonaws.com") && h.contains("email") {
         "Amazon SES offers its HTTPS API (SES v2 SendEmail with raw content, kind = \"ses\")"
     } else if is("office365.com") || is("outlook.com") {
-        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (kind = \"graph\")"
+        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (not built into Postern yet)"
     } else if is("sendgrid.net") {
         "SendGrid offers its HTTPS Web API v3 (mail/send)"
     } else if is("postmarkapp.com") {
@@ -821,6 +834,7 @@ pub fn command(cfg: &Config) -> Result<u8> {
             idx + 1,
             relay.label(),
             match relay.tls {
+                _ if relay.kind.is_https() => relay.kind.name(),
                 _ if relay.port_auto => "per port",
                 TlsMode::Starttls => "starttls",
                 TlsMode::Tls => "tls",

@@ -25,6 +25,10 @@
 //!   a wrong `url`, not a bad message) and no answer at all (connect, TLS,
 //!   timeout): deferred.
 //!
+//! Opening a session also records the provider's limit as the relay's
+//! size (`spool::relay_limits`), so that submission refuses a message the
+//! API would refuse, as it does with an SMTP relay's `SIZE`.
+//!
 //! Replies are dressed as SMTP replies (250, 451, 454, 554 with an enhanced
 //! code) so that the runner, the log and the DSN treat them as they treat a
 //! relay's; the text names the provider and the HTTP status.
@@ -34,7 +38,7 @@ use super::smtp::conn::TlsParameters;
 use super::smtp::wire::{self, WirePlan};
 use super::transport::{ConnectError, Session, Transaction, Transport, TxRcpt, TxResult};
 use super::{Reply, Verdict};
-use crate::config::{Config, Relay};
+use crate::config::{Config, Relay, RelayKind};
 use std::time::Duration;
 
 /// Longest API error text kept in a reply.
@@ -47,6 +51,9 @@ pub trait Api: Send + Sync {
     /// The documented size limit in bytes, and how it is counted (the
     /// size of the MIME message, or of what the request carries).
     fn max_size(&self, mime_len: u64) -> (u64, u64);
+    /// The largest MIME message the limit allows (what the submission
+    /// path's size check uses, as an SMTP relay's SIZE).
+    fn max_mime(&self) -> u64;
     /// Most recipients in one request.
     fn max_rcpts(&self) -> usize;
     /// Send `tx`'s message to `rcpts` with `secret`: one request.
@@ -58,10 +65,70 @@ pub trait Api: Send + Sync {
         rcpts: &[TxRcpt],
         plan: &WirePlan,
     ) -> Result<Response, String>;
+    /// `postern check`: one authenticated request that sends nothing (the
+    /// send endpoint with an empty body: the API checks the credentials,
+    /// then refuses the empty request).
+    fn probe(&self, client: &Client, secret: &str) -> Result<Response, String>;
     /// The provider's message id in a 2xx answer.
     fn message_id(&self, resp: &Response) -> Option<String>;
     /// The provider's error text in an error answer.
     fn error_text(&self, resp: &Response) -> String;
+}
+
+/// The provider of an HTTPS `kind` (None for SMTP).
+pub fn provider(relay: &Relay) -> Option<std::sync::Arc<dyn Api>> {
+    let api = relay.api.as_ref()?;
+    let user = relay.username.as_deref().unwrap_or("api");
+    Some(match relay.kind {
+        RelayKind::Mailgun => std::sync::Arc::new(super::mailgun::Mailgun::new(api, user)),
+        RelayKind::Ses => std::sync::Arc::new(super::ses::Ses::new(api, user)),
+        RelayKind::Smtp => return None,
+    })
+}
+
+/// `postern check` of an HTTPS relay, after its TLS handshake was
+/// reported: the secret, then the provider's [`Api::probe`]. The verdict
+/// (None: a warning) and one line.
+pub fn check(cfg: &Config, relay: &Relay) -> (Option<bool>, String) {
+    let Some(api) = provider(relay) else {
+        return (Some(false), "not an HTTPS relay".into());
+    };
+    let tls = match super::smtp::session::tls_parameters(relay) {
+        Ok(t) => t,
+        Err(e) => return (Some(false), e.to_string()),
+    };
+    let secret = match super::credentials::secret(relay) {
+        Ok(Some(s)) => s,
+        Ok(None) => return (Some(false), "no secret configured".into()),
+        Err(e) => return (Some(false), e.to_string()),
+    };
+    let p = api.provider();
+    let resp = match api.probe(&Client::new(cfg, &tls), &secret) {
+        Ok(r) => r,
+        Err(e) => return (Some(false), format!("no answer from the {p} API: {e}")),
+    };
+    let s = resp.status;
+    let text = shorten(&crate::escape::field(api.error_text(&resp).trim()), 200);
+    match s {
+        401 | 403 => (
+            Some(false),
+            format!(
+                "{p} refused the credentials (HTTP {s}): {text}; check username and password_file"
+            ),
+        ),
+        404 => (
+            Some(false),
+            format!("HTTP 404 from {p}: {text}; check domain, region and url"),
+        ),
+        429 | 500..=599 => (None, format!("{p} is busy (HTTP {s}): {text}")),
+        200..=299 | 400..=499 => (
+            Some(true),
+            format!(
+                "{p} accepted the credentials (HTTP {s} to an empty request: {text}; nothing sent)"
+            ),
+        ),
+        _ => (Some(false), format!("unexpected HTTP {s} from {p}: {text}")),
+    }
 }
 
 /// An HTTPS API relay: its TLS parameters (built once) and its provider.
@@ -91,6 +158,8 @@ impl Transport for ApiTransport {
             Ok(None) => return Err(ConnectError::Local("no secret configured".into())),
             Err(e) => return Err(ConnectError::Local(e.to_string())),
         };
+        // Submission refuses what the API would refuse, as with SIZE.
+        super::smtp::session::learn_size(cfg, &self.relay, Some(self.api.max_mime()));
         Ok(Box::new(ApiSession {
             label: self.relay.label(),
             client: Client::new(cfg, &self.tls),
@@ -288,6 +357,9 @@ mod tests {
         fn max_size(&self, m: u64) -> (u64, u64) {
             (m, 10)
         }
+        fn max_mime(&self) -> u64 {
+            10
+        }
         fn max_rcpts(&self) -> usize {
             2
         }
@@ -299,6 +371,9 @@ mod tests {
             _: &[TxRcpt],
             _: &WirePlan,
         ) -> Result<Response, String> {
+            Err("unused".into())
+        }
+        fn probe(&self, _: &Client, _: &str) -> Result<Response, String> {
             Err("unused".into())
         }
         fn message_id(&self, r: &Response) -> Option<String> {

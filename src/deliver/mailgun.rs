@@ -38,6 +38,14 @@ impl Mailgun {
     }
 }
 
+impl Mailgun {
+    /// The `Authorization` value for `secret`.
+    fn basic(&self, secret: &str) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        format!("Basic {}", b64.encode(format!("{}:{secret}", self.user)))
+    }
+}
+
 /// A multipart boundary that cannot occur in the message by chance.
 fn boundary() -> String {
     let mut b = [0u8; 16];
@@ -76,6 +84,10 @@ impl Api for Mailgun {
         (mime_len, MAX_SIZE)
     }
 
+    fn max_mime(&self) -> u64 {
+        MAX_SIZE
+    }
+
     fn max_rcpts(&self) -> usize {
         1000
     }
@@ -100,6 +112,17 @@ impl Api for Mailgun {
             ("Accept", "application/json".to_string()),
         ];
         client.post(&self.url, &headers, body, len)
+    }
+
+    fn probe(&self, client: &Client, secret: &str) -> Result<Response, String> {
+        let b = boundary();
+        let body = format!("--{b}--\r\n");
+        let headers = [
+            ("Authorization", self.basic(secret)),
+            ("Content-Type", format!("multipart/form-data; boundary={b}")),
+            ("Accept", "application/json".to_string()),
+        ];
+        client.post(&self.url, &headers, body.as_bytes(), body.len() as u64)
     }
 
     fn message_id(&self, resp: &Response) -> Option<String> {

@@ -33,13 +33,8 @@ pub fn transport(idx: usize, relay: &Relay) -> Result<Box<dyn Transport>, Connec
     match relay.kind {
         RelayKind::Smtp => Ok(Box::new(super::smtp::SmtpTransport::new(idx, relay)?)),
         RelayKind::Mailgun | RelayKind::Ses => {
-            let Some(api) = &relay.api else {
+            let Some(provider) = super::api::provider(relay) else {
                 return Err(ConnectError::Local("no API endpoint configured".into()));
-            };
-            let user = relay.username.as_deref().unwrap_or("api");
-            let provider: std::sync::Arc<dyn super::api::Api> = match relay.kind {
-                RelayKind::Mailgun => std::sync::Arc::new(super::mailgun::Mailgun::new(api, user)),
-                _ => std::sync::Arc::new(super::ses::Ses::new(api, user)),
             };
             Ok(Box::new(super::api::ApiTransport::new(relay, provider)?))
         }

@@ -92,6 +92,10 @@ impl Api for Ses {
         (http::encoded_len(mime_len, Encoding::Base64), MAX_SIZE)
     }
 
+    fn max_mime(&self) -> u64 {
+        MAX_SIZE / 4 * 3
+    }
+
     fn max_rcpts(&self) -> usize {
         50
     }
@@ -128,6 +132,45 @@ impl Api for Ses {
             hash.update(&buf[..n]);
         }
         let payload_hash = sigv4::hex(hash.finish().as_ref());
+        let headers = self.signed_headers(secret, &payload_hash);
+        // Second pass: the request itself.
+        let body = MimeBody::new(
+            tx.file,
+            tx.start,
+            tx.len,
+            plan,
+            Encoding::Base64,
+            head,
+            tail,
+        );
+        client.post(&self.url, &headers, body, len)
+    }
+
+    fn probe(&self, client: &Client, secret: &str) -> Result<Response, String> {
+        let body = b"{}";
+        let headers = self.signed_headers(secret, &sigv4::sha256_hex(body));
+        client.post(&self.url, &headers, &body[..], body.len() as u64)
+    }
+
+    fn message_id(&self, resp: &Response) -> Option<String> {
+        json_field(&resp.body, "MessageId")
+    }
+
+    fn error_text(&self, resp: &Response) -> String {
+        let text = json_field(&resp.body, "message")
+            .or_else(|| json_field(&resp.body, "Message"))
+            .unwrap_or_else(|| resp.body.clone());
+        match resp.header("x-amzn-errortype") {
+            Some(t) => format!("{}: {text}", t.split(':').next().unwrap_or(t)),
+            None => text,
+        }
+    }
+}
+
+impl Ses {
+    /// The request's headers, signed now for a body hashing to
+    /// `payload_hash`.
+    fn signed_headers(&self, secret: &str, payload_hash: &str) -> [(&'static str, String); 5] {
         let date = amz_date(crate::clock::now());
         let signer = Signer {
             access_key: &self.access_key,
@@ -143,41 +186,16 @@ impl Api for Ses {
                 ("host", &self.host),
                 ("x-amz-date", &date),
             ],
-            &payload_hash,
+            payload_hash,
             &date,
         );
-        let headers = [
+        [
             ("Content-Type", "application/json".to_string()),
             ("Host", self.host.clone()),
-            ("X-Amz-Date", date.clone()),
+            ("X-Amz-Date", date),
             ("Authorization", signed.authorization),
             ("Accept", "application/json".to_string()),
-        ];
-        // Second pass: the request itself.
-        let body = MimeBody::new(
-            tx.file,
-            tx.start,
-            tx.len,
-            plan,
-            Encoding::Base64,
-            head,
-            tail,
-        );
-        client.post(&self.url, &headers, body, len)
-    }
-
-    fn message_id(&self, resp: &Response) -> Option<String> {
-        json_field(&resp.body, "MessageId")
-    }
-
-    fn error_text(&self, resp: &Response) -> String {
-        let text = json_field(&resp.body, "message")
-            .or_else(|| json_field(&resp.body, "Message"))
-            .unwrap_or_else(|| resp.body.clone());
-        match resp.header("x-amzn-errortype") {
-            Some(t) => format!("{}: {text}", t.split(':').next().unwrap_or(t)),
-            None => text,
-        }
+        ]
     }
 }
 

@@ -528,3 +528,86 @@ fn config_refuses_smtp_keys_and_missing_api_keys() {
         assert!(o.stderr.contains(want), "{relay}: {}", o.stderr);
     }
 }
+
+#[test]
+fn a_message_over_the_api_limit_bounces_and_submission_learns_the_limit() {
+    let env = TestEnv::new();
+    let srv = HttpsServer::start(
+        &certs(&env),
+        vec![Answer::json(200, r#"{"id":"<dsn@mg.example.com>"}"#)],
+    );
+    configure(&env, &mailgun_relay(&env, &srv, &certs(&env)));
+    // 25 MiB of body lines: over Mailgun's 25 MB once headers are added.
+    let mut big = b"Subject: big\n\n".to_vec();
+    let line = [b'a'; 99];
+    while big.len() < 25 * 1024 * 1024 + 10 {
+        big.extend_from_slice(&line);
+        big.push(b'\n');
+    }
+    let o = env.sendmail(&["-f", "sender@example.com", "b@x.test"], &big);
+    assert_eq!(o.code, 0, "{o:?}");
+    env.queue_run();
+    let reqs = srv.wait_for(1, WAIT);
+    // The one request is the bounce to the sender, not the message.
+    assert_eq!(reqs.len(), 1, "{}", env.log());
+    assert_eq!(form_parts(&reqs[0])[0].1, b"sender@example.com");
+    let dsn = String::from_utf8_lossy(&mailgun_mime(&reqs[0])).into_owned();
+    assert!(
+        dsn.replace("\r\n ", " ")
+            .contains("exceeds the limit of the Mailgun API (26214400 bytes)"),
+        "{}",
+        &dsn[..dsn.len().min(4000)]
+    );
+    assert_eq!(queued(&env), 0);
+    // Now submission knows the limit, as an SMTP relay's SIZE.
+    let o = env.sendmail(&["-f", "sender@example.com", "b@x.test"], &big);
+    assert_eq!(o.code, 65, "{o:?}");
+}
+
+#[test]
+fn check_probes_tls_and_the_credentials_without_sending() {
+    let env = TestEnv::new();
+    let srv = HttpsServer::start(
+        &certs(&env),
+        vec![
+            Answer::json(400, r#"{"message":"'to' parameter is missing"}"#),
+            Answer::json(401, r#"{"message":"Invalid private key"}"#),
+        ],
+    );
+    configure(&env, &mailgun_relay(&env, &srv, &certs(&env)));
+    let o = env.run("postern", &["check"], b"");
+    assert_eq!(o.code, 0, "{o:?}");
+    for want in [
+        "(tls = mailgun, user api)",
+        "  certificate  ok     verified for 127.0.0.1",
+        "  pin          --     sha256//",
+        "  api          ok     Mailgun accepted the credentials (HTTP 400 to an empty request: 'to' parameter is missing; nothing sent)",
+        "USABLE",
+    ] {
+        assert!(o.stdout.contains(want), "{want}\n{}", o.stdout);
+    }
+    let reqs = srv.wait_for(1, WAIT);
+    assert_eq!(reqs[0].path, "/v3/mg.example.com/messages.mime");
+    assert_eq!(
+        reqs[0].header("authorization").unwrap(),
+        format!("Basic {}", b64(format!("api:{KEY}").as_bytes()))
+    );
+    // Nothing to send: the empty form, only its closing delimiter.
+    let boundary = reqs[0]
+        .header("content-type")
+        .unwrap()
+        .strip_prefix("multipart/form-data; boundary=")
+        .unwrap()
+        .to_string();
+    assert_eq!(reqs[0].body, format!("--{boundary}--\r\n").as_bytes());
+    let o = env.run("postern", &["check"], b"");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains(
+            "  api          FAILED Mailgun refused the credentials (HTTP 401): Invalid private key"
+        ),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains(KEY));
+}
