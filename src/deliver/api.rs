@@ -4,8 +4,8 @@
 //! recipient verdicts.
 //!
 //! A session reads the relay's secret once when it is opened (a missing or
-//! unreadable secret defers, like a failed SMTP AUTH) and keeps one HTTPS
-//! connection alive between messages. Each transaction plans the message's
+//! unreadable secret defers, like a failed SMTP AUTH); each request is one
+//! HTTPS connection (`http`). Each transaction plans the message's
 //! wire form (the bytes SMTP would send, 8-bit allowed: the APIs take MIME
 //! as it is), refuses a message over the provider's documented limit as a
 //! permanent failure, then sends one request per group of at most
@@ -171,7 +171,7 @@ impl Transport for ApiTransport {
     }
 }
 
-/// A session with an HTTPS API: the client (one kept-alive connection)
+/// A session with an HTTPS API: the client (a connection per request)
 /// and the secret.
 pub struct ApiSession {
     label: String,
