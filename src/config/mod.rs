@@ -1210,6 +1210,53 @@ mod tests {
     }
 
     #[test]
+    fn https_api_relays() {
+        let parse = |t: &str| Config::parse(t, Path::new("t.toml"));
+        let c = parse(
+            "[[relay]]\nkind = \"mailgun\"\ndomain = \"MG.example.com\"\npassword_file = \"/k\"\n",
+        )
+        .unwrap();
+        let r = &c.relays[0];
+        assert_eq!(r.kind, RelayKind::Mailgun);
+        assert_eq!(r.label(), "api.mailgun.net:443");
+        assert_eq!(r.username.as_deref(), Some("api"));
+        let api = r.api.as_ref().unwrap();
+        assert_eq!(
+            (api.base.as_str(), api.domain.as_str()),
+            ("https://api.mailgun.net", "mg.example.com")
+        );
+        let c = parse("[[relay]]\nkind = \"mailgun\"\ndomain = \"mg.example.com\"\nregion = \"EU\"\npassword_file = \"/k\"\n").unwrap();
+        assert_eq!(
+            c.relays[0].api.as_ref().unwrap().base,
+            "https://api.eu.mailgun.net"
+        );
+        let c = parse("[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\npassword_file = \"/k\"\n").unwrap();
+        assert_eq!(c.relays[0].label(), "email.eu-west-1.amazonaws.com:443");
+        let c = parse("[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\npassword_file = \"/k\"\nurl = \"https://[::1]:8443/x/\"\n").unwrap();
+        let r = &c.relays[0];
+        assert_eq!((r.host.as_str(), r.port), ("[::1]", 8443));
+        assert_eq!(r.api.as_ref().unwrap().base, "https://[::1]:8443/x");
+        for bad in [
+            "url = \"https://h:0\"",
+            "url = \"https://u@h\"",
+            "url = \"https://h/?q\"",
+            "url = \"https://\"",
+            "tls = \"tls\"",
+            "auth = [\"PLAIN\"]",
+            "host = \"h\"",
+        ] {
+            let t = format!(
+                "[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\npassword_file = \"/k\"\n{bad}\n"
+            );
+            assert!(parse(&t).is_err(), "{bad}");
+        }
+        assert!(
+            parse("[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\n")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn relay_kind() {
         let c = Config::parse(
             "[[relay]]\nkind = \"smtp\"\nhost = \"smtp.example\"\n",
