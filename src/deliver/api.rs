@@ -3,7 +3,9 @@
 //! and answer format), the size limit, and the mapping of HTTP answers to
 //! recipient verdicts.
 //!
-//! A session reads the relay's secret once when it is opened (a missing or
+//! Opening a session checks that the API's port answers (a TCP connect:
+//! otherwise the next relay is tried, as for SMTP) and reads the relay's
+//! secret once (a missing or
 //! unreadable secret defers, like a failed SMTP AUTH); each request is one
 //! HTTPS connection (`http`). Each transaction plans the message's
 //! wire form (the bytes SMTP would send, 8-bit allowed: the APIs take MIME
@@ -153,6 +155,17 @@ impl ApiTransport {
 
 impl Transport for ApiTransport {
     fn open(&self, cfg: &Config) -> Result<Box<dyn Session>, ConnectError> {
+        // The API's port must answer, or the next relay is tried (and this
+        // one skipped for a while), as for an SMTP relay that cannot be
+        // reached: a TCP connect, closed at once.
+        let host = self.relay.host.trim_matches(['[', ']']);
+        match http::connect(host, self.relay.port, cfg.smtp.connect_timeout) {
+            Ok(tcp) => drop(tcp),
+            Err(http::ConnectFailure::Dns(e)) => return Err(ConnectError::Dns(e)),
+            Err(http::ConnectFailure::Unreachable(e)) => {
+                return Err(ConnectError::Unreachable(e));
+            }
+        }
         let secret = match super::credentials::secret(&self.relay) {
             Ok(Some(s)) => s,
             Ok(None) => return Err(ConnectError::Local("no secret configured".into())),

@@ -101,22 +101,7 @@ impl Client {
     ) -> Result<Response, String> {
         let (authority, path) = split_url(url)?;
         let (host, port) = host_port(authority)?;
-        let addrs: Vec<SocketAddr> = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| format!("name resolution failed for {host}: {e}"))?
-            .collect();
-        let mut last = format!("{host}: no address");
-        let mut tcp = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, self.connect_timeout) {
-                Ok(t) => {
-                    tcp = Some(t);
-                    break;
-                }
-                Err(e) => last = format!("connection to {a} failed: {e}"),
-            }
-        }
-        let tcp = tcp.ok_or(last)?;
+        let tcp = connect(&host, port, self.connect_timeout).map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
         tcp.set_write_timeout(Some(self.write_timeout))
             .and_then(|()| tcp.set_read_timeout(Some(self.read_timeout)))
@@ -164,6 +149,40 @@ impl Client {
         read_response(&mut io::BufReader::new(s))
             .map_err(|e| format!("reading the answer: {}", io_text(&e)))
     }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug)]
+pub enum ConnectFailure {
+    /// Name resolution failed.
+    Dns(String),
+    /// No address accepted the connection (refused, timed out).
+    Unreachable(String),
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectFailure::Dns(s) | ConnectFailure::Unreachable(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A TCP connection to `host` (no brackets) on `port`: each address in
+/// turn, each within `timeout`.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectFailure> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ConnectFailure::Dns(format!("name resolution failed for {host}: {e}")))?
+        .collect();
+    let mut last = format!("{host}: no address");
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = format!("connection to {a} failed: {}", io_text(&e)),
+        }
+    }
+    Err(ConnectFailure::Unreachable(last))
 }
 
 /// An I/O error in one line (rustls's errors come wrapped).

@@ -611,3 +611,32 @@ fn check_probes_tls_and_the_credentials_without_sending() {
     );
     assert!(!o.stdout.contains(KEY));
 }
+
+#[test]
+fn an_unreachable_api_fails_over_to_the_next_relay() {
+    let env = TestEnv::new();
+    let port = support::closed_port();
+    let smtp = SmtpServer::start(ServerConfig::default());
+    // The API's port refuses connections; the SMTP relay after it works.
+    let relay = format!(
+        "[[relay]]\nkind = \"mailgun\"\nurl = \"https://127.0.0.1:{port}\"\ndomain = \"mg.example.com\"\npassword_file = \"{}\"\n[[relay]]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        secret_file(&env, "mailgun.key", KEY),
+        smtp.port()
+    );
+    configure(&env, &relay);
+    env.sendmail(
+        &["-f", "sender@example.com", "b@x.test"],
+        b"Subject: x\n\ny\n",
+    );
+    env.queue_run();
+    let got = smtp.wait_for(1, WAIT);
+    assert_eq!(got.len(), 1, "{}", env.log());
+    assert_eq!(queued(&env), 0);
+    let log = env.log();
+    assert!(
+        log.contains(&format!(
+            "relay 127.0.0.1:{port}: connection to 127.0.0.1:{port} failed"
+        )),
+        "{log}"
+    );
+}
