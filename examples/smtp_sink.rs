@@ -5,14 +5,20 @@
 //! ```text
 //! cargo run --example smtp_sink -- --listen 127.0.0.1:2525 [--maildir DIR]
 //!     [--tls none|starttls|implicit --cert-dir DIR] [--auth user:pass]
+//!     [--arrivals FILE]
 //! ```
 //!
 //! Runs until killed and prints one line per accepted message:
-//! `from=<a> to=<b>,<c> size=N tls=yes|no auth=user|-`. With `--maildir`,
-//! each message's un-stuffed DATA goes to `DIR/<n>.eml` and its envelope to
+//! `from=<a> to=<b>,<c> size=N tls=yes|no auth=user|- session=S` (S: the
+//! 0-based number of the SMTP connection, so a benchmark can count
+//! sessions). With `--maildir`, each message's un-stuffed DATA goes to `DIR/<n>.eml` and its envelope to
 //! `DIR/<n>.env`. With `--tls`, a CA and a leaf for localhost/127.0.0.1 are
 //! generated into `--cert-dir` (`ca.pem`, `cert.pem`, `key.pem`) unless
 //! `cert.pem` is already there; point clients at `ca.pem`.
+//! With `--arrivals`, one line per accepted message is appended to FILE:
+//! the wall-clock time just before the sink's 250 to the final dot
+//! (`SECONDS.NANOSECONDS` since the epoch) and the message's Message-ID
+//! (`-` if none) — what `bench/listener.sh` uses for its latency figure.
 
 #[path = "../tests/suite/support/smtp_server.rs"]
 mod smtp_server;
@@ -25,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use smtp_server::{AuthConfig, Received, ServerConfig, SmtpServer, TlsMode};
 
 const USAGE: &str = "usage: smtp_sink --listen ADDR [--maildir DIR] \
-    [--tls none|starttls|implicit --cert-dir DIR] [--auth user:pass]";
+    [--tls none|starttls|implicit --cert-dir DIR] [--auth user:pass] [--arrivals FILE]";
 
 struct Args {
     listen: String,
@@ -33,6 +39,7 @@ struct Args {
     tls: TlsMode,
     cert_dir: Option<PathBuf>,
     auth: Option<(String, String)>,
+    arrivals: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,13 +49,21 @@ fn parse_args() -> Result<Args, String> {
         tls: TlsMode::None,
         cert_dir: None,
         auth: None,
+        arrivals: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
         }
-        let known = ["--listen", "--maildir", "--cert-dir", "--tls", "--auth"];
+        let known = [
+            "--listen",
+            "--maildir",
+            "--cert-dir",
+            "--tls",
+            "--auth",
+            "--arrivals",
+        ];
         if !known.contains(&flag.as_str()) {
             return Err(format!("unknown option {flag}"));
         }
@@ -57,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             "--listen" => args.listen = value,
             "--maildir" => args.maildir = Some(value.into()),
             "--cert-dir" => args.cert_dir = Some(value.into()),
+            "--arrivals" => args.arrivals = Some(value.into()),
             "--tls" => {
                 args.tls = match value.as_str() {
                     "none" => TlsMode::None,
@@ -85,6 +101,29 @@ fn next_number(dir: &std::path::Path) -> usize {
         n += 1;
     }
     n
+}
+
+/// The value of the first Message-ID field of the header (`-` if none),
+/// as printable ASCII without spaces (anything else becomes `?`).
+fn message_id(data: &[u8]) -> String {
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.len() > 11 && line[..11].eq_ignore_ascii_case(b"message-id:") {
+            let v: String = line[11..]
+                .iter()
+                .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+                .collect::<String>()
+                .trim_matches('?')
+                .to_string();
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    "-".into()
 }
 
 fn envelope(m: &Received) -> String {
@@ -123,18 +162,50 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let maildir = args.maildir.clone();
+    let arrivals = match &args.arrivals {
+        None => None,
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("smtp_sink: cannot open {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let counter = AtomicUsize::new(maildir.as_deref().map_or(1, next_number));
-    let write_lock = Mutex::new(());
+    // Held while a message is reported: lines from concurrent sessions do
+    // not interleave. Holds the arrivals file, if any.
+    let write_lock = Mutex::new(arrivals);
     let on_message = Arc::new(move |m: &Received| {
-        let _guard = write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut guard = write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = guard.as_mut() {
+            use std::io::Write;
+            let line = format!(
+                "{}.{:09} {}\n",
+                at.as_secs(),
+                at.subsec_nanos(),
+                message_id(&m.data)
+            );
+            if let Err(e) = f.write_all(line.as_bytes()) {
+                eprintln!("smtp_sink: writing the arrivals file: {e}");
+            }
+        }
         let to: Vec<String> = m.rcpts.iter().map(|r| format!("<{r}>")).collect();
         println!(
-            "from=<{}> to={} size={} tls={} auth={}",
+            "from=<{}> to={} size={} tls={} auth={} session={}",
             m.mail_from,
             to.join(","),
             m.data.len(),
             if m.tls { "yes" } else { "no" },
             m.auth_user.as_deref().unwrap_or("-"),
+            m.session,
         );
         if let Some(dir) = &maildir {
             let n = counter.fetch_add(1, Ordering::SeqCst);

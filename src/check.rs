@@ -204,6 +204,27 @@ fn connect_explained(
 fn auth_hint(relay: &Relay, msg: &str) -> String {
     let host = relay.host.to_ascii_lowercase();
     let user = relay.username.as_deref().unwrap_or("");
+    if let Some(o) = &relay.oauth2 {
+        if msg.contains("OAuth2 token for") {
+            return "the token endpoint refused: see the cause named above".into();
+        }
+        if o.provider.as_deref() == Some("google")
+            || host.contains("gmail")
+            || host.contains("google")
+        {
+            return format!(
+                "Google refused the token: the grant must include the scope https://mail.google.com/ and be for {user:?}"
+            );
+        }
+        return match o.flow {
+            crate::config::Flow::ClientCredentials => format!(
+                "the relay refused the app-only token: in Exchange Online, register the application's service principal (New-ServicePrincipal) and give it FullAccess to {user:?} (Add-MailboxPermission); the app needs SMTP.SendAsApp with admin consent"
+            ),
+            crate::config::Flow::RefreshToken => format!(
+                "the relay refused the token: the grant must include SMTP.Send for {user:?}, and SMTP AUTH must be enabled for the mailbox"
+            ),
+        };
+    }
     if host.contains("sendgrid") {
         if user != "apikey" {
             return format!(
@@ -255,6 +276,7 @@ fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
         r,
     };
     p.secret_file();
+    p.oauth2_token();
     let Some(addrs) = p.dns() else { return };
     let Some(tcp) = p.connect(&addrs) else { return };
     let Some(tls) = p.tls_setup() else { return };
@@ -297,6 +319,29 @@ impl Probe<'_, '_> {
     fn secret_file(&mut self) {
         if let Err(e) = crate::deliver::credentials::check_secret_file(self.relay) {
             self.r.step("secret", Some(false), e.message());
+        }
+    }
+
+    /// `[relay.oauth2]`: an access token from the cache or the token
+    /// endpoint (the delivery session then uses it); a refusal is named
+    /// (`invalid_grant`, `AADSTS…`), the token never shown.
+    fn oauth2_token(&mut self) {
+        let Some(o) = &self.relay.oauth2 else { return };
+        match crate::deliver::oauth2::token(&self.cfg.spool_dir, self.relay, false) {
+            Ok(t) => self.r.step(
+                "oauth2",
+                Some(true),
+                &format!(
+                    "{} grant: access token {}",
+                    o.flow.name(),
+                    if t.cached {
+                        "cached and not about to expire"
+                    } else {
+                        "obtained from the token endpoint"
+                    }
+                ),
+            ),
+            Err(e) => self.r.step("oauth2", Some(false), &e),
         }
     }
 
@@ -728,8 +773,11 @@ fn auto_ports(cfg: &Config, relay: &Relay, r: &mut Report) -> Option<Relay> {
     let Some(&port) = auto_order(remembered).iter().find(|p| open.contains(p)) else {
         let why = if blocked == AUTO_PORTS.len() {
             let alt = match https_alternative(&relay.host) {
+                Some(a) if a.contains("kind = ") => format!(
+                    "; {a}: add a [[relay]] of that kind after this one (postern.toml(5), HTTPS API RELAYS)"
+                ),
                 Some(a) => format!(
-                    "; {a}, but Postern has no HTTPS transport yet (issue 13 §3): ask the hosting provider to open outgoing SMTP, or relay through a host that can"
+                    "; {a}, which Postern does not speak: ask the hosting provider to open outgoing SMTP, or relay through a host that can"
                 ),
                 None => "; ask the hosting provider to open outgoing SMTP (many clouds block it on new accounts), or relay through a host that can".to_string(),
             };
@@ -910,6 +958,7 @@ mod tests {
             tls_verify: true,
             port_auto: false,
             api: None,
+            oauth2: None,
         }
     }
 

@@ -40,7 +40,7 @@ fn load_config(
     let source = if p.privileged {
         ConfigSource::System
     } else {
-        ConfigSource::Unprivileged(explicit_config(p, explicit))
+        ConfigSource::unprivileged(explicit_config(p, explicit))
     };
     match Config::load(&source) {
         Ok(c) => {
@@ -386,6 +386,9 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
             postern::status::command(&cfg, &spool, incoming, json)
         }
         Command::Check => postern::check::command(&cfg),
+        Command::OAuth2Login(relay) => {
+            postern::setup::oauth2_login::command(&cfg, &relay, &mut std::io::stdout())
+        }
         Command::QueueDelete(t) => change(&cfg, &mut p, Op::Delete, t),
         Command::QueueHold(id) => change(&cfg, &mut p, Op::Hold, Target::Id(id)),
         Command::QueueRelease(t) => change(&cfg, &mut p, Op::Release, t),

@@ -74,6 +74,9 @@ pub enum Command {
     },
     /// Configure the relay, the secret, reload, probe, test message.
     Setup(SetupArgs),
+    /// Obtain the first OAuth2 refresh token of a relay (by host,
+    /// `host:port` or position).
+    OAuth2Login(String),
     /// Behave as sendmail with these arguments.
     Sendmail(Vec<String>),
     /// Print usage.
@@ -107,6 +110,8 @@ impl Command {
             // Setup edits files as its caller and submits its test message
             // through a child `sendmail -bs`, which says its own intent.
             Command::Setup(_) => Intent::Nothing,
+            // Writes the relay's refresh_token_file as its caller (root).
+            Command::OAuth2Login(_) => Intent::Nothing,
             // Only the spool owner (or root, who becomes it) writes the
             // guard's counters: no request entry.
             Command::QueueUnsuppress(_) => Intent::Nothing,
@@ -143,6 +148,8 @@ Commands:
   check                   connect to each relay: TLS, certificate, AUTH, size limit
   setup [OPTIONS]         configure the relay and its secret, reload, check, send a test
                           message (asks on a terminal; see postern(8) for the options)
+  oauth2 login RELAY      obtain and store a relay's first OAuth2 refresh token
+                          (device code, or a browser sign-in; RELAY: host or position)
   status [--json]         daemon, last delivery, relays, oldest deferred; exit 1 when mail is stuck
   stats [--prometheus|--json]
                           accepted/sent/deferred/bounced, delays, per-relay results
@@ -375,6 +382,12 @@ pub fn parse(args: &[String]) -> Result<PosternArgs> {
                 json: flag("--json"),
             }
         }
+        Some("oauth2") => match (rest.get(1).map(String::as_str), rest.get(2), rest.len()) {
+            (Some("login"), Some(relay), 3) if !relay.starts_with('-') => {
+                Command::OAuth2Login(relay.clone())
+            }
+            _ => return Err(usage("usage: postern oauth2 login RELAY")),
+        },
         Some("sendmail") => Command::Sendmail(rest[1..].to_vec()),
         Some("setup") => Command::Setup(parse_setup(&rest[1..])?),
         Some("queue") => {

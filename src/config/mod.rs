@@ -4,14 +4,18 @@
 //! `password_file` or comes from `password_command`). Which file is read is
 //! decided by the caller through [`ConfigSource`]: an installed setgid binary
 //! always uses the compiled-in path and spool; `-C FILE` and `POSTERN_CONFIG`
-//! are honoured only for unprivileged runs (tests, development).
+//! are honoured only for unprivileged runs (tests, development), and so is
+//! the configuration from `POSTERN_*` variables (containers, [`env`]).
 //!
 //! Every error names the file and the key, and maps to exit code 78.
 
+pub mod env;
 mod listen;
+mod oauth2;
 mod validate;
 
 pub use listen::{Listen, Network};
+pub use oauth2::{Flow, OAuth2};
 
 use crate::error::{Error, Kind, Result};
 use serde::Deserialize;
@@ -172,6 +176,9 @@ pub struct Relay {
     pub port_auto: bool,
     /// The HTTPS API endpoint (Some exactly for an HTTPS `kind`).
     pub api: Option<HttpApi>,
+    /// `[relay.oauth2]`: the secret is an OAuth2 access token obtained by
+    /// `deliver::oauth2` (None: password_file / password_command).
+    pub oauth2: Option<OAuth2>,
 }
 
 impl Relay {
@@ -227,6 +234,10 @@ pub struct Queue {
     /// Free bytes a submission (other than root's) must leave on the
     /// spool's file system (0: no reserve).
     pub min_free: u64,
+    /// How long `postern daemon` waits, after SIGTERM, for the transactions
+    /// in flight; then it exits leaving them queued (retried at the next
+    /// start; the relay may then see a duplicate).
+    pub shutdown_timeout: Duration,
 }
 
 /// The `[smtp]` section: client behaviour.
@@ -439,6 +450,41 @@ pub enum ConfigSource {
     /// An explicit file (unprivileged run, `-C` or `POSTERN_CONFIG`), or the
     /// compiled-in path with a spool from the file when None.
     Unprivileged(Option<PathBuf>),
+    /// The `POSTERN_*` variables ([`env`]): an unprivileged process with
+    /// no file given and none at the default path (a container).
+    Environment,
+}
+
+impl ConfigSource {
+    /// The source of an unprivileged process (never the installed
+    /// set-group-id binary: that is [`ConfigSource::System`]): `explicit`
+    /// (`-C`, `POSTERN_CONFIG`) when given; else the default file when it
+    /// exists; else the environment when one of [`env::VARS`] is set; else
+    /// the default path (absent: the built-in defaults).
+    pub fn unprivileged(explicit: Option<PathBuf>) -> ConfigSource {
+        if explicit.is_some() {
+            return ConfigSource::Unprivileged(explicit);
+        }
+        let default_absent = matches!(
+            std::fs::symlink_metadata(default_config_path()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        );
+        if default_absent && env::wanted() {
+            ConfigSource::Environment
+        } else {
+            ConfigSource::Unprivileged(None)
+        }
+    }
+}
+
+/// The default configuration path of an unprivileged process:
+/// [`DEFAULT_CONFIG`], or for tests `POSTERN_DEFAULT_CONFIG` (like
+/// `POSTERN_MAILNAME_FILE`: never seen by the set-group-id binary, which
+/// empties its environment and always reads [`DEFAULT_CONFIG`]).
+fn default_config_path() -> PathBuf {
+    std::env::var_os("POSTERN_DEFAULT_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
 }
 
 // ---- raw (serde) form -------------------------------------------------------
@@ -524,6 +570,7 @@ struct RawRelay {
     url: Option<String>,
     domain: Option<String>,
     region: Option<String>,
+    oauth2: Option<oauth2::RawOAuth2>,
 }
 
 /// `port`: a number, or `"auto"` (try 587, 465, 2525).
@@ -578,6 +625,7 @@ struct RawQueue {
     run_on_submit: Option<bool>,
     maildrop_stale_after: Option<Dur>,
     min_free: Option<Size>,
+    shutdown_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -698,6 +746,12 @@ struct Size(u64);
 /// bounce writes once other users' submissions are refused.
 pub const DEFAULT_MIN_FREE: u64 = 100 * 1024 * 1024;
 
+/// Default `[queue] shutdown_timeout`: well below systemd's
+/// `TimeoutStopSec=90s` in postern.service (and the SysV script's 90 s), so
+/// the daemon exits on its own, logging what it left in flight, before it
+/// is killed.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Size, D::Error> {
         #[derive(Deserialize)]
@@ -804,7 +858,8 @@ impl Config {
             ConfigSource::Unprivileged(Some(p)) => (p.clone(), true),
             // The installed daemon (NoNewPrivileges: unprivileged) reads the
             // system file; it must use the same spool as the setgid sendmail.
-            ConfigSource::Unprivileged(None) => (PathBuf::from(DEFAULT_CONFIG), false),
+            ConfigSource::Unprivileged(None) => (default_config_path(), false),
+            ConfigSource::Environment => return env::load(&SystemNames::from_env()),
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
@@ -828,7 +883,7 @@ impl Config {
         // The environment's test overrides: never for the installed binary.
         let names = match source {
             ConfigSource::System => SystemNames::system(),
-            ConfigSource::Unprivileged(_) => SystemNames::from_env(),
+            ConfigSource::Unprivileged(_) | ConfigSource::Environment => SystemNames::from_env(),
         };
         let mut cfg = Config::parse_with(text.as_deref().unwrap_or(""), &path, &names)?;
         cfg.path = text.as_ref().map(|_| path.clone());
@@ -846,6 +901,24 @@ impl Config {
     /// [`Config::parse`], taking the system's own name from `names` when
     /// the file does not set `hostname`.
     pub fn parse_with(text: &str, path: &Path, names: &SystemNames) -> Result<Config> {
+        let at = |line: Option<usize>, key: Option<&str>| match (line, key) {
+            (Some(l), Some(k)) => format!("{}:{l}: {k}", path.display()),
+            (Some(l), None) => format!("{}:{l}", path.display()),
+            (None, Some(k)) => format!("{}: {k}", path.display()),
+            (None, None) => path.display().to_string(),
+        };
+        Config::parse_from(text, Some(path), names, &at)
+    }
+
+    /// Parse and validate `text`; `at(line, key)` says, for an error
+    /// message, where the bad value came from (a file's name, line and
+    /// key; an environment variable: see `env`).
+    fn parse_from(
+        text: &str,
+        path: Option<&Path>,
+        names: &SystemNames,
+        at: &dyn Fn(Option<usize>, Option<&str>) -> String,
+    ) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().replace('\n', " ");
             let line = e
@@ -853,18 +926,11 @@ impl Config {
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             // Name the key too (toml's message often does not, e.g. for a
             // bad enum value): `section.key` of the offending line.
-            let key = e
-                .span()
-                .and_then(|s| key_at(text, s.start))
-                .map(|k| format!(" {k}:"))
-                .unwrap_or_default();
-            match line {
-                Some(l) => Error::new(Kind::Config, format!("{}:{l}:{key} {msg}", path.display())),
-                None => Error::new(Kind::Config, format!("{}: {msg}", path.display())),
-            }
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            Error::new(Kind::Config, format!("{}: {msg}", at(line, key.as_deref())))
         })?;
         let bad = |key: &str, why: String| {
-            Error::new(Kind::Config, format!("{}: {key}: {why}", path.display()))
+            Error::new(Kind::Config, format!("{}: {why}", at(None, Some(key))))
         };
 
         let (hostname, hostname_origin) = match raw.hostname {
@@ -900,7 +966,7 @@ impl Config {
         let listen = listen::listen(raw.listen).map_err(|(k, w)| bad(&k, w))?;
 
         Ok(Config {
-            path: Some(path.to_path_buf()),
+            path: path.map(Path::to_path_buf),
             hostname,
             hostname_origin,
             domain,
@@ -1171,6 +1237,12 @@ mod tests {
         assert_eq!(c.relays[0].kind, RelayKind::Smtp);
         assert_eq!(c.max_message_size, None);
         assert_eq!(c.queue.min_free, DEFAULT_MIN_FREE);
+        assert_eq!(
+            c.queue.shutdown_timeout,
+            Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT_SECS)
+        );
+        let c = Config::parse("[queue]\nshutdown_timeout = \"5s\"\n", Path::new("t.toml")).unwrap();
+        assert_eq!(c.queue.shutdown_timeout, Duration::from_secs(5));
         let c = Config::parse(
             "hostname = \"h.example\"\n[queue]\nmin_free = \"0\"\n",
             Path::new("t.toml"),

@@ -85,7 +85,23 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
             "a secret is set but no username".into(),
         ));
     }
-    if r.username.is_some() && r.password_file.is_none() && r.password_command.is_none() {
+    if r.oauth2.is_some() && (r.password_file.is_some() || r.password_command.is_some()) {
+        return Err(bad(
+            &key("oauth2"),
+            "the secret is the OAuth2 token: remove password_file / password_command".into(),
+        ));
+    }
+    if r.oauth2.is_some() && r.username.is_none() {
+        return Err(bad(
+            &key("username"),
+            "[relay.oauth2] needs username (the mailbox the token is for; the SASL user)".into(),
+        ));
+    }
+    if r.username.is_some()
+        && r.password_file.is_none()
+        && r.password_command.is_none()
+        && r.oauth2.is_none()
+    {
         return Err(bad(
             &key("password_file"),
             "username is set: give password_file or password_command".into(),
@@ -97,21 +113,38 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
             "client_cert and client_key go together".into(),
         ));
     }
+    let oauth2 = match r.oauth2 {
+        Some(o) => Some(super::oauth2::oauth2(i, o)?),
+        None => None,
+    };
     let auth_mechanisms = match r.auth {
         Some(list) => {
             let mut out = Vec::new();
             for m in list {
                 let u = m.to_ascii_uppercase();
-                if !matches!(u.as_str(), "PLAIN" | "LOGIN" | "XOAUTH2") {
+                let token = matches!(u.as_str(), "XOAUTH2" | "OAUTHBEARER");
+                if !matches!(u.as_str(), "PLAIN" | "LOGIN") && !token {
                     return Err(bad(
                         &key("auth"),
-                        format!("unknown mechanism {m:?} (PLAIN, LOGIN, XOAUTH2)"),
+                        format!("unknown mechanism {m:?} (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER)"),
                     ));
+                }
+                if oauth2.is_some() && !token {
+                    return Err(bad(
+                        &key("auth"),
+                        format!(
+                            "{u} sends a password; with [relay.oauth2] use XOAUTH2 or OAUTHBEARER"
+                        ),
+                    ));
+                }
+                if u == "OAUTHBEARER" && oauth2.is_none() {
+                    return Err(bad(&key("auth"), "OAUTHBEARER needs [relay.oauth2]".into()));
                 }
                 out.push(u);
             }
             out
         }
+        None if oauth2.is_some() => vec!["OAUTHBEARER".into(), "XOAUTH2".into()],
         None => vec!["PLAIN".into(), "LOGIN".into(), "XOAUTH2".into()],
     };
     let port_auto = matches!(r.port, Some(RawPort::Auto));
@@ -160,6 +193,7 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
         tls_verify,
         port_auto,
         api: None,
+        oauth2,
     })
 }
 
@@ -182,6 +216,7 @@ fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
         ("tls", r.tls.is_some()),
         ("allow_plaintext", r.allow_plaintext),
         ("auth", r.auth.is_some()),
+        ("oauth2", r.oauth2.is_some()),
     ] {
         if set {
             return Err(bad(
@@ -295,6 +330,7 @@ fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
         tls_pins,
         tls_verify,
         port_auto: false,
+        oauth2: None,
         api: Some(HttpApi {
             base,
             domain,
@@ -468,6 +504,7 @@ pub(super) fn queue(q: RawQueue) -> Bad<Queue> {
         run_on_submit: q.run_on_submit.unwrap_or(true),
         maildrop_stale_after: dur(q.maildrop_stale_after, 86400),
         min_free: q.min_free.map(|s| s.0).unwrap_or(DEFAULT_MIN_FREE),
+        shutdown_timeout: dur(q.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_SECS),
     };
     if queue.parallel == 0 || queue.parallel > 64 {
         return Err(bad("queue.parallel", "must be between 1 and 64".into()));

@@ -7,11 +7,14 @@
 //! submitter: `W` new mail, `F` flush everything now — root's or the spool
 //! owner's flush —, `f` a flush by any other user: at most one a minute,
 //! delivering what is due without resetting retry times or relay failures,
-//! `R` rescan after an admin change), keeps the retry schedule in memory (rebuilt from
-//! `state/` at start and every few minutes), and hands due messages to the
+//! `R` rescan after an admin change), keeps the retry schedule in memory, ordered by due time (built from
+//! `state/` at start and after a reload, merged with it in slices every few
+//! minutes: `service/timers.rs`), and hands due messages to the
 //! worker pool. No busy polling: it sleeps in poll(2) until a poke, a signal,
 //! a worker finishing, or the next retry time. SIGTERM/SIGINT stop it after
-//! the transactions in flight end; SIGHUP reloads the configuration.
+//! the transactions in flight end, or after `[queue] shutdown_timeout`
+//! (their messages stay queued for the next start); SIGHUP reloads the
+//! configuration.
 //!
 //! The service loop, one named step at a time, is [`service`]; pickup from
 //! maildrop (messages into the queue, request entries to the handler the
@@ -268,9 +271,12 @@ pub fn daemon(
     } else {
         Some(listeners.start(cfg.clone(), source.clone())?)
     };
+    let shutdown_timeout = cfg.queue.shutdown_timeout;
+    crate::guard::keep_seen_keys_in_memory();
     service::Service::start(cfg, source, requests, wake, done_w).run();
+    crate::guard::flush_seen(&spool);
     if let Some(l) = listening {
-        let left = l.stop(LISTENER_GRACE);
+        let left = l.stop(shutdown_timeout);
         if left > 0 {
             log::warn!(
                 "{left} SMTP session(s) still open at exit: their messages were not acknowledged"
@@ -281,9 +287,6 @@ pub fn daemon(
     log::info!("daemon stopped");
     Ok(0)
 }
-
-/// How long a stopping daemon lets SMTP sessions in DATA finish.
-const LISTENER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Poke a running daemon through the trigger FIFO (`byte`: W, F, f or R).
 /// Returns false when no daemon is reading it. (The trigger is part of the

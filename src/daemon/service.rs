@@ -2,24 +2,32 @@
 //!
 //! One [`Service`] owns the worker pool, what wakes the loop ([`Wakeups`]:
 //! the trigger FIFO, signals, the workers' "done" notes) and the schedule
-//! (queue id → when it is next due). Each turn of the loop:
+//! (queue id → when it is next due, a [`timers::Timers`]: no step costs
+//! work proportional to the queue per finished delivery). Each turn of the
+//! loop:
 //! 1. [`Service::reload_if_asked`]: SIGHUP loads the configuration again
 //!    (a broken one is logged and the old one kept);
 //! 2. [`Service::take_in`]: pickup from maildrop (and the messages this
 //!    runner queued itself: bounces, delay warnings), due at once;
-//! 3. [`Service::rescan_if_stale`]: every `RESCAN` (or when asked) the
-//!    schedule is rebuilt from the state files;
+//! 3. [`Service::rescan_if_stale`]: at start, after a reload and when
+//!    asked (`R`, a user's flush) the schedule is rebuilt from the state
+//!    files; every `RESCAN` it is merged with them, [`SWEEP_SLICE`] files
+//!    per turn (a big queue never stalls the loop);
 //! 4. [`Service::settle`]: finished attempts leave the schedule, deferred
 //!    ones are due at their next retry, busy ones in 5 s;
 //! 5. [`Service::write_metrics`]: the Prometheus textfile every 10 s;
 //! 6. [`Service::dispatch`]: what is due (everything after a flush) goes to
-//!    idle workers; returns how long the loop may sleep;
+//!    the workers; returns how long the loop may sleep;
 //! 7. [`Wakeups::wait`] then [`Service::read_pokes`]: the FIFO's bytes —
 //!    `F` root's flush (everything now, relay failures forgotten), `f` a
 //!    user's flush (at most one a minute, only what is due), `R` rescan,
 //!    `A<id>` an `-odi` caller acknowledged a permanent failure, `W` wake.
 //!
-//! SIGTERM/SIGINT end the loop; the pool finishes the transactions in flight.
+//! SIGTERM/SIGINT end the loop; the pool finishes the transactions in flight
+//! within `[queue] shutdown_timeout`, then the daemon exits (0) leaving any
+//! unfinished message queued for the next start.
+
+mod timers;
 
 use super::pickup::{self, RequestHandler};
 use super::runner::{self, Ctx, Done, Pool};
@@ -28,7 +36,6 @@ use crate::clock;
 use crate::config::{Config, ConfigSource};
 use crate::error::{Error, Kind, Result};
 use crate::spool::{Spool, queue};
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -36,9 +43,13 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use timers::Timers;
 
 /// How often the Prometheus textfile is written.
 const METRICS_EVERY: Duration = Duration::from_secs(10);
+
+/// State files read per turn of the loop by the periodic merge-rescan.
+pub const SWEEP_SLICE: usize = 512;
 
 /// What wakes the loop: the trigger FIFO, the signal pipe, the workers'
 /// notes, and the flags the signal handlers set.
@@ -152,7 +163,12 @@ pub struct Service {
     generation: u64,
     wake: Wakeups,
     /// Queue id → when it is next due (unix seconds; 0 = now).
-    schedule: HashMap<String, f64>,
+    schedule: Timers,
+    /// Rebuild the schedule from the state files at the next turn.
+    full_rescan: bool,
+    /// The periodic merge-rescan in progress: the queue ids listed at its
+    /// start, and how many of them were merged.
+    sweep: Option<(Vec<String>, usize)>,
     last_scan: Instant,
     flush: bool,
     /// FIFO bytes read but not yet understood (a split `A<id>`).
@@ -187,8 +203,10 @@ impl Service {
             pool,
             generation,
             wake,
-            schedule: HashMap::new(),
-            last_scan: Instant::now() - RESCAN * 2,
+            schedule: Timers::new(),
+            full_rescan: true,
+            sweep: None,
+            last_scan: Instant::now(),
             flush: false,
             carry: Vec::new(),
             last_metrics: Instant::now() - Duration::from_secs(3600),
@@ -210,8 +228,18 @@ impl Service {
             self.wake.wait(timeout);
             self.read_pokes();
         }
-        log::info!("daemon stopping: finishing the transactions in flight");
-        self.pool.shutdown();
+        let limit = self.pool.ctx().cfg.queue.shutdown_timeout;
+        log::info!(
+            "daemon stopping: finishing the transactions in flight (at most {} s)",
+            limit.as_secs()
+        );
+        let left = self.pool.shutdown_within(limit);
+        if left > 0 {
+            log::warn!(
+                "daemon stopping with {left} transaction(s) still in flight after {} s (queue.shutdown_timeout): their messages stay queued and are retried at the next start; a relay that had already taken one may deliver it twice",
+                limit.as_secs()
+            );
+        }
     }
 
     fn reload_if_asked(&mut self) {
@@ -230,39 +258,63 @@ impl Service {
     }
 
     fn ask_rescan(&mut self) {
-        self.last_scan = Instant::now() - RESCAN * 2;
+        self.full_rescan = true;
     }
 
     fn take_in(&mut self, ctx: &Ctx) {
         let new = pickup::take_in(ctx, self.pool.idle_workers(), self.requests);
         for id in new.into_iter().chain(ctx.take_new_ids()) {
-            self.schedule.insert(id, 0.0);
+            self.schedule.set(id, 0.0);
         }
     }
 
     fn rescan_if_stale(&mut self, ctx: &Ctx) {
-        if self.last_scan.elapsed() < RESCAN {
+        if self.full_rescan {
+            self.full_rescan = false;
+            self.sweep = None;
+            self.schedule.replace_all(
+                queue::states(&ctx.spool)
+                    .into_iter()
+                    .filter(|s| !s.held)
+                    .map(|s| (s.id, s.next)),
+            );
+            self.last_scan = Instant::now();
             return;
         }
-        self.schedule = queue::states(&ctx.spool)
-            .into_iter()
-            .filter(|s| !s.held)
-            .map(|s| (s.id, s.next))
-            .collect();
-        self.last_scan = Instant::now();
+        if self.sweep.is_none() && self.last_scan.elapsed() >= RESCAN {
+            // One readdir now; the state files are read a slice per turn.
+            self.sweep = Some((queue::list_ids(&ctx.spool.queue()).unwrap_or_default(), 0));
+        }
+        let Some((ids, pos)) = &mut self.sweep else {
+            return;
+        };
+        let end = (*pos + SWEEP_SLICE).min(ids.len());
+        for id in &ids[*pos..end] {
+            if self.pool.knows(id) {
+                continue; // its result sets its time
+            }
+            match queue::state_or_recreate(&ctx.spool, id) {
+                Some(st) if !st.held => self.schedule.set(st.id, st.next),
+                _ => self.schedule.remove(id),
+            }
+        }
+        *pos = end;
+        if end >= ids.len() {
+            self.sweep = None;
+            self.last_scan = Instant::now();
+        }
     }
 
     fn settle(&mut self, ctx: &Ctx) {
         for (id, d) in self.pool.take_results() {
             match d {
-                Done::Deferred(_) => {
-                    if let Some(st) = queue::load_state(&ctx.spool, &id) {
-                        self.schedule.insert(id, st.next);
-                    }
-                }
+                Done::Deferred(_) => match queue::load_state(&ctx.spool, &id) {
+                    Some(st) => self.schedule.set(id, st.next),
+                    // No state to read: it keeps the time it had.
+                    None => self.schedule.rearm(&id),
+                },
                 Done::Busy => {
-                    self.schedule
-                        .insert(id, clock::unix_f64(clock::now()) + 5.0);
+                    self.schedule.set(id, clock::unix_f64(clock::now()) + 5.0);
                 }
                 Done::Finished { .. } | Done::Skipped => {
                     self.schedule.remove(&id);
@@ -281,17 +333,26 @@ impl Service {
     /// Hand what is due to the pool; how long the loop may sleep.
     fn dispatch(&mut self, ctx: &Ctx) -> Duration {
         let now = clock::unix_f64(clock::now());
-        let mut next_wake = MAX_SLEEP.as_secs_f64();
-        for (id, next) in &self.schedule {
-            if self.flush || *next <= now {
-                if !self.pool.knows(id) {
-                    self.pool.push(id, false);
-                }
-            } else {
-                next_wake = next_wake.min(*next - now);
+        let mut due = Vec::new();
+        if self.flush {
+            self.schedule.take_all(&mut due);
+        } else {
+            self.schedule.take_due(now, &mut due);
+        }
+        for id in &due {
+            // One in delivery already comes back through `settle`.
+            if !self.pool.knows(id) {
+                self.pool.push(id, false);
             }
         }
         self.flush = false;
+        let mut next_wake = MAX_SLEEP.as_secs_f64();
+        if let Some(at) = self.schedule.next_at() {
+            next_wake = next_wake.min(at - now);
+        }
+        if self.sweep.is_some() {
+            next_wake = 0.0; // the merge-rescan goes on at the next turn
+        }
         if ctx.cfg.stats.prometheus_textfile.is_some() {
             // Wake for the next metrics write even when the queue is idle.
             let due = METRICS_EVERY.saturating_sub(self.last_metrics.elapsed());

@@ -1,5 +1,5 @@
 //! Relay secrets: read from `password_file` or the stdout of
-//! `password_command`. Daemon side only — the submission path never calls
+//! `password_command` (and the OAuth2 secret files, for `deliver::oauth2`). Daemon side only — the submission path never calls
 //! this. A secret is never logged, never shown by `-v`, and a secret file
 //! that other users can read is refused (exit 78): fix its mode first.
 
@@ -7,30 +7,53 @@ use crate::config::Relay;
 use crate::error::{Error, Kind, Result};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long `password_command` may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Check that the secret file of `relay` exists, is a regular file and is
-/// not readable by others. Used at daemon start-up and by `postern check`.
+/// Check that the secret files of `relay` (`password_file`, and the
+/// `client_secret_file` / `refresh_token_file` of `[relay.oauth2]`) exist,
+/// are regular files and are not readable by others. Used at daemon
+/// start-up and by `postern check`.
 pub fn check_secret_file(relay: &Relay) -> Result<()> {
-    let Some(path) = &relay.password_file else {
-        return Ok(());
-    };
+    if let Some(path) = &relay.password_file {
+        check_file(relay, "password_file", path)?;
+    }
+    if let Some(o) = &relay.oauth2 {
+        if let Some(path) = &o.client_secret_file {
+            check_file(relay, "client_secret_file", path)?;
+        }
+        if let Some(path) = &o.refresh_token_file {
+            check_file(relay, "refresh_token_file", path)?;
+        }
+    }
+    Ok(())
+}
+
+/// One secret file (`key` names it in messages): present, regular, not
+/// readable by every user.
+fn check_file(relay: &Relay, key: &str, path: &Path) -> Result<()> {
     let md = std::fs::metadata(path).map_err(|e| {
-        Error::io(
+        let hint = if key == "refresh_token_file" && e.kind() == std::io::ErrorKind::NotFound {
+            format!(" (run: postern oauth2 login {})", relay.host)
+        } else {
+            String::new()
+        };
+        let err = Error::io(
             Kind::Config,
-            format!("relay {}: password_file {}", relay.host, path.display()),
+            format!("relay {}: {key} {}", relay.host, path.display()),
             &e,
-        )
+        );
+        Error::new(Kind::Config, format!("{}{hint}", err.message()))
     })?;
     if !md.is_file() {
         return Err(Error::new(
             Kind::Config,
             format!(
-                "relay {}: password_file {} is not a regular file",
+                "relay {}: {key} {} is not a regular file",
                 relay.host,
                 path.display()
             ),
@@ -40,7 +63,7 @@ pub fn check_secret_file(relay: &Relay) -> Result<()> {
         return Err(Error::new(
             Kind::Config,
             format!(
-                "relay {}: password_file {} is readable by every user; run: chown root:postern {} && chmod 640 {}",
+                "relay {}: {key} {} is readable by every user; run: chown root:postern {} && chmod 640 {}",
                 relay.host,
                 path.display(),
                 path.display(),
@@ -51,36 +74,34 @@ pub fn check_secret_file(relay: &Relay) -> Result<()> {
     Ok(())
 }
 
+/// The first line of the secret file `path` (`key` names it), after the
+/// checks of [`check_secret_file`]. Never logs the content.
+pub fn read_secret_file(relay: &Relay, key: &str, path: &Path) -> Result<String> {
+    check_file(relay, key, path)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::io(
+            Kind::Config,
+            format!("relay {}: cannot read {key} {}", relay.host, path.display()),
+            &e,
+        )
+    })?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(Error::new(
+            Kind::Config,
+            format!("relay {}: {key} {} is empty", relay.host, path.display()),
+        ));
+    }
+    Ok(line.to_string())
+}
+
 /// The secret for `relay` (None when it has no username).
 pub fn secret(relay: &Relay) -> Result<Option<String>> {
     if relay.username.is_none() {
         return Ok(None);
     }
     if let Some(path) = &relay.password_file {
-        check_secret_file(relay)?;
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::io(
-                Kind::Config,
-                format!(
-                    "relay {}: cannot read password_file {}",
-                    relay.host,
-                    path.display()
-                ),
-                &e,
-            )
-        })?;
-        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-        if line.is_empty() {
-            return Err(Error::new(
-                Kind::Config,
-                format!(
-                    "relay {}: password_file {} is empty",
-                    relay.host,
-                    path.display()
-                ),
-            ));
-        }
-        return Ok(Some(line.to_string()));
+        return read_secret_file(relay, "password_file", path).map(Some);
     }
     if let Some(cmd) = &relay.password_command {
         return run_command(cmd, &relay.host).map(Some);

@@ -6,11 +6,12 @@
 //! `smtp` is the SMTP transport (session + wire form); `relays` chooses the
 //! relay (failover, down-list, rate limits) and keeps sessions open, among
 //! the relays `sender_relays` says serve the message's sender;
-//! `credentials` reads relay secrets. The HTTPS API transports, for hosts
-//! where SMTP is blocked: `api` (what they share: answers to verdicts,
-//! size limits, the session), `http` (the client over the relay's TLS
-//! configuration, the streamed MIME body), `mailgun`, `ses` (with
-//! `sigv4`).
+//! `credentials` reads relay secrets; `oauth2` obtains and caches the
+//! access tokens of `[relay.oauth2]` relays. The HTTPS API transports, for
+//! hosts where SMTP is blocked: `api` (what they share: answers to
+//! verdicts, size limits, the session), `http` (the client over the
+//! relay's TLS configuration, the streamed MIME body), `mailgun`, `ses`
+//! (with `sigv4`).
 //!
 //! Delivery is at-least-once: a crash between the relay's `250` and the
 //! state save can send a message twice; nothing can lose it. A 5xx reply is
@@ -22,6 +23,7 @@ pub mod api;
 pub mod credentials;
 pub mod http;
 pub mod mailgun;
+pub mod oauth2;
 pub mod relays;
 pub mod sender_relays;
 pub mod ses;

@@ -86,12 +86,95 @@ struct Notice {
     body: String,
 }
 
+/// The message keys seen once (`<spool>/guard-seen`), cached in this
+/// process: a long-lived daemon reads the file only when another process
+/// wrote it, and writes it at most every [`SEEN_WRITE_EVERY`] (and when it
+/// stops), so a busy daemon does not rewrite a table of a few thousand
+/// keys for every message. A crash loses at most those seconds of keys: a
+/// storm is then noticed a message or two later.
+struct SeenCache {
+    root: std::path::PathBuf,
+    stamp: Option<guard::SeenStamp>,
+    seen: guard::Seen,
+    /// Changed since the file was last written.
+    dirty: bool,
+    written: Option<std::time::Instant>,
+}
+
+static SEEN: std::sync::Mutex<Option<SeenCache>> = std::sync::Mutex::new(None);
+static LONG_LIVED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How often a long-lived daemon writes `guard-seen` while it changes.
+pub const SEEN_WRITE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Called by the daemon: keep the seen keys in memory between pickups
+/// (a one-shot queue run writes them at the end of its pickup).
+pub fn keep_seen_keys_in_memory() {
+    LONG_LIVED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Write the seen keys not yet written (the daemon, when it stops).
+pub fn flush_seen(spool: &Spool) {
+    let Ok(lock) = guard::lock(spool) else {
+        return;
+    };
+    let mut cache = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache.as_mut().filter(|c| c.dirty && c.root == spool.root()) {
+        write_seen(spool, c);
+    }
+    drop(cache);
+    drop(lock);
+}
+
+fn write_seen(spool: &Spool, c: &mut SeenCache) {
+    match guard::write_seen(spool, &c.seen) {
+        Ok(stamp) => {
+            c.stamp = stamp;
+            c.dirty = false;
+            c.written = Some(std::time::Instant::now());
+        }
+        Err(e) => log::error!("outbound guard: cannot write guard-seen: {e}"),
+    }
+}
+
+/// The cache, up to date with `guard-seen` (the guard lock is held): read
+/// again when another process wrote the file, keeping this process's
+/// unwritten keys.
+fn seen_for(spool: &Spool) -> std::sync::MutexGuard<'static, Option<SeenCache>> {
+    let mut cache = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let stamp = guard::seen_stamp(spool);
+    let mine = cache.as_ref().filter(|c| c.root == spool.root());
+    if mine.is_some_and(|c| c.stamp == stamp) {
+        return cache;
+    }
+    let mut seen = guard::load_seen(spool);
+    let (dirty, written) = match mine {
+        Some(c) if c.dirty => {
+            for (k, v) in &c.seen.keys {
+                seen.keys.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            (true, c.written)
+        }
+        Some(c) => (false, c.written),
+        None => (false, None),
+    };
+    *cache = Some(SeenCache {
+        root: spool.root().to_path_buf(),
+        stamp,
+        seen,
+        dirty,
+        written,
+    });
+    cache
+}
+
 /// The guard's view of one pickup batch: the counters, locked for the
 /// batch, and the notices to send once it is written.
 pub struct Pickup<'a> {
     cfg: &'a Config,
     spool: &'a Spool,
     locked: Locked,
+    seen: std::sync::MutexGuard<'static, Option<SeenCache>>,
     now: f64,
     names: HashMap<u32, Option<String>>,
     notices: Vec<Notice>,
@@ -111,6 +194,7 @@ impl<'a> Pickup<'a> {
                     cfg,
                     spool,
                     locked,
+                    seen: seen_for(spool),
                     now: clock::unix_f64(clock::now()),
                     names: HashMap::new(),
                     notices: Vec::new(),
@@ -131,6 +215,9 @@ impl<'a> Pickup<'a> {
         let s = &mut self.locked.state;
         s.users.retain(|u| now < u.start + USER_WINDOW);
         s.storms.retain(|t| now < t.last + w);
+        if let Some(c) = self.seen.as_mut() {
+            c.seen.keys.retain(|_, (_, first)| now < *first + w);
+        }
     }
 
     fn name(&mut self, uid: u32) -> Option<String> {
@@ -247,34 +334,57 @@ impl<'a> Pickup<'a> {
         };
         let now = self.now;
         let storms = &mut self.locked.state.storms;
-        let Some(t) = storms.iter_mut().find(|t| t.key == key) else {
-            if storms.len() >= MAX_STORM_KEYS {
-                // A busy host sends many distinct messages: forget the
-                // oldest ones seen once (a storm is what repeats).
-                if let Some(i) = storms
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| t.count == 1)
-                    .min_by(|a, b| a.1.last.total_cmp(&b.1.last))
-                    .map(|(i, _)| i)
-                {
-                    storms.remove(i);
-                } else {
-                    return None;
-                }
+        let i = match storms.iter().position(|t| t.key == key) {
+            Some(i) => {
+                storms[i].count += 1;
+                i
             }
-            storms.push(Storm {
-                id: env.id.clone(),
-                key,
-                first: now,
-                last: now,
-                count: 1,
-                held: 0,
-                label: String::new(),
-            });
-            return None;
+            None => {
+                // Seen once before? Then it is a repeat: it joins the
+                // storm table (`guard`) with its first sighting.
+                let c = self.seen.as_mut()?;
+                let Some((id, first)) = c.seen.keys.remove(&key) else {
+                    if c.seen.keys.len() >= MAX_STORM_KEYS {
+                        // A busy host sends many distinct messages: forget
+                        // the oldest (a storm is what repeats).
+                        if let Some(old) = c
+                            .seen
+                            .keys
+                            .iter()
+                            .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+                            .map(|(k, _)| k.clone())
+                        {
+                            c.seen.keys.remove(&old);
+                        }
+                    }
+                    c.seen.keys.insert(key, (env.id.clone(), now));
+                    c.dirty = true;
+                    return None;
+                };
+                c.dirty = true;
+                if storms.len() >= MAX_STORM_KEYS {
+                    // Keys counted once by an older version of this file.
+                    let i = storms
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, t)| t.count == 1)
+                        .min_by(|a, b| a.1.last.total_cmp(&b.1.last))
+                        .map(|(i, _)| i)?;
+                    storms.remove(i);
+                }
+                storms.push(Storm {
+                    id,
+                    key,
+                    first,
+                    last: now,
+                    count: 2,
+                    held: 0,
+                    label: String::new(),
+                });
+                storms.len() - 1
+            }
         };
-        t.count += 1;
+        let t = &mut storms[i];
         t.last = now;
         if t.label.is_empty() {
             // Identical messages: this one describes them all.
@@ -321,9 +431,18 @@ impl<'a> Pickup<'a> {
             cfg,
             spool,
             locked,
+            mut seen,
             notices,
             ..
         } = self;
+        if let Some(c) = seen.as_mut().filter(|c| c.dirty) {
+            let due = !LONG_LIVED.load(std::sync::atomic::Ordering::Relaxed)
+                || c.written.is_none_or(|t| t.elapsed() >= SEEN_WRITE_EVERY);
+            if due {
+                write_seen(spool, c);
+            }
+        }
+        drop(seen);
         if let Err(e) = locked.commit() {
             log::error!("outbound guard: cannot write its counters: {e}");
         }

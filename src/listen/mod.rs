@@ -208,6 +208,13 @@ impl Listeners {
         let hup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
             .map_err(|e| Error::io(Kind::OsErr, "SIGHUP handler", &e))?;
+        // SIGTERM stops the listener at once, while the daemon's loop lets
+        // its deliveries finish: both within the same shutdown_timeout.
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, Arc::clone(&stop))
+                .map_err(|e| Error::io(Kind::OsErr, "SIGTERM handler", &e))?;
+        }
         let cfg: SharedConfig = Arc::new(RwLock::new(snapshot.clone()));
         let l = &snapshot.listen;
         let users = match &l.users_file {
@@ -232,7 +239,8 @@ impl Listeners {
             hup,
             users,
             tls,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop,
+            stopped_at: Mutex::new(None),
             sessions: Mutex::new(Sessions::default()),
             user: User::lookup(nix::unistd::geteuid().as_raw()),
             maildrop,
@@ -273,6 +281,8 @@ struct Shared {
     users: Option<Arc<Users>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<AtomicBool>,
+    /// When the accept loop saw `stop` (the grace counts from there).
+    stopped_at: Mutex<Option<Instant>>,
     sessions: Mutex<Sessions>,
     /// The daemon's own user: the owner of the entries it writes.
     user: User,
@@ -360,13 +370,21 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stop accepting; idle sessions get 421 within a second; a DATA in
-    /// progress may finish within `grace`. Returns the sessions still open
-    /// when the grace ran out (their clients got no 250: nothing is lost).
+    /// Stop accepting (SIGTERM already did); idle sessions get 421 within
+    /// a second; a DATA in progress may finish within `grace` of the stop.
+    /// Returns the sessions still open when the grace ran out (their
+    /// clients got no 250: nothing is lost).
     pub fn stop(self, grace: Duration) -> usize {
         self.shared.stop.store(true, Ordering::Relaxed);
         let _ = self.accept.join();
-        let end = Instant::now() + grace;
+        let since = self
+            .shared
+            .stopped_at
+            .lock()
+            .ok()
+            .and_then(|t| *t)
+            .unwrap_or_else(Instant::now);
+        let end = since + grace;
         while self.shared.active() > 0 && Instant::now() < end {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -375,34 +393,42 @@ impl Running {
 }
 
 fn accept_loop(sockets: Vec<Socket>, shared: Arc<Shared>) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     while !shared.stop.load(Ordering::Relaxed) {
-        let mut fds: Vec<PollFd> = sockets
-            .iter()
-            .map(|s| match s {
-                Socket::Tcp { listener, .. } => PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-                Socket::Unix { listener, .. } => PollFd::new(listener.as_fd(), PollFlags::POLLIN),
-            })
-            .collect();
-        match poll(&mut fds, PollTimeout::from(500u16)) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                log::error!("SMTP listener: poll: {e}");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
-            }
+        accept_round(&sockets, &shared);
+    }
+    if let Ok(mut t) = shared.stopped_at.lock() {
+        *t = Some(Instant::now());
+    }
+    log::info!("SMTP listener stopped accepting");
+}
+
+/// Wait (at most 250 ms) for connections and take them.
+fn accept_round(sockets: &[Socket], shared: &Arc<Shared>) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds: Vec<PollFd> = sockets
+        .iter()
+        .map(|s| match s {
+            Socket::Tcp { listener, .. } => PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            Socket::Unix { listener, .. } => PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+        })
+        .collect();
+    match poll(&mut fds, PollTimeout::from(250u16)) {
+        Ok(0) | Err(nix::errno::Errno::EINTR) => return,
+        Ok(_) => {}
+        Err(e) => {
+            log::error!("SMTP listener: poll: {e}");
+            std::thread::sleep(Duration::from_secs(1));
+            return;
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(fds);
-        shared.reload_if_asked();
-        for (s, _) in sockets.iter().zip(ready).filter(|(_, r)| *r) {
-            accept_one(s, &shared);
-        }
+    }
+    let ready: Vec<bool> = fds
+        .iter()
+        .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+        .collect();
+    drop(fds);
+    shared.reload_if_asked();
+    for (s, _) in sockets.iter().zip(ready).filter(|(_, r)| *r) {
+        accept_one(s, shared);
     }
 }
 

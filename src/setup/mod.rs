@@ -14,6 +14,7 @@
 //! terminal with echo off) and is never printed.
 
 pub mod edit;
+pub mod oauth2_login;
 pub mod presets;
 pub mod prompt;
 pub mod reload;

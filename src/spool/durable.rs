@@ -9,6 +9,25 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// One bounded read of a small regular file that anyone may have tried to
+/// replace (no symlink followed, no FIFO waited on): None when it is absent,
+/// not a regular file, longer than `max` bytes or unreadable.
+pub fn read_small(path: &Path, max: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    match f.metadata() {
+        Ok(m) if m.is_file() && m.len() <= max as u64 => {}
+        _ => return None,
+    }
+    let mut buf = Vec::with_capacity(1024.min(max));
+    f.take(max as u64 + 1).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
 /// fsync a directory so that names created or removed in it are durable.
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()

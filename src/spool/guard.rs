@@ -286,9 +286,110 @@ pub fn update<T>(spool: &Spool, f: impl FnOnce(&mut GuardState) -> T) -> io::Res
     Ok(out)
 }
 
+/// Message keys seen once within the storm window: `<spool>/guard-seen`,
+/// kept apart from `guard` because it is the bulk (every distinct message
+/// adds a key) and changes with every message, while `guard` holds the
+/// few counters that matter. The daemon keeps it in memory and writes it
+/// every few seconds; a one-shot queue run writes it at once.
+///
+/// ```text
+/// postern-guard-seen 1
+/// 9f2c…(32 hex) 1K1D6V0JC6N9J9M 1795956000.0
+///      key, queue id, first seen
+/// end
+/// ```
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Seen {
+    /// Key → (queue id of the message, first seen).
+    pub keys: std::collections::HashMap<String, (String, f64)>,
+}
+
+impl Seen {
+    /// The file's text.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(64 * self.keys.len() + 32);
+        out.push_str("postern-guard-seen 1\n");
+        for (k, (id, first)) in &self.keys {
+            let _ = writeln!(out, "{} {} {first:.1}", enc(k), enc(id));
+        }
+        out.push_str("end\n");
+        out
+    }
+
+    /// Parse the file's text (None: torn or not this format).
+    pub fn decode(text: &str) -> Option<Seen> {
+        let mut lines = text.lines();
+        if lines.next()? != "postern-guard-seen 1" {
+            return None;
+        }
+        let mut seen = Seen::default();
+        for line in lines {
+            if line == "end" {
+                return Some(seen);
+            }
+            let mut f = line.split(' ');
+            let (Some(k), Some(id), Some(first), None) = (f.next(), f.next(), f.next(), f.next())
+            else {
+                return None;
+            };
+            seen.keys.insert(dec(k)?, (dec(id)?, num(first)?));
+        }
+        None
+    }
+}
+
+/// What `stat` says of `guard-seen`: enough to know whether another
+/// process wrote it since this one read or wrote it.
+pub type SeenStamp = (u64, u64, i64, i64);
+
+/// The stamp of `guard-seen` (None: it does not exist).
+pub fn seen_stamp(spool: &Spool) -> Option<SeenStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(spool.root().join("guard-seen")).ok()?;
+    Some((md.ino(), md.size(), md.mtime(), md.mtime_nsec()))
+}
+
+/// Read `guard-seen` (empty when missing; a damaged one is logged and
+/// starts afresh, like `guard`). Call with the guard lock held.
+pub fn load_seen(spool: &Spool) -> Seen {
+    match std::fs::read_to_string(spool.root().join("guard-seen")) {
+        Ok(t) => Seen::decode(&t).unwrap_or_else(|| {
+            log::warn!("guard-seen file is damaged: starting with no message keys");
+            Seen::default()
+        }),
+        Err(_) => Seen::default(),
+    }
+}
+
+/// Replace `guard-seen` (atomically; not fsynced: derived data). Call with
+/// the guard lock held. Returns the new stamp.
+pub fn write_seen(spool: &Spool, seen: &Seen) -> io::Result<Option<SeenStamp>> {
+    durable::write_atomic(
+        &spool.tmp(),
+        &spool.root().join("guard-seen"),
+        seen.encode().as_bytes(),
+        0o644,
+        false,
+    )?;
+    Ok(seen_stamp(spool))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seen_round_trip_and_torn() {
+        let mut s = Seen::default();
+        s.keys
+            .insert("ab".repeat(16), ("1K1D6V0JC6N9J9M".into(), 1795956000.0));
+        s.keys
+            .insert("cd".repeat(16), ("1K1D6V0JC6N9J9N".into(), 1795956001.5));
+        let text = s.encode();
+        assert_eq!(Seen::decode(&text), Some(s));
+        assert_eq!(Seen::decode(&text[..text.len() - 4]), None);
+        assert_eq!(Seen::decode("postern-guard 1\nend\n"), None);
+    }
 
     #[test]
     fn round_trip_and_torn() {

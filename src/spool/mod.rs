@@ -11,6 +11,7 @@
 //! <spool>/run.lock    held by a running daemon
 //! <spool>/events.log  compact event log for `postern stats`
 //! <spool>/guard       the outbound guard's counters (spool::guard)  0644 postern
+//! <spool>/guard-seen  message keys seen once in the storm window (spool::guard)  0644 postern
 //! <spool>/relay-limits  each relay's advertised SIZE, for submission  0644 postern
 //! <spool>/relay-ports   the port that worked for each port = "auto" relay  0644 postern
 //! ```

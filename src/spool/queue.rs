@@ -281,16 +281,18 @@ pub fn states(spool: &Spool) -> Vec<State> {
     let Ok(ids) = list_ids(&spool.queue()) else {
         return out;
     };
-    for id in ids {
-        if let Some(st) = load_state(spool, &id) {
-            out.push(st);
-            continue;
-        }
-        if let Ok(Some(q)) = open(spool, &id, false) {
-            let st = initial_state(&q.env, q.len, q.owner);
-            let _ = save_state(spool, &st, false);
-            out.push(st);
-        }
-    }
+    out.extend(ids.iter().filter_map(|id| state_or_recreate(spool, id)));
     out
+}
+
+/// State of the queued message `id`, its state file recreated if missing;
+/// None when the message is not queued.
+pub fn state_or_recreate(spool: &Spool, id: &str) -> Option<State> {
+    if let Some(st) = load_state(spool, id) {
+        return Some(st);
+    }
+    let q = open(spool, id, false).ok()??;
+    let st = initial_state(&q.env, q.len, q.owner);
+    let _ = save_state(spool, &st, false);
+    Some(st)
 }

@@ -19,8 +19,6 @@
 //! first line counts as absent, a malformed line is skipped.
 
 use super::Spool;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// The first line of the file.
@@ -147,22 +145,9 @@ pub fn path(spool: &Spool) -> PathBuf {
 /// Read the record: one bounded read of a small regular file. Absent,
 /// unreadable or malformed: empty.
 pub fn read(spool: &Spool) -> RelayLimits {
-    let Ok(f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path(spool))
-    else {
-        return RelayLimits::default();
-    };
-    match f.metadata() {
-        Ok(m) if m.is_file() && m.len() <= MAX_LEN as u64 => {}
-        _ => return RelayLimits::default(),
-    }
-    let mut buf = Vec::with_capacity(1024);
-    if f.take(MAX_LEN as u64 + 1).read_to_end(&mut buf).is_err() {
-        return RelayLimits::default();
-    }
-    RelayLimits::decode(&buf)
+    super::durable::read_small(&path(spool), MAX_LEN)
+        .map(|buf| RelayLimits::decode(&buf))
+        .unwrap_or_default()
 }
 
 /// Record what `label` advertised, replacing the file only when the value

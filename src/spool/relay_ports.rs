@@ -19,8 +19,6 @@
 //! a malformed line is skipped.
 
 use super::Spool;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// The first line of the file.
@@ -117,22 +115,9 @@ pub fn path(spool: &Spool) -> PathBuf {
 
 /// Read the record. Absent, unreadable or malformed: empty.
 pub fn read(spool: &Spool) -> RelayPorts {
-    let Ok(f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path(spool))
-    else {
-        return RelayPorts::default();
-    };
-    match f.metadata() {
-        Ok(m) if m.is_file() && m.len() <= MAX_LEN as u64 => {}
-        _ => return RelayPorts::default(),
-    }
-    let mut buf = Vec::with_capacity(256);
-    if f.take(MAX_LEN as u64 + 1).read_to_end(&mut buf).is_err() {
-        return RelayPorts::default();
-    }
-    RelayPorts::decode(&buf)
+    super::durable::read_small(&path(spool), MAX_LEN)
+        .map(|buf| RelayPorts::decode(&buf))
+        .unwrap_or_default()
 }
 
 /// Remember `port` for `host`, replacing the file only when it changes.

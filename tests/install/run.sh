@@ -369,6 +369,8 @@ check "conffile /etc/postern/postern.toml" sh -c "grep -qx '/etc/postern/postern
 check "man pages installed (gzipped)" test -f "$CH/usr/share/man/man8/sendmail.8.gz" -a -f "$CH/usr/share/man/man5/postern.toml.5.gz" -a -f "$CH/usr/share/man/man1/mailq.1.gz" -a -f "$CH/usr/share/man/man8/newaliases.8.gz" -a -f "$CH/usr/share/man/man8/postern.8.gz"
 check "systemd unit and sysusers/tmpfiles installed" test -f "$CH/usr/lib/systemd/system/postern.service" -a -f "$CH/usr/lib/sysusers.d/postern.conf" -a -f "$CH/usr/lib/tmpfiles.d/postern.conf"
 check "service enabled for systemd (multi-user.target.wants)" test -L "$CH/etc/systemd/system/multi-user.target.wants/postern.service"
+check "socket unit postern-smtp.socket installed (loopback port 25)" grep -qx 'ListenStream=127.0.0.1:25' "$CH/usr/lib/systemd/system/postern-smtp.socket"
+check "socket unit not enabled by the install" test ! -e "$CH/etc/systemd/system/sockets.target.wants/postern-smtp.socket"
 check "no daemon started by the install (policy-rc.d)" test -z "$(chroot_pids "$CH")"
 step_end
 
@@ -750,9 +752,10 @@ has_all_re() {   # FILE REGEX...
     local f=$1 r; shift
     for r in "$@"; do grep -qE -- "$r" "$f" || { echo "no /$r/ in $f"; return 1; }; done
 }
-check "rpm: man pages, unit, sysusers, tmpfiles" has_all_re "$RUN/rpm-files.txt" \
+check "rpm: man pages, units, sysusers, tmpfiles" has_all_re "$RUN/rpm-files.txt" \
     ' /usr/share/man/man8/sendmail\.postern\.8\.gz$' ' /usr/share/man/man1/mailq\.postern\.1\.gz$' \
-    ' /usr/lib/systemd/system/postern\.service$' ' /usr/lib/sysusers\.d/postern\.conf$' ' /usr/lib/tmpfiles\.d/postern\.conf$'
+    ' /usr/lib/systemd/system/postern\.service$' ' /usr/lib/systemd/system/postern-smtp\.socket$' \
+    ' /usr/lib/sysusers\.d/postern\.conf$' ' /usr/lib/tmpfiles\.d/postern\.conf$'
 rpmq --scripts > "$RUN/rpm-scripts.txt"
 check "rpm: %pre creates users and groups" has_all_re "$RUN/rpm-scripts.txt" '^preinstall scriptlet' 'groupadd -r postern-drop' 'useradd -r -g postern'
 check "rpm: %post alternatives --install mta" has_all_re "$RUN/rpm-scripts.txt" '^postinstall scriptlet' \

@@ -578,3 +578,70 @@ fn a_bounce_request_picked_up_with_new_mail_does_not_stall() {
     );
     assert!(msgs.iter().any(|m| m.rcpts == ["bob@example.org"]));
 }
+
+/// Message keys seen once live in `guard-seen`, not in `guard` (which a
+/// busy host would otherwise rewrite whole, a few hundred KB, for every
+/// message): 50 distinct messages leave `guard` small; a storm is still
+/// noticed one message at a time across one-shot queue runs and across a
+/// daemon that stops (it writes its keys at exit).
+#[test]
+fn seen_keys_are_kept_apart_and_survive_one_shot_runs_and_a_daemon_stop() {
+    let server = relay();
+    let env = env_with(
+        &server,
+        "[limits]\nalert_to = \"admin@example.net\"\n[limits.storm]\nthreshold = 2\nwindow = \"1h\"\n",
+    );
+    for i in 0..50 {
+        send(
+            &env,
+            "app@example.com",
+            "u@example.org",
+            &format!("distinct {i}"),
+            "x",
+        );
+    }
+    run(&env);
+    settled(&server, 50);
+    let guard = std::fs::read_to_string(env.spool.join("guard")).unwrap_or_default();
+    assert!(!guard.contains("storm "), "{guard}");
+    let seen = std::fs::read_to_string(env.spool.join("guard-seen")).expect("guard-seen");
+    assert_eq!(seen.lines().count(), 50 + 2, "{seen}");
+
+    // The same message, once per daemon life: the daemon writes its keys
+    // when it stops, and the next process counts on from them.
+    let cron = || {
+        send(
+            &env,
+            "cron@example.com",
+            "root@example.com",
+            "Cron <root@web1> /usr/local/bin/check",
+            "check failed",
+        )
+    };
+    let mut d = start_daemon(&env);
+    // A first pickup makes the daemon write guard-seen; the next keys
+    // within guard::SEEN_WRITE_EVERY wait in memory until it stops.
+    send(&env, "app@example.com", "u@example.org", "warm-up", "x");
+    settled(&server, 51);
+    cron();
+    settled(&server, 52);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("term");
+    let _ = d.0.wait();
+    // Second and third: one-shot runs (no daemon).
+    cron();
+    run(&env);
+    cron();
+    run(&env);
+    let msgs = settled(&server, 54);
+    let delivered = msgs
+        .iter()
+        .filter(|m| m.mail_from == "cron@example.com")
+        .count();
+    let senders: Vec<&str> = msgs.iter().map(|m| m.mail_from.as_str()).collect();
+    assert_eq!(delivered, 2, "the first 2, the third held: {senders:?}");
+    assert_eq!(alerts(&msgs).len(), 1, "one storm notice: {senders:?}");
+}

@@ -531,10 +531,17 @@ fn systemd_socket_activation() {
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    // SAFETY: dup2 is async-signal-safe; it makes the listener fd 3.
+    // SAFETY: dup2 and fcntl are async-signal-safe; they make the
+    // listener fd 3 without close-on-exec (dup2 onto itself would keep the
+    // flag, so when it already is fd 3 only the flag is cleared).
     unsafe {
         c.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

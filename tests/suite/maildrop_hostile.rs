@@ -478,7 +478,7 @@ impl Install {
         std::fs::create_dir(&inst.bin).expect("bin");
         chmod(&inst.bin, 0o755);
         let exe = inst.bin.join("postern");
-        std::fs::copy(support::bin(), &exe).expect("copy binary");
+        support::copy_binary(&exe);
         chown(&exe, 0, drop_gid);
         chmod(&exe, 0o2755);
         std::os::unix::fs::symlink("postern", inst.bin.join("sendmail")).expect("symlink");

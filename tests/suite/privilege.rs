@@ -243,7 +243,7 @@ impl Install {
         std::fs::create_dir(&self.bin).expect("bin");
         chmod(&self.bin, 0o755);
         let exe = self.bin.join("postern");
-        std::fs::copy(support::bin(), &exe).expect("copy binary");
+        support::copy_binary(&exe);
         chown(&exe, 0, self.drop_gid);
         chmod(&exe, 0o2755);
         for name in ["sendmail", "mailq"] {
@@ -778,4 +778,56 @@ fn daemon_refuses_a_secret_file_readable_by_others() {
         env.log()
     );
     assert_eq!(st.code, 0, "{st:?}");
+}
+
+/// The configuration from `POSTERN_*` variables (containers, issue 14) is
+/// never honoured by the installed set-group-id binary: with no
+/// postern.toml at all in /etc/postern, a caller's POSTERN_SPOOL,
+/// POSTERN_RELAY_*, POSTERN_HOSTNAME and POSTERN_LOG change nothing — the
+/// message goes to the compiled-in spool's maildrop with the system's own
+/// host name, nothing is written where the variables point, and no relay
+/// is contacted.
+#[test]
+#[ignore = "needs root: installs a setgid binary, creates users, mounts"]
+fn setgid_binary_ignores_the_environment_configuration() {
+    use support::smtp_server::{ServerConfig, SmtpServer};
+    let server = SmtpServer::start(ServerConfig::default());
+    let Some(inst) = Install::new(server.port()) else {
+        return;
+    };
+    std::fs::remove_file(inst.etc.join("postern.toml")).expect("no config file");
+    let env_spool = inst.root.join("env-spool");
+    std::fs::create_dir(&env_spool).expect("env spool");
+    chmod(&env_spool, 0o777);
+    let env_log = inst.root.join("env.log");
+    let before = inst.maildrop();
+    let mut c = inst.cmd(
+        Some(NOBODY),
+        "sendmail",
+        &["-f", "app@example.com", "ops@example.org"],
+    );
+    c.env("POSTERN_SPOOL", &env_spool)
+        .env("POSTERN_RELAY_HOST", "127.0.0.1")
+        .env("POSTERN_RELAY_PORT", server.port().to_string())
+        .env("POSTERN_RELAY_TLS", "none")
+        .env("POSTERN_HOSTNAME", "env.example.com")
+        .env("POSTERN_LOG", &env_log)
+        .env("POSTERN_DEFAULT_CONFIG", inst.root.join("absent.toml"));
+    let o = run(c, b"Subject: setgid and env\n\nbody\n");
+    assert_eq!(o.code, 0, "{o:?}");
+    let new = new_entries(&before, &inst.maildrop());
+    assert_eq!(new.len(), 1, "the entry is in the system maildrop: {o:?}");
+    let entry = support::Entry::read(&new[0]).expect("a committed entry");
+    assert!(
+        !entry.text().contains("env.example.com"),
+        "POSTERN_HOSTNAME was used: {}",
+        entry.text()
+    );
+    assert_eq!(
+        list(&env_spool),
+        Vec::<PathBuf>::new(),
+        "POSTERN_SPOOL was used"
+    );
+    assert!(!env_log.exists(), "POSTERN_LOG was used");
+    assert_eq!(server.connection_count(), 0, "POSTERN_RELAY_HOST was used");
 }

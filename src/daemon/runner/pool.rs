@@ -152,17 +152,51 @@ impl Pool {
 
     /// Stop: finish the messages in flight, close sessions, join workers.
     pub fn shutdown(self) {
-        {
-            let (m, cv) = &*self.shared;
-            if let Ok(mut j) = m.lock() {
-                j.shutdown = true;
-                j.pending.clear();
-            }
-            cv.notify_all();
-        }
+        self.stop_taking();
         for h in self.handles {
             let _ = h.join();
         }
+    }
+
+    /// Stop within `limit`: no new job starts; the messages in flight get
+    /// until `limit` to finish, then the workers are joined. Returns how
+    /// many were still in flight at the limit (0: every worker joined).
+    /// Those workers are left running, detached: the caller is about to
+    /// exit, which ends them; their messages stay in the queue (nothing is
+    /// removed before the relay's final reply) and the next start retries
+    /// them.
+    pub fn shutdown_within(self, limit: Duration) -> usize {
+        self.stop_taking();
+        let deadline = std::time::Instant::now() + limit;
+        let (m, cv) = &*self.shared;
+        let left = {
+            let Ok(mut j) = m.lock() else { return 0 };
+            loop {
+                let now = std::time::Instant::now();
+                if j.in_flight == 0 || now >= deadline {
+                    break j.in_flight;
+                }
+                j = match cv.wait_timeout(j, deadline - now) {
+                    Ok((j, _)) => j,
+                    Err(_) => return 0,
+                };
+            }
+        };
+        if left == 0 {
+            for h in self.handles {
+                let _ = h.join();
+            }
+        }
+        left
+    }
+
+    fn stop_taking(&self) {
+        let (m, cv) = &*self.shared;
+        if let Ok(mut j) = m.lock() {
+            j.shutdown = true;
+            j.pending.clear();
+        }
+        cv.notify_all();
     }
 }
 

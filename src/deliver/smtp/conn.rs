@@ -17,7 +17,7 @@
 //! by delivery and by `postern check`; command / reply exchange with the
 //! reply reader of [`super::reply`]; DATA transparency (dot-stuffing after
 //! every CRLF, byte for byte what lettre's `ClientCodec` did); AUTH PLAIN,
-//! LOGIN and XOAUTH2. Nothing here logs a secret.
+//! LOGIN, XOAUTH2 and OAUTHBEARER (RFC 7628). Nothing here logs a secret.
 //!
 //! Certificate pinning (`tls_pin`, `tls_verify`) is part of the one TLS
 //! configuration: [`PinningVerifier`] runs the normal verification (unless
@@ -383,6 +383,11 @@ impl Error {
     }
 }
 
+/// A SASL name in a GS2 header (RFC 5801 §4): `,` and `=` escaped.
+fn gs2_name(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
+}
+
 /// `bytes` as printable ASCII (`\r`, `\n`, `\x1b`, …), cut to a few hundred,
 /// with their count.
 pub fn escape_bytes(bytes: &[u8]) -> String {
@@ -619,7 +624,8 @@ impl Conn {
         self.handshake(tls)
     }
 
-    /// AUTH with `mechanism` (PLAIN, LOGIN or XOAUTH2): the final reply, or
+    /// AUTH with `mechanism` (PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER, whose
+    /// `secret` is the access token): the final reply, or
     /// `Err(Error::Reply)` when the server refuses.
     pub fn auth(&mut self, mechanism: &str, user: &str, secret: &str) -> Result<RawReply, Error> {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -628,15 +634,42 @@ impl Conn {
                 "AUTH PLAIN {}",
                 b64(&format!("\0{user}\0{secret}"))
             )),
-            "XOAUTH2" => {
-                let r = self.command(&format!(
-                    "AUTH XOAUTH2 {}",
-                    b64(&format!("user={user}\x01auth=Bearer {secret}\x01\x01"))
-                ))?;
+            "XOAUTH2" | "OAUTHBEARER" => {
+                let initial = if mechanism == "XOAUTH2" {
+                    format!("user={user}\x01auth=Bearer {secret}\x01\x01")
+                } else {
+                    // RFC 7628 §3.1: GS2 header with the authorization
+                    // identity, then the key/value pairs.
+                    format!("n,a={},\x01auth=Bearer {secret}\x01\x01", gs2_name(user))
+                };
+                let r = self.command(&format!("AUTH {mechanism} {}", b64(&initial)))?;
                 if r.code == 334 {
-                    // The error details come as a challenge: an empty
-                    // answer gets the final reply.
-                    return self.command("");
+                    // The error details come as a challenge (JSON: status,
+                    // scope): answer empty (XOAUTH2) or %x01 (OAUTHBEARER,
+                    // RFC 7628 §3.2.3) to get the final reply, and keep the
+                    // details (escaped) for the log.
+                    let detail = r
+                        .lines
+                        .first()
+                        .and_then(|l| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(l.trim())
+                                .ok()
+                        })
+                        .map(|b| {
+                            crate::escape::field(&String::from_utf8_lossy(&b[..b.len().min(300)]))
+                                .into_owned()
+                        });
+                    let answer = if mechanism == "XOAUTH2" { "" } else { "AQ==" };
+                    return match self.command(answer) {
+                        Err(Error::Reply(mut fin)) => {
+                            if let Some(d) = detail.filter(|d| !d.is_empty()) {
+                                fin.lines.push(format!("(relay's error details: {d})"));
+                            }
+                            Err(Error::Reply(fin))
+                        }
+                        other => other,
+                    };
                 }
                 Ok(r)
             }
@@ -825,6 +858,7 @@ mod tests {
             tls_verify: true,
             port_auto: false,
             api: None,
+            oauth2: None,
         };
         let tls = tls_parameters(&relay).unwrap();
         match c.starttls(&tls) {
@@ -859,6 +893,29 @@ mod tests {
         let c = Conn::connect(&addr, Duration::from_secs(5)).unwrap();
         c.set_timeout(Duration::from_secs(5));
         (c, t)
+    }
+
+    #[test]
+    fn oauthbearer_sends_the_gs2_header_and_answers_an_error_challenge() {
+        let (mut c, t) = scripted(&[
+            "334 eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ==\r\n",
+            "535 5.7.8 Username and Password not accepted\r\n",
+        ]);
+        let e = c.auth("OAUTHBEARER", "a=b,c@x", "T0K").unwrap_err();
+        let r = e.reply().expect("a reply");
+        assert_eq!(r.code, 535);
+        assert!(
+            r.text.contains("invalid_token") && r.text.contains("mail.google.com"),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            t.join().unwrap(),
+            [
+                "AUTH OAUTHBEARER bixhPWE9M0RiPTJDY0B4LAFhdXRoPUJlYXJlciBUMEsBAQ==",
+                "AQ=="
+            ]
+        );
     }
 
     #[test]

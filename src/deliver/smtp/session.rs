@@ -38,6 +38,13 @@ fn positive(r: &super::reply::RawReply) -> Reply {
     }
 }
 
+/// A transaction with at most this many recipients is pipelined (RFC 2920)
+/// when the server offers PIPELINING: RSET, MAIL, every RCPT and DATA in
+/// one write, then their replies read in order. More recipients go in lock
+/// step, so the replies we have not read yet always fit in the socket
+/// buffers while we write.
+const PIPELINE_MAX_RCPTS: usize = 100;
+
 /// Messages up to this size whose wire form is UTF-8 go out in a single
 /// write together with the end-of-data dot (one segment for a small
 /// message, rather than a write per chunk and one for the dot).
@@ -181,7 +188,7 @@ impl SmtpSession {
         let features = ehlo(&mut conn, cfg, &label, hello)?;
         learn_size(cfg, relay, features.size);
         if let Some(user) = &relay.username {
-            authenticate(&mut conn, relay, user, &features, encrypted, &label)?;
+            authenticate(&mut conn, cfg, relay, user, &features, encrypted, &label)?;
         }
         Ok(SmtpSession {
             conn,
@@ -198,7 +205,17 @@ impl SmtpSession {
 
     fn cmd(&mut self, line: String) -> Result<Reply, (Option<Reply>, String)> {
         log::debug!("C: {line}");
-        match self.conn.command(&line) {
+        let r = self.conn.command(&line);
+        self.answer(r)
+    }
+
+    /// A command's reply as [`Self::cmd`] reports it: the positive reply,
+    /// or the negative one, or (None, why) when the connection failed.
+    fn answer(
+        &mut self,
+        r: Result<super::reply::RawReply, conn::Error>,
+    ) -> Result<Reply, (Option<Reply>, String)> {
+        match r {
             Ok(r) => {
                 let reply = positive(&r);
                 log::debug!("S: {reply}");
@@ -221,10 +238,16 @@ impl SmtpSession {
     /// Run one transaction. Never fails as a whole: every recipient gets a
     /// verdict.
     pub fn send(&mut self, tx: &Transaction<'_>) -> TxResult {
+        let needs_utf8 = !tx.sender.is_ascii() || tx.rcpts.iter().any(|r| !r.address.is_ascii());
+        if self.features.pipelining
+            && tx.rcpts.len() <= PIPELINE_MAX_RCPTS
+            && (self.features.smtputf8 || !needs_utf8)
+        {
+            return self.send_pipelined(tx, needs_utf8);
+        }
         if let Err(res) = self.reset(tx.rcpts.len()) {
             return res;
         }
-        let needs_utf8 = !tx.sender.is_ascii() || tx.rcpts.iter().any(|r| !r.address.is_ascii());
         if needs_utf8 && !self.features.smtputf8 {
             return self.send_without_smtputf8(tx);
         }
@@ -244,6 +267,113 @@ impl SmtpSession {
         }
         self.dirty = true;
         Ok(())
+    }
+
+    /// One transaction pipelined (RFC 2920): RSET (on a used session), MAIL,
+    /// every RCPT and DATA in one write, then their replies in order. Each
+    /// reply means what it means in lock step (`reset`, `mail_from`,
+    /// `rcpt_to`, `data`): the same verdict per recipient. What differs is
+    /// only what the server saw after a refusal — the commands that followed
+    /// it, which it answers with errors we read and drop; should it accept
+    /// DATA with no recipient accepted, the connection is dropped before any
+    /// message byte, so nothing is delivered.
+    fn send_pipelined(&mut self, tx: &Transaction<'_>, needs_utf8: bool) -> TxResult {
+        let n = tx.rcpts.len();
+        let (plan, wire_size) = match self.plan(tx) {
+            Ok(p) => p,
+            Err(res) => {
+                self.dirty = true; // as after the RSET lock step sends first
+                return res;
+            }
+        };
+        let rset = self.dirty;
+        self.dirty = true;
+        let mut lines = Vec::with_capacity(n + 3);
+        if rset {
+            lines.push("RSET".to_string());
+        }
+        lines.push(self.mail_line(tx, &plan, wire_size, needs_utf8));
+        lines.extend(tx.rcpts.iter().map(|r| self.rcpt_line(tx, r)));
+        lines.push("DATA".to_string());
+        let mut batch = String::with_capacity(lines.iter().map(|l| l.len() + 2).sum());
+        for l in &lines {
+            log::debug!("C: {l}");
+            batch.push_str(l);
+            batch.push_str("\r\n");
+        }
+        // A failed write shows as the failed read of the first reply.
+        let _ = self.conn.send(batch.as_bytes());
+        if rset {
+            let r = self.conn.response();
+            if let Err((_, e)) = self.answer(r) {
+                let reply =
+                    Reply::local(format!("lost connection with {} at RSET: {e}", self.label));
+                return TxResult::all(n, Verdict::Deferred, reply, "RSET", false);
+            }
+        }
+        let r = self.conn.response();
+        let r = self.answer(r);
+        if let Err(res) = self.mail_outcome(n, r) {
+            return self.skip_replies(n + 1, res);
+        }
+        let mut verdicts: Vec<RcptVerdict> = Vec::with_capacity(n);
+        for _ in tx.rcpts {
+            let r = self.conn.response();
+            let r = self.answer(r);
+            if let Err(res) = self.rcpt_outcome(n, &mut verdicts, r) {
+                return res;
+            }
+        }
+        let r = self.conn.response();
+        if !verdicts.iter().any(|v| v.0 == Verdict::Sent) {
+            let res = TxResult {
+                verdicts,
+                reusable: true,
+                retry_after: None,
+            };
+            return self.refused_data(r, res);
+        }
+        self.after_data(tx, &plan, verdicts, r)
+    }
+
+    /// After a refused MAIL: read (and drop) the replies to the `k`
+    /// commands that followed it (the RCPTs and DATA); `res` stands.
+    fn skip_replies(&mut self, k: usize, res: TxResult) -> TxResult {
+        if !res.reusable {
+            return res; // the connection is gone
+        }
+        for _ in 1..k {
+            let r = self.conn.response();
+            if !matches!(self.answer(r), Err((Some(_), _))) {
+                self.conn.abort();
+                return TxResult {
+                    reusable: false,
+                    ..res
+                };
+            }
+        }
+        let r = self.conn.response();
+        self.refused_data(r, res)
+    }
+
+    /// DATA's reply when no recipient was accepted: a refusal keeps the
+    /// session; a 354 (or a lost connection) ends it before any message
+    /// byte is sent.
+    fn refused_data(
+        &mut self,
+        r: Result<super::reply::RawReply, conn::Error>,
+        res: TxResult,
+    ) -> TxResult {
+        match self.answer(r) {
+            Err((Some(_), _)) => res,
+            _ => {
+                self.conn.abort();
+                TxResult {
+                    reusable: false,
+                    ..res
+                }
+            }
+        }
     }
 
     /// Non-ASCII addresses need SMTPUTF8, which this server lacks: those
@@ -309,6 +439,21 @@ impl SmtpSession {
         tx: &Transaction<'_>,
         needs_utf8: bool,
     ) -> Result<(wire::WirePlan, Vec<RcptVerdict>), TxResult> {
+        let (plan, wire_size) = self.plan(tx)?;
+        self.mail_from(tx, &plan, wire_size, needs_utf8)?;
+        let verdicts = self.rcpt_to(tx)?;
+        if !verdicts.iter().any(|v| v.0 == Verdict::Sent) {
+            return Err(TxResult {
+                verdicts,
+                reusable: true,
+                retry_after: None,
+            });
+        }
+        Ok((plan, verdicts))
+    }
+
+    /// The wire plan and the size the server counts, checked against SIZE.
+    fn plan(&self, tx: &Transaction<'_>) -> Result<(wire::WirePlan, u64), TxResult> {
         let n = tx.rcpts.len();
         let opts = wire::WireOptions {
             eight_bit_ok: self.features.eight_bit,
@@ -333,16 +478,7 @@ impl SmtpSession {
             };
             return Err(TxResult::all(n, Verdict::Bounced, reply, "MAIL FROM", true));
         }
-        self.mail_from(tx, &plan, wire_size, needs_utf8)?;
-        let verdicts = self.rcpt_to(tx)?;
-        if !verdicts.iter().any(|v| v.0 == Verdict::Sent) {
-            return Err(TxResult {
-                verdicts,
-                reusable: true,
-                retry_after: None,
-            });
-        }
-        Ok((plan, verdicts))
+        Ok((plan, wire_size))
     }
 
     fn mail_from(
@@ -352,7 +488,18 @@ impl SmtpSession {
         wire_size: u64,
         needs_utf8: bool,
     ) -> Result<(), TxResult> {
-        let n = tx.rcpts.len();
+        let mail = self.mail_line(tx, plan, wire_size, needs_utf8);
+        let r = self.cmd(mail);
+        self.mail_outcome(tx.rcpts.len(), r)
+    }
+
+    fn mail_line(
+        &self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+        wire_size: u64,
+        needs_utf8: bool,
+    ) -> String {
         let mut mail = format!("MAIL FROM:<{}>", tx.sender);
         if self.features.size.is_some() {
             mail.push_str(&format!(" SIZE={wire_size}"));
@@ -371,7 +518,16 @@ impl SmtpSession {
                 mail.push_str(&format!(" ENVID={}", xtext(e)));
             }
         }
-        match self.cmd(mail) {
+        mail
+    }
+
+    /// What MAIL FROM's reply means for the `n` recipients.
+    fn mail_outcome(
+        &self,
+        n: usize,
+        r: Result<Reply, (Option<Reply>, String)>,
+    ) -> Result<(), TxResult> {
+        match r {
             Ok(_) => Ok(()),
             Err((Some(r), _)) => {
                 let v = Verdict::from_code(r.code);
@@ -398,33 +554,46 @@ impl SmtpSession {
         let n = tx.rcpts.len();
         let mut verdicts: Vec<RcptVerdict> = Vec::with_capacity(n);
         for r in tx.rcpts {
-            match self.cmd(self.rcpt_line(tx, r)) {
-                Ok(reply) => verdicts.push((Verdict::Sent, reply, "RCPT TO")),
-                Err((Some(reply), _)) => {
-                    verdicts.push((Verdict::from_code(reply.code), reply, "RCPT TO"))
-                }
-                Err((None, e)) => {
-                    let reply = Reply::local(format!(
-                        "lost connection with {} at RCPT TO: {e}",
-                        self.label
-                    ));
-                    while verdicts.len() < n {
-                        verdicts.push((Verdict::Deferred, reply.clone(), "RCPT TO"));
-                    }
-                    for v in verdicts.iter_mut() {
-                        if v.0 == Verdict::Sent {
-                            *v = (Verdict::Deferred, reply.clone(), "RCPT TO");
-                        }
-                    }
-                    return Err(TxResult {
-                        verdicts,
-                        reusable: false,
-                        retry_after: None,
-                    });
-                }
-            }
+            let r = self.cmd(self.rcpt_line(tx, r));
+            self.rcpt_outcome(n, &mut verdicts, r)?;
         }
         Ok(verdicts)
+    }
+
+    /// Record one RCPT reply in `verdicts`; a lost connection defers all
+    /// `n` recipients (those accepted before it too).
+    fn rcpt_outcome(
+        &self,
+        n: usize,
+        verdicts: &mut Vec<RcptVerdict>,
+        r: Result<Reply, (Option<Reply>, String)>,
+    ) -> Result<(), TxResult> {
+        match r {
+            Ok(reply) => verdicts.push((Verdict::Sent, reply, "RCPT TO")),
+            Err((Some(reply), _)) => {
+                verdicts.push((Verdict::from_code(reply.code), reply, "RCPT TO"))
+            }
+            Err((None, e)) => {
+                let reply = Reply::local(format!(
+                    "lost connection with {} at RCPT TO: {e}",
+                    self.label
+                ));
+                while verdicts.len() < n {
+                    verdicts.push((Verdict::Deferred, reply.clone(), "RCPT TO"));
+                }
+                for v in verdicts.iter_mut() {
+                    if v.0 == Verdict::Sent {
+                        *v = (Verdict::Deferred, reply.clone(), "RCPT TO");
+                    }
+                }
+                return Err(TxResult {
+                    verdicts: std::mem::take(verdicts),
+                    reusable: false,
+                    retry_after: None,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn rcpt_line(&self, tx: &Transaction<'_>, r: &TxRcpt) -> String {
@@ -451,10 +620,23 @@ impl SmtpSession {
         &mut self,
         tx: &Transaction<'_>,
         plan: &wire::WirePlan,
-        mut verdicts: Vec<RcptVerdict>,
+        verdicts: Vec<RcptVerdict>,
     ) -> TxResult {
         log::debug!("C: DATA");
-        if let Err(e) = self.conn.command("DATA") {
+        let r = self.conn.command("DATA");
+        self.after_data(tx, plan, verdicts, r)
+    }
+
+    /// DATA's reply: on 354 the message goes out, and the final reply
+    /// applies to every recipient whose RCPT was accepted.
+    fn after_data(
+        &mut self,
+        tx: &Transaction<'_>,
+        plan: &wire::WirePlan,
+        mut verdicts: Vec<RcptVerdict>,
+        r: Result<super::reply::RawReply, conn::Error>,
+    ) -> TxResult {
+        if let Err(e) = r {
             let (reply, reusable) = match reply_of(&e) {
                 Some(r) => (r, true),
                 None => (
@@ -675,9 +857,12 @@ pub fn learn_size(cfg: &Config, relay: &Relay, size: Option<u64>) {
 
 /// AUTH as `user`, only over TLS (or in plain text to a loopback relay with
 /// `allow_plaintext = true`, logged at each session), with the first allowed
-/// mechanism the server offers.
+/// mechanism the server offers. With `[relay.oauth2]` the secret is the
+/// access token; a cached token refused with 535 is replaced by a fresh one
+/// and AUTH tried once more.
 fn authenticate(
     conn: &mut Conn,
+    cfg: &Config,
     relay: &Relay,
     user: &str,
     features: &Features,
@@ -695,14 +880,11 @@ fn authenticate(
             "refusing to send credentials to {label} over an unencrypted connection (use tls = \"starttls\" or \"tls\"; for a local stunnel or sidecar on a loopback address, allow_plaintext = true)"
         )));
     }
-    let secret = crate::deliver::credentials::secret(relay)
-        .map_err(|e| ConnectError::Local(e.message().to_string()))?
-        .unwrap_or_default();
     let mechs: Vec<&str> = relay
         .auth_mechanisms
         .iter()
         .map(|m| m.as_str())
-        .filter(|m| matches!(*m, "PLAIN" | "LOGIN" | "XOAUTH2"))
+        .filter(|m| matches!(*m, "PLAIN" | "LOGIN" | "XOAUTH2" | "OAUTHBEARER"))
         .filter(|m| features.auth.iter().any(|a| a == m))
         .collect();
     if mechs.is_empty() {
@@ -717,21 +899,46 @@ fn authenticate(
             relay.auth_mechanisms.join(" ")
         )));
     }
-    log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
-    match conn.auth(mechs[0], user, &secret) {
-        Ok(r) => log::debug!("S: {}", positive(&r)),
-        Err(e) => {
-            let why = match reply_of(&e) {
-                Some(r) => r.to_string(),
-                None => describe(&e),
-            };
-            conn.abort();
-            return Err(ConnectError::Auth(format!(
-                "authentication as {user} at {label} failed: {why}"
-            )));
+    let oauth = |fresh: bool| {
+        crate::deliver::oauth2::token(&cfg.spool_dir, relay, fresh).map_err(ConnectError::Auth)
+    };
+    let (mut secret, mut cached) = if relay.oauth2.is_some() {
+        let t = oauth(false).inspect_err(|_| conn.abort())?;
+        (t.access_token, t.cached)
+    } else {
+        let s = crate::deliver::credentials::secret(relay)
+            .map_err(|e| ConnectError::Local(e.message().to_string()))?
+            .unwrap_or_default();
+        (s, false)
+    };
+    loop {
+        log::debug!("C: AUTH {} <credentials redacted>", mechs[0]);
+        let e = match conn.auth(mechs[0], user, &secret) {
+            Ok(r) => {
+                log::debug!("S: {}", positive(&r));
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        let reply = reply_of(&e);
+        if cached && reply.as_ref().is_some_and(|r| r.code == 535) {
+            log::info!(
+                "{label} refused the cached OAuth2 token of {user} ({}): fetching a new one",
+                reply.as_ref().map(|r| r.to_string()).unwrap_or_default()
+            );
+            let t = oauth(true).inspect_err(|_| conn.abort())?;
+            (secret, cached) = (t.access_token, false);
+            continue;
         }
+        let why = match reply {
+            Some(r) => r.to_string(),
+            None => describe(&e),
+        };
+        conn.abort();
+        return Err(ConnectError::Auth(format!(
+            "authentication as {user} at {label} failed: {why}"
+        )));
     }
-    Ok(())
 }
 
 /// True when an error text is a TLS/certificate failure.

@@ -6,6 +6,7 @@
 
 pub mod https_server;
 pub mod smtp_server;
+pub mod token_server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -460,4 +461,14 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// Copy the postern binary to `dst` with `cp` in a child process. Copying
+/// it here would hold a write descriptor in this multi-threaded process,
+/// and a child another test thread forks at that moment keeps a copy of it
+/// until its exec: executing `dst` then fails with ETXTBSY ("Text file
+/// busy").
+pub fn copy_binary(dst: &Path) {
+    let st = Command::new("cp").arg(bin()).arg(dst).status().expect("cp");
+    assert!(st.success(), "cp {} {}", bin().display(), dst.display());
 }

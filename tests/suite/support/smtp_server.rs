@@ -2,7 +2,7 @@
 //!
 //! This module owns the test-side SMTP receiver: it listens on 127.0.0.1,
 //! speaks ESMTP (EHLO/HELO, MAIL/RCPT/DATA, RSET, NOOP, VRFY, QUIT, STARTTLS,
-//! implicit TLS, AUTH PLAIN/LOGIN/XOAUTH2, SIZE, 8BITMIME, SMTPUTF8, DSN,
+//! implicit TLS, AUTH PLAIN/LOGIN/XOAUTH2/OAUTHBEARER, SIZE, 8BITMIME, SMTPUTF8, DSN,
 //! PIPELINING, ENHANCEDSTATUSCODES), records exactly what each client sent
 //! (envelope, raw DATA bytes, command lines, replies) and lets a test script
 //! the replies and inject faults (drops, delays, hangs, silence) through
@@ -1080,6 +1080,12 @@ impl Session {
                 };
                 parse_xoauth2(&lossy(&resp))
             }
+            "OAUTHBEARER" => {
+                let Some(resp) = self.auth_response(initial, "")? else {
+                    return Ok(());
+                };
+                parse_oauthbearer(&lossy(&resp))
+            }
             _ => None,
         };
         let (user, ok) = match &creds {
@@ -1353,6 +1359,20 @@ fn parse_xoauth2(s: &str) -> Option<(String, String)> {
         }
     }
     Some((user?, token?))
+}
+
+/// RFC 7628 §3.1: `n,a=USER,` then `\x01auth=Bearer TOKEN\x01\x01`
+/// (the GS2 escapes `=2C` and `=3D` undone).
+fn parse_oauthbearer(s: &str) -> Option<(String, String)> {
+    let mut parts = s.split('\x01');
+    let gs2 = parts.next()?;
+    let user = gs2
+        .split(',')
+        .find_map(|f| f.strip_prefix("a="))?
+        .replace("=2C", ",")
+        .replace("=3D", "=");
+    let token = parts.find_map(|p| p.strip_prefix("auth=Bearer "))?;
+    Some((user, token.to_string()))
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -1,0 +1,424 @@
+//! `postern oauth2 login RELAY`: obtain the first refresh token of a
+//! `[relay.oauth2]` relay with `flow = "refresh_token"`, interactively, and
+//! store it in its `refresh_token_file` (atomically; root:postern 0640 when
+//! run as root and the group exists, else 0600 owned by the caller — the
+//! rule of `setup::secret`, which writes it).
+//!
+//! The device authorization grant (RFC 8628) when the relay has a device
+//! endpoint (`device_url`; the `microsoft365` preset does): print the URL
+//! and the code, poll the token endpoint at the interval the provider asks.
+//! Otherwise the authorization code grant with PKCE (RFC 7636, S256) and a
+//! loopback redirect `http://127.0.0.1:PORT/` (RFC 8252 §7.3; Google's
+//! mail scope is not offered to devices): print the URL to open; the code
+//! comes back to the loopback listener, or is pasted (the code, or the
+//! whole address the browser ended on). Every wait is bounded. The refresh
+//! token is never printed.
+
+use crate::config::{Config, Flow, OAuth2, Relay};
+use crate::deliver::oauth2::endpoint;
+use crate::error::{Error, Kind, Result};
+use base64::Engine as _;
+use std::io::{BufRead, Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// The grant type of a device code (RFC 8628 §3.4).
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// Longest wait for the user, whatever the provider says.
+const MAX_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// The relay named `name`: its host, `host:port`, or its 1-based position.
+fn find<'c>(cfg: &'c Config, name: &str) -> Result<&'c Relay> {
+    let by_pos = name
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| cfg.relays.get(i));
+    let matching: Vec<&Relay> = cfg
+        .relays
+        .iter()
+        .filter(|r| r.host == name || r.label() == name)
+        .collect();
+    let relay = match (by_pos, matching.as_slice()) {
+        (Some(r), _) => r,
+        (None, [r]) => r,
+        (None, []) => {
+            return Err(Error::new(
+                Kind::Usage,
+                format!(
+                    "no relay {} (name it by host, host:port, or position 1..{})",
+                    crate::escape::field(name),
+                    cfg.relays.len()
+                ),
+            ));
+        }
+        (None, _) => {
+            return Err(Error::new(
+                Kind::Usage,
+                format!(
+                    "several relays are {}: name one by host:port or position",
+                    crate::escape::field(name)
+                ),
+            ));
+        }
+    };
+    Ok(relay)
+}
+
+/// Run the login for relay `name`, talking on `out`, reading a pasted
+/// code from standard input when the loopback redirect is used.
+pub fn command(cfg: &Config, name: &str, out: &mut impl Write) -> Result<u8> {
+    let relay = find(cfg, name)?;
+    let Some(o) = &relay.oauth2 else {
+        return Err(Error::new(
+            Kind::Config,
+            format!("relay {} has no [relay.oauth2]", relay.host),
+        ));
+    };
+    if o.flow == Flow::ClientCredentials {
+        return Err(Error::new(
+            Kind::Usage,
+            format!(
+                "relay {} uses flow = \"client_credentials\": it needs no login (the client secret is enough)",
+                relay.host
+            ),
+        ));
+    }
+    let Some(path) = &o.refresh_token_file else {
+        return Err(Error::new(Kind::Config, "no refresh_token_file"));
+    };
+    let secret = match &o.client_secret_file {
+        Some(p) => Some(
+            crate::deliver::credentials::read_secret_file(relay, "client_secret_file", p)?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let granted = if let Some(device_url) = &o.device_url {
+        device_flow(relay, o, device_url, secret.as_deref(), out)?
+    } else if let Some(auth_url) = &o.auth_url {
+        code_flow(relay, o, auth_url, secret.as_deref(), out)?
+    } else {
+        return Err(Error::new(
+            Kind::Config,
+            format!(
+                "relay {}: [relay.oauth2] has neither device_url nor auth_url: set one (or provider)",
+                relay.host
+            ),
+        ));
+    };
+    let Some(refresh) = granted.refresh_token else {
+        return Err(Error::new(
+            Kind::TempFail,
+            "the token endpoint issued no refresh token (the scope must include offline_access for Microsoft; Google issues one with access_type=offline)",
+        ));
+    };
+    let access = crate::setup::secret::write(path, &refresh).map_err(|e| {
+        Error::io(
+            Kind::CantCreat,
+            format!("cannot write refresh_token_file {}", path.display()),
+            &e,
+        )
+    })?;
+    let how = match access {
+        crate::setup::secret::Access::RootPostern => "root:postern, mode 0640",
+        crate::setup::secret::Access::CallerOnly => "mode 0600",
+    };
+    let _ = writeln!(
+        out,
+        "postern: refresh token for {} saved in {} ({how}); the daemon uses it from the next delivery",
+        relay.username.as_deref().unwrap_or(""),
+        path.display()
+    );
+    Ok(0)
+}
+
+fn refused(e: endpoint::EndpointError) -> Error {
+    Error::new(Kind::TempFail, format!("the endpoint refused: {}", e.text))
+}
+
+/// RFC 8628: ask for a device code, show it, poll until granted.
+fn device_flow(
+    relay: &Relay,
+    o: &OAuth2,
+    device_url: &str,
+    secret: Option<&str>,
+    out: &mut impl Write,
+) -> Result<endpoint::Granted> {
+    let mut form = vec![("client_id", o.client_id.as_str())];
+    if let Some(s) = secret {
+        form.push(("client_secret", s));
+    }
+    form.push(("scope", o.scope.as_str()));
+    let d = endpoint::post(relay, device_url, &form).map_err(refused)?;
+    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let num = |k: &str| d.get(k).and_then(|v| v.as_u64());
+    let (Some(device_code), Some(user_code)) = (text("device_code"), text("user_code")) else {
+        return Err(Error::new(
+            Kind::TempFail,
+            "the device endpoint's answer has no device_code / user_code",
+        ));
+    };
+    let uri = text("verification_uri")
+        .or_else(|| text("verification_url"))
+        .unwrap_or_default();
+    let wait = Duration::from_secs(num("expires_in").unwrap_or(900)).min(MAX_WAIT);
+    let mut interval = num("interval").unwrap_or(5).clamp(1, 60);
+    let _ = writeln!(
+        out,
+        "To let Postern send as {}, open {} and enter the code {} (within {} minutes).",
+        relay.username.as_deref().unwrap_or("the mailbox"),
+        crate::escape::field(&uri),
+        crate::escape::field(&user_code),
+        wait.as_secs().div_ceil(60)
+    );
+    if let Some(c) = text("verification_uri_complete") {
+        let _ = writeln!(out, "(or open {})", crate::escape::field(&c));
+    }
+    let _ = writeln!(out, "Waiting for the sign-in…");
+    let _ = out.flush();
+    let start = Instant::now();
+    let mut poll = vec![
+        ("grant_type", DEVICE_GRANT),
+        ("client_id", o.client_id.as_str()),
+    ];
+    if let Some(s) = secret {
+        poll.push(("client_secret", s));
+    }
+    poll.push(("device_code", device_code.as_str()));
+    // Bounded: at most MAX_WAIT / 1 s polls, and the deadline.
+    for _ in 0..MAX_WAIT.as_secs() {
+        std::thread::sleep(Duration::from_secs(interval));
+        if start.elapsed() > wait {
+            break;
+        }
+        match endpoint::post(relay, &o.token_url, &poll) {
+            Ok(obj) => return endpoint::granted(&obj).map_err(refused),
+            Err(e) => match e.code.as_deref() {
+                Some("authorization_pending") => {}
+                Some("slow_down") => interval = (interval + 5).min(60),
+                _ => return Err(refused(e)),
+            },
+        }
+    }
+    Err(Error::new(
+        Kind::TempFail,
+        "the device code expired before the sign-in finished: run postern oauth2 login again",
+    ))
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn random(n: usize) -> Result<Vec<u8>> {
+    let mut v = vec![0u8; n];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut v)
+        .map_err(|_| Error::new(Kind::OsErr, "no random numbers"))?;
+    Ok(v)
+}
+
+/// RFC 6749 §4.1 with PKCE and a loopback redirect (or a pasted code).
+fn code_flow(
+    relay: &Relay,
+    o: &OAuth2,
+    auth_url: &str,
+    secret: Option<&str>,
+    out: &mut impl Write,
+) -> Result<endpoint::Granted> {
+    let verifier = b64url(&random(32)?);
+    let challenge =
+        b64url(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()).as_ref());
+    let state = b64url(&random(16)?);
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::io(Kind::OsErr, "loopback listener", &e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::io(Kind::OsErr, "loopback listener", &e))?
+        .port();
+    let redirect = format!("http://127.0.0.1:{port}/");
+    let mut q = vec![
+        ("response_type", "code"),
+        ("client_id", o.client_id.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("scope", o.scope.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", state.as_str()),
+        // Google issues a refresh token only with these two.
+        ("access_type", "offline"),
+        ("prompt", "consent"),
+    ];
+    if let Some(u) = &relay.username {
+        q.push(("login_hint", u.as_str()));
+    }
+    let sep = if auth_url.contains('?') { '&' } else { '?' };
+    let url = format!(
+        "{auth_url}{sep}{}",
+        crate::deliver::oauth2::http::form_encode(&q)
+    );
+    let _ = writeln!(
+        out,
+        "To let Postern send as {}, open this address in a browser on this machine:\n\n  {url}\n\nAfter the sign-in the browser returns to {redirect}. On another machine, paste the code (or the whole address it ended on) here:",
+        relay.username.as_deref().unwrap_or("the mailbox")
+    );
+    let _ = out.flush();
+    let code = wait_for_code(listener, &state)?;
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", redirect.as_str()),
+        ("client_id", o.client_id.as_str()),
+        ("code_verifier", verifier.as_str()),
+    ];
+    if let Some(s) = secret {
+        form.push(("client_secret", s));
+    }
+    let obj = endpoint::post(relay, &o.token_url, &form).map_err(refused)?;
+    endpoint::granted(&obj).map_err(refused)
+}
+
+/// The `code` (and `state`) of a query string or address; `error` named.
+fn code_of(text: &str, state: &str) -> std::result::Result<Option<String>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let query = match t.split_once('?') {
+        Some((_, q)) => q,
+        None if t.contains("code=") || t.contains("error=") => t,
+        // A bare pasted code.
+        None => return Ok(Some(t.to_string())),
+    };
+    let query = query.split(['#', ' ']).next().unwrap_or("");
+    let mut code = None;
+    let mut got_state = None;
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        match k {
+            "code" => code = Some(v),
+            "state" => got_state = Some(v),
+            "error" => return Err(format!("the sign-in failed: {}", crate::escape::field(&v))),
+            _ => {}
+        }
+    }
+    if got_state.is_some_and(|s| s != state) {
+        return Err("the answer is for another sign-in (state does not match)".into());
+    }
+    Ok(code)
+}
+
+/// The code from the loopback redirect or a pasted line, whichever comes
+/// first, within [`MAX_WAIT`].
+fn wait_for_code(listener: TcpListener, state: &str) -> Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<String, String>>();
+    let tx2 = tx.clone();
+    let state2 = state.to_string();
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io(Kind::OsErr, "loopback listener", &e))?;
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < MAX_WAIT {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 2048];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf);
+            let target = head
+                .lines()
+                .next()
+                .and_then(|l| l.split(' ').nth(1))
+                .unwrap_or("");
+            let result = if target.contains('?') {
+                code_of(target, &state2)
+            } else {
+                Ok(None)
+            };
+            let (status, page) = match &result {
+                Ok(Some(_)) => (
+                    "200 OK",
+                    "Postern has the sign-in; you may close this window.",
+                ),
+                Ok(None) => ("404 Not Found", "Not the sign-in answer."),
+                Err(_) => ("400 Bad Request", "The sign-in failed; see the terminal."),
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            match result {
+                Ok(Some(c)) => {
+                    let _ = tx.send(Ok(c));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                Ok(None) => {}
+            }
+        }
+    });
+    let state3 = state.to_string();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines().take(100) {
+            let Ok(line) = line else { return };
+            match code_of(&line, &state3) {
+                Ok(Some(c)) => {
+                    let _ = tx2.send(Ok(c));
+                    return;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx2.send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(MAX_WAIT) {
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(e)) => Err(Error::new(Kind::TempFail, e)),
+        Err(_) => Err(Error::new(
+            Kind::TempFail,
+            "no sign-in answer within 15 minutes: run postern oauth2 login again",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_come_from_addresses_queries_or_bare_text() {
+        assert_eq!(
+            code_of("/?code=4%2F0Ab&state=S&scope=x", "S"),
+            Ok(Some("4/0Ab".into()))
+        );
+        assert_eq!(
+            code_of("http://127.0.0.1:5/?state=S&code=C", "S"),
+            Ok(Some("C".into()))
+        );
+        assert_eq!(code_of("  C0DE  ", "S"), Ok(Some("C0DE".into())));
+        assert!(code_of("/?code=C&state=other", "S").is_err());
+        assert!(code_of("/?error=access_denied&state=S", "S").is_err());
+    }
+}
