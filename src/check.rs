@@ -20,6 +20,11 @@
 //! Nothing is ever sent: no MAIL command. The secret is never printed
 //! (the session code redacts it too).
 //!
+//! An HTTPS API relay (`kind = "mailgun"`, `"ses"`) gets the same secret,
+//! name, connect and TLS steps (the handshake with the delivery's TLS
+//! configuration), then `deliver::api::check`: one authenticated request to
+//! the send endpoint with an empty body, which sends nothing.
+//!
 //! Each reply waits at most `smtp.command_timeout`, capped at 30 seconds
 //! here so an interactive check does not hang for minutes.
 //!
@@ -278,6 +283,14 @@ fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
     let Some(mut conn) = p.implicit_tls(tcp, tls.as_ref()) else {
         return;
     };
+    if relay.kind.is_https() {
+        // An HTTPS API: the handshake above is the delivery's; then one
+        // authenticated request that sends nothing.
+        drop(conn);
+        let (verdict, detail) = crate::deliver::api::check(cfg, relay);
+        p.r.step("api", verdict, &detail);
+        return;
+    }
     if !p.banner(&mut conn) {
         return;
     }
@@ -683,7 +696,7 @@ fn https_alternative(host: &str) -> Option<&'static str> {
     } else if is("amazonaws.com") && h.contains("email") {
         "Amazon SES offers its HTTPS API (SES v2 SendEmail with raw content, kind = \"ses\")"
     } else if is("office365.com") || is("outlook.com") {
-        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (kind = \"graph\")"
+        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (not built into Postern yet)"
     } else if is("sendgrid.net") {
         "SendGrid offers its HTTPS Web API v3 (mail/send)"
     } else if is("postmarkapp.com") {
@@ -760,8 +773,11 @@ fn auto_ports(cfg: &Config, relay: &Relay, r: &mut Report) -> Option<Relay> {
     let Some(&port) = auto_order(remembered).iter().find(|p| open.contains(p)) else {
         let why = if blocked == AUTO_PORTS.len() {
             let alt = match https_alternative(&relay.host) {
+                Some(a) if a.contains("kind = ") => format!(
+                    "; {a}: add a [[relay]] of that kind after this one (postern.toml(5), HTTPS API RELAYS)"
+                ),
                 Some(a) => format!(
-                    "; {a}, but Postern has no HTTPS transport yet (issue 13 §3): ask the hosting provider to open outgoing SMTP, or relay through a host that can"
+                    "; {a}, which Postern does not speak: ask the hosting provider to open outgoing SMTP, or relay through a host that can"
                 ),
                 None => "; ask the hosting provider to open outgoing SMTP (many clouds block it on new accounts), or relay through a host that can".to_string(),
             };
@@ -866,6 +882,7 @@ pub fn command(cfg: &Config) -> Result<u8> {
             idx + 1,
             relay.label(),
             match relay.tls {
+                _ if relay.kind.is_https() => relay.kind.name(),
                 _ if relay.port_auto => "per port",
                 TlsMode::Starttls => "starttls",
                 TlsMode::Tls => "tls",
@@ -940,6 +957,7 @@ mod tests {
             tls_pins: vec![],
             tls_verify: true,
             port_auto: false,
+            api: None,
             oauth2: None,
         }
     }

@@ -46,19 +46,52 @@ pub enum TlsMode {
 pub enum RelayKind {
     /// SMTP submission to a smart host (the default).
     Smtp,
+    /// Mailgun's HTTPS API (`messages.mime`): `deliver::mailgun`.
+    Mailgun,
+    /// Amazon SES v2 `SendEmail` with raw content, SigV4: `deliver::ses`.
+    Ses,
 }
 
 impl RelayKind {
     /// The names `kind` accepts, for error messages.
-    pub const NAMES: &'static [&'static str] = &["smtp"];
+    pub const NAMES: &'static [&'static str] = &["smtp", "mailgun", "ses"];
 
     /// The kind named `s` (as written in the config).
     pub fn from_name(s: &str) -> Option<RelayKind> {
         match s {
             "smtp" => Some(RelayKind::Smtp),
+            "mailgun" => Some(RelayKind::Mailgun),
+            "ses" => Some(RelayKind::Ses),
             _ => None,
         }
     }
+
+    /// The kind's name, as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            RelayKind::Smtp => "smtp",
+            RelayKind::Mailgun => "mailgun",
+            RelayKind::Ses => "ses",
+        }
+    }
+
+    /// An HTTPS API transport (not SMTP).
+    pub fn is_https(self) -> bool {
+        self != RelayKind::Smtp
+    }
+}
+
+/// Where an HTTPS API relay (`kind = "mailgun"` or `"ses"`) is reached:
+/// the base URL (`url`, or the provider's default for the region) and the
+/// provider's keys. `host` and `port` of the [`Relay`] are the URL's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpApi {
+    /// `https://host[:port][/prefix]`, without a trailing slash.
+    pub base: String,
+    /// Mailgun: the sending domain (`domain`); empty for SES.
+    pub domain: String,
+    /// SES: the AWS region; Mailgun: `us` or `eu`.
+    pub region: String,
 }
 
 /// How the From header is rewritten to the configured sender identity.
@@ -141,6 +174,8 @@ pub struct Relay {
     /// tries 587 (STARTTLS), 465 (TLS) and 2525 (STARTTLS) and remembers
     /// what worked (`spool::relay_ports`).
     pub port_auto: bool,
+    /// The HTTPS API endpoint (Some exactly for an HTTPS `kind`).
+    pub api: Option<HttpApi>,
     /// `[relay.oauth2]`: the secret is an OAuth2 access token obtained by
     /// `deliver::oauth2` (None: password_file / password_command).
     pub oauth2: Option<OAuth2>,
@@ -514,6 +549,7 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawRelay {
     kind: Option<String>,
+    #[serde(default)]
     host: String,
     port: Option<RawPort>,
     tls: Option<TlsMode>,
@@ -531,6 +567,9 @@ struct RawRelay {
     senders: Option<Vec<String>>,
     tls_pin: Option<Vec<String>>,
     tls_verify: Option<bool>,
+    url: Option<String>,
+    domain: Option<String>,
+    region: Option<String>,
     oauth2: Option<oauth2::RawOAuth2>,
 }
 
@@ -1239,6 +1278,53 @@ mod tests {
             e.message().contains("queue.max_lifetime"),
             "{}",
             e.message()
+        );
+    }
+
+    #[test]
+    fn https_api_relays() {
+        let parse = |t: &str| Config::parse(t, Path::new("t.toml"));
+        let c = parse(
+            "[[relay]]\nkind = \"mailgun\"\ndomain = \"MG.example.com\"\npassword_file = \"/k\"\n",
+        )
+        .unwrap();
+        let r = &c.relays[0];
+        assert_eq!(r.kind, RelayKind::Mailgun);
+        assert_eq!(r.label(), "api.mailgun.net:443");
+        assert_eq!(r.username.as_deref(), Some("api"));
+        let api = r.api.as_ref().unwrap();
+        assert_eq!(
+            (api.base.as_str(), api.domain.as_str()),
+            ("https://api.mailgun.net", "mg.example.com")
+        );
+        let c = parse("[[relay]]\nkind = \"mailgun\"\ndomain = \"mg.example.com\"\nregion = \"EU\"\npassword_file = \"/k\"\n").unwrap();
+        assert_eq!(
+            c.relays[0].api.as_ref().unwrap().base,
+            "https://api.eu.mailgun.net"
+        );
+        let c = parse("[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\npassword_file = \"/k\"\n").unwrap();
+        assert_eq!(c.relays[0].label(), "email.eu-west-1.amazonaws.com:443");
+        let c = parse("[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\npassword_file = \"/k\"\nurl = \"https://[::1]:8443/x/\"\n").unwrap();
+        let r = &c.relays[0];
+        assert_eq!((r.host.as_str(), r.port), ("[::1]", 8443));
+        assert_eq!(r.api.as_ref().unwrap().base, "https://[::1]:8443/x");
+        for bad in [
+            "url = \"https://h:0\"",
+            "url = \"https://u@h\"",
+            "url = \"https://h/?q\"",
+            "url = \"https://\"",
+            "tls = \"tls\"",
+            "auth = [\"PLAIN\"]",
+            "host = \"h\"",
+        ] {
+            let t = format!(
+                "[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\npassword_file = \"/k\"\n{bad}\n"
+            );
+            assert!(parse(&t).is_err(), "{bad}");
+        }
+        assert!(
+            parse("[[relay]]\nkind = \"ses\"\nregion = \"eu-west-1\"\nusername = \"AKID\"\n")
+                .is_err()
         );
     }
 

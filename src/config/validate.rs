@@ -17,9 +17,6 @@ fn dur(d: Option<Dur>, def: u64) -> Duration {
 pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
     let bad = |key: &str, why: String| (key.to_string(), why);
     let key = |k: &str| format!("relay[{i}].{k}");
-    if r.host.trim().is_empty() {
-        return Err(bad(&key("host"), "must not be empty".into()));
-    }
     let kind = match r.kind.as_deref() {
         None => RelayKind::Smtp,
         Some(k) => RelayKind::from_name(k).ok_or_else(|| {
@@ -33,6 +30,26 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
             )
         })?,
     };
+    if kind.is_https() {
+        return api_relay(i, kind, r);
+    }
+    if r.host.trim().is_empty() {
+        return Err(bad(&key("host"), "must not be empty".into()));
+    }
+    for (k, set) in [
+        ("url", r.url.is_some()),
+        ("domain", r.domain.is_some()),
+        ("region", r.region.is_some()),
+    ] {
+        if set {
+            return Err(bad(
+                &key(k),
+                format!(
+                    "{k} belongs to an HTTPS API relay (kind = \"mailgun\" or \"ses\"), not to kind = \"smtp\""
+                ),
+            ));
+        }
+    }
     let tls = r.tls.unwrap_or(TlsMode::Starttls);
     if tls == TlsMode::None && !r.allow_plaintext && !is_loopback_host(&r.host) {
         return Err(bad(
@@ -175,8 +192,193 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
         tls_pins,
         tls_verify,
         port_auto,
+        api: None,
         oauth2,
     })
+}
+
+/// Mailgun's API base in the US and in the EU (`region = "eu"`).
+pub const MAILGUN_US: &str = "https://api.mailgun.net";
+/// Mailgun's EU API base.
+pub const MAILGUN_EU: &str = "https://api.eu.mailgun.net";
+
+/// One `[[relay]]` of an HTTPS API kind (`mailgun`, `ses`): the endpoint
+/// from `url` or the provider's default for `region`; `host` and `port`
+/// are the URL's; SMTP-only keys are refused, so nothing is silently
+/// ignored.
+fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
+    let key = |k: &str| format!("relay[{i}].{k}");
+    let name = kind.name();
+    let bad = |k: &str, why: String| (key(k), why);
+    for (k, set) in [
+        ("host", !r.host.is_empty()),
+        ("port", r.port.is_some()),
+        ("tls", r.tls.is_some()),
+        ("allow_plaintext", r.allow_plaintext),
+        ("auth", r.auth.is_some()),
+        ("oauth2", r.oauth2.is_some()),
+    ] {
+        if set {
+            return Err(bad(
+                k,
+                format!(
+                    "kind = \"{name}\" speaks HTTPS to its API: {k} is for SMTP relays (url overrides the API's address)"
+                ),
+            ));
+        }
+    }
+    if r.password_file.is_some() && r.password_command.is_some() {
+        return Err(bad(
+            "password_file",
+            "set password_file or password_command, not both".into(),
+        ));
+    }
+    if r.password_file.is_none() && r.password_command.is_none() {
+        let what = match kind {
+            RelayKind::Ses => "the secret access key",
+            _ => "the API key",
+        };
+        return Err(bad(
+            "password_file",
+            format!("kind = \"{name}\" needs {what}: give password_file or password_command"),
+        ));
+    }
+    if r.client_cert.is_some() != r.client_key.is_some() {
+        return Err(bad(
+            "client_cert",
+            "client_cert and client_key go together".into(),
+        ));
+    }
+    let label_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    let (username, domain, region, default_base) = match kind {
+        RelayKind::Mailgun => {
+            let Some(domain) = r.domain.filter(|d| label_ok(d)) else {
+                return Err(bad(
+                    "domain",
+                    "kind = \"mailgun\" needs domain, the Mailgun sending domain (e.g. mg.example.com)".into(),
+                ));
+            };
+            let region = r.region.unwrap_or_else(|| "us".into()).to_ascii_lowercase();
+            let base = match region.as_str() {
+                "us" => MAILGUN_US,
+                "eu" => MAILGUN_EU,
+                other => {
+                    return Err(bad(
+                        "region",
+                        format!("{other:?}: Mailgun's regions are \"us\" (the default) and \"eu\""),
+                    ));
+                }
+            };
+            let user = r.username.unwrap_or_else(|| "api".into());
+            (user, domain.to_ascii_lowercase(), region, base.to_string())
+        }
+        _ => {
+            let Some(region) = r.region.filter(|g| label_ok(g) && !g.contains('.')) else {
+                return Err(bad(
+                    "region",
+                    "kind = \"ses\" needs region, the AWS region of SES (e.g. eu-west-1)".into(),
+                ));
+            };
+            let Some(user) = r.username.filter(|u| !u.trim().is_empty()) else {
+                return Err(bad(
+                    "username",
+                    "kind = \"ses\" needs username, the AWS access key id (AKIA...)".into(),
+                ));
+            };
+            let region = region.to_ascii_lowercase();
+            let base = format!("https://email.{region}.amazonaws.com");
+            (user, String::new(), region, base)
+        }
+    };
+    if username.contains(|c: char| c.is_control()) {
+        return Err(bad("username", "must not hold control characters".into()));
+    }
+    let base = match r.url {
+        Some(u) => u,
+        None => default_base,
+    };
+    let (host, port, base) = https_url(&base).map_err(|w| bad("url", w))?;
+    let senders = relay_senders(&key("senders"), r.senders)?;
+    let tls_pins = relay_pins(&key("tls_pin"), r.tls_pin)?;
+    let tls_verify = r.tls_verify.unwrap_or(true);
+    if !tls_verify && tls_pins.is_empty() {
+        return Err(bad(
+            "tls_verify",
+            "false is allowed only together with tls_pin (pin-only: the relay's key must match a pin); Postern never sends over unverified TLS".into(),
+        ));
+    }
+    Ok(Relay {
+        kind,
+        host,
+        port,
+        tls: TlsMode::Tls,
+        allow_plaintext: false,
+        username: Some(username),
+        password_file: r.password_file,
+        password_command: r.password_command,
+        auth_mechanisms: Vec::new(),
+        ca_file: r.ca_file,
+        client_cert: r.client_cert,
+        client_key: r.client_key,
+        rate_limit: r.rate_limit,
+        senders,
+        tls_pins,
+        tls_verify,
+        port_auto: false,
+        oauth2: None,
+        api: Some(HttpApi {
+            base,
+            domain,
+            region,
+        }),
+    })
+}
+
+/// `https://host[:port][/prefix]` → (host, port, the URL without a
+/// trailing slash). Only https; no user, query or fragment.
+pub fn https_url(url: &str) -> std::result::Result<(String, u16, String), String> {
+    let why = |w: &str| format!("{url:?}: {w} (use https://host[:port][/path])");
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| why("only https:// is allowed"))?;
+    if rest.contains(['?', '#', '@', ' ', '\\']) || rest.contains(|c: char| c.is_control()) {
+        return Err(why("no user, query, fragment or space"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(p) => (&rest[..p], &rest[p..]),
+        None => (rest, ""),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or_else(|| why("unclosed ["))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| why("bad port"))?),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        None => 443,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| why("bad port"))?,
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(why("no host"));
+    }
+    let base = format!("https://{authority}{}", path.trim_end_matches('/'));
+    Ok((host.to_ascii_lowercase(), port, base))
 }
 
 /// `senders`: envelope-sender patterns, lower-cased. Each is an address

@@ -31,6 +31,11 @@ use crate::spool::queue::{self, Queued};
 use crate::spool::state::{RcptState, RcptStatus, State};
 use std::io;
 use std::sync::Mutex;
+use std::time::Duration;
+
+/// The longest `Retry-After` honoured (a relay asking for more is retried
+/// after this).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything a worker needs, replaced as a whole on SIGHUP.
 pub struct Ctx {
@@ -167,6 +172,7 @@ impl Worker {
             now: clock::unix_f64(clock::now()),
             newly: Vec::new(),
             changed_final: false,
+            retry_after: None,
         };
         route_recipients(ctx, &q, &mut st, &mut a);
         if schedule::expired(q.env.arrival, a.now, ctx.cfg.queue.max_lifetime) {
@@ -180,7 +186,8 @@ impl Worker {
         if open.is_empty() {
             return settle(ctx, &q, st, &a.newly, a.now);
         }
-        let (label, verdicts) = self.transmit(ctx, &q, &st, &open);
+        let (label, verdicts, retry_after) = self.transmit(ctx, &q, &st, &open);
+        a.retry_after = retry_after;
         record_verdicts(&q, &mut st, &open, &label, &verdicts, &mut a);
         remember_unknown(ctx, &st, &open);
         notify::report_new(ctx, &q, &mut st, &a.newly, a.now);
@@ -198,7 +205,7 @@ impl Worker {
         q: &Queued,
         st: &State,
         open: &[usize],
-    ) -> (String, Vec<RcptVerdict>) {
+    ) -> (String, Vec<RcptVerdict>, Option<Duration>) {
         let sender = crate::address::rewrite::envelope_sender(&ctx.cfg, &q.env);
         let tx_rcpts: Vec<TxRcpt> = open
             .iter()
@@ -218,7 +225,7 @@ impl Worker {
             len: q.len,
         };
         let (label, res) = self.sessions.send(&ctx.relays, &ctx.cfg, &q.env.id, &tx);
-        (label, res.verdicts)
+        (label, res.verdicts, res.retry_after)
     }
 }
 
@@ -230,6 +237,8 @@ struct Attempt {
     newly: Vec<usize>,
     /// A recipient became final (the state is then saved durably).
     changed_final: bool,
+    /// The relay asked not to be tried before this long (`Retry-After`).
+    retry_after: Option<Duration>,
 }
 
 /// Open and lock `queue/<id>` and load its state; `Err` says why the
@@ -465,12 +474,24 @@ fn record_verdicts(
 /// when the delay warning is due, save the state.
 fn reschedule(ctx: &Ctx, q: &Queued, mut st: State, a: &Attempt) -> Done {
     let id = &q.env.id;
-    let delay = schedule::backoff(
+    let mut delay = schedule::backoff(
         st.tries,
         ctx.cfg.queue.retry_min,
         ctx.cfg.queue.retry_max,
         id,
     );
+    if let Some(asked) = a.retry_after {
+        // Not earlier than the relay asked, capped so that a hostile
+        // answer cannot park the message until it expires.
+        let asked = asked.min(MAX_RETRY_AFTER);
+        if asked > delay {
+            log::info!(
+                "{id}: the relay asked to retry after {}s: next attempt then",
+                asked.as_secs()
+            );
+            delay = asked;
+        }
+    }
     st.next = a.now + delay.as_secs_f64();
     notify::maybe_warn(ctx, q, &mut st, a.now);
     if let Err(e) = queue::save_state(&ctx.spool, &st, a.changed_final) {

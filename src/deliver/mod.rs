@@ -7,7 +7,11 @@
 //! relay (failover, down-list, rate limits) and keeps sessions open, among
 //! the relays `sender_relays` says serve the message's sender;
 //! `credentials` reads relay secrets; `oauth2` obtains and caches the
-//! access tokens of `[relay.oauth2]` relays.
+//! access tokens of `[relay.oauth2]` relays. The HTTPS API transports, for
+//! hosts where SMTP is blocked: `api` (what they share: answers to
+//! verdicts, size limits, the session), `http` (the client over the
+//! relay's TLS configuration, the streamed MIME body), `mailgun`, `ses`
+//! (with `sigv4`).
 //!
 //! Delivery is at-least-once: a crash between the relay's `250` and the
 //! state save can send a message twice; nothing can lose it. A 5xx reply is
@@ -15,10 +19,15 @@
 //! or after DATA: every recipient of the transaction); a 4xx reply, and
 //! every network, TLS, timeout or local error, is temporary.
 
+pub mod api;
 pub mod credentials;
+pub mod http;
+pub mod mailgun;
 pub mod oauth2;
 pub mod relays;
 pub mod sender_relays;
+pub mod ses;
+pub mod sigv4;
 pub mod smtp;
 pub mod transport;
 

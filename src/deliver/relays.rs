@@ -32,6 +32,12 @@ const SESSION_IDLE: Duration = Duration::from_secs(5);
 pub fn transport(idx: usize, relay: &Relay) -> Result<Box<dyn Transport>, ConnectError> {
     match relay.kind {
         RelayKind::Smtp => Ok(Box::new(super::smtp::SmtpTransport::new(idx, relay)?)),
+        RelayKind::Mailgun | RelayKind::Ses => {
+            let Some(provider) = super::api::provider(relay) else {
+                return Err(ConnectError::Local("no API endpoint configured".into()));
+            };
+            Ok(Box::new(super::api::ApiTransport::new(relay, provider)?))
+        }
     }
 }
 

@@ -86,6 +86,10 @@ pub struct TxResult {
     pub verdicts: Vec<RcptVerdict>,
     /// The session can be reused.
     pub reusable: bool,
+    /// The relay asked not to be tried again before this long (an HTTP
+    /// API's `Retry-After`): the runner schedules a deferred message's next
+    /// attempt no earlier. None: the usual backoff.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl TxResult {
@@ -94,6 +98,7 @@ impl TxResult {
         TxResult {
             verdicts: vec![(v, r, stage); n],
             reusable,
+            retry_after: None,
         }
     }
 

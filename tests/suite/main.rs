@@ -33,6 +33,7 @@ mod fault_submit;
 mod fuzz_corpus;
 mod guard;
 mod hostile_ops;
+mod https_transports;
 mod interop;
 mod listener;
 mod maildrop_hostile;

@@ -219,7 +219,7 @@ fn auto_port_skips_refused_and_blocked_ports_remembers_and_reprobes() {
             "  port 587     --     blocked (127.0.0.1:587: no answer within 1s",
             "  port 465     --     blocked (127.0.0.1:465: no answer within 1s",
             "  port 2525    --     blocked (127.0.0.1:2525: no answer within 1s",
-            "  ports        FAILED every SMTP port is blocked (587, 465, 2525 time out): this network drops outgoing SMTP; Mailgun offers its HTTPS API (POST /v3/DOMAIN/messages.mime, kind = \"mailgun\"), but Postern has no HTTPS transport yet",
+            "  ports        FAILED every SMTP port is blocked (587, 465, 2525 time out): this network drops outgoing SMTP; Mailgun offers its HTTPS API (POST /v3/DOMAIN/messages.mime, kind = \"mailgun\"): add a [[relay]] of that kind after this one (postern.toml(5), HTTPS API RELAYS)",
         ] {
             assert!(o.stdout.contains(line), "{line}\n{o:?}");
         }

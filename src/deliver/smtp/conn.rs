@@ -61,6 +61,12 @@ impl TlsParameters {
     pub fn last_pin(&self) -> Option<String> {
         self.seen_pin.lock().ok().and_then(|p| p.clone())
     }
+
+    /// The rustls client configuration (for the HTTPS transports, which
+    /// verify exactly as SMTP does).
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.config)
+    }
 }
 
 /// Build the TLS client configuration of `relay`, exactly as delivery
@@ -851,6 +857,7 @@ mod tests {
             tls_pins: vec![],
             tls_verify: true,
             port_auto: false,
+            api: None,
             oauth2: None,
         };
         let tls = tls_parameters(&relay).unwrap();

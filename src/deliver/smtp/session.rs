@@ -329,6 +329,7 @@ impl SmtpSession {
             let res = TxResult {
                 verdicts,
                 reusable: true,
+                retry_after: None,
             };
             return self.refused_data(r, res);
         }
@@ -407,6 +408,7 @@ impl SmtpSession {
             return TxResult {
                 verdicts,
                 reusable: true,
+                retry_after: None,
             };
         }
         let sub = Transaction {
@@ -426,6 +428,7 @@ impl SmtpSession {
         TxResult {
             verdicts,
             reusable: inner.reusable,
+            retry_after: None,
         }
     }
 
@@ -443,6 +446,7 @@ impl SmtpSession {
             return Err(TxResult {
                 verdicts,
                 reusable: true,
+                retry_after: None,
             });
         }
         Ok((plan, verdicts))
@@ -585,6 +589,7 @@ impl SmtpSession {
                 return Err(TxResult {
                     verdicts: std::mem::take(verdicts),
                     reusable: false,
+                    retry_after: None,
                 });
             }
         }
@@ -651,7 +656,11 @@ impl SmtpSession {
             for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
                 *x = (v, reply.clone(), "DATA");
             }
-            return TxResult { verdicts, reusable };
+            return TxResult {
+                verdicts,
+                reusable,
+                retry_after: None,
+            };
         }
         log::debug!("S: 354");
         let (verdict, reply, reusable) = self.transfer(tx, plan);
@@ -661,7 +670,11 @@ impl SmtpSession {
         if verdict == Verdict::Sent || reusable {
             self.messages += 1;
         }
-        TxResult { verdicts, reusable }
+        TxResult {
+            verdicts,
+            reusable,
+            retry_after: None,
+        }
     }
 
     /// Send the message (one write when small, else streamed) and read the

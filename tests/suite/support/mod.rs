@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod https_server;
 pub mod smtp_server;
 pub mod token_server;
 
