@@ -88,6 +88,22 @@ impl Client {
         }
     }
 
+    /// A client with `tls` (e.g. an OAuth2 token endpoint's anchors):
+    /// connect within `connect_timeout`, each write and read within
+    /// `io_timeout`.
+    pub fn with_tls(
+        tls: Arc<ClientConfig>,
+        connect_timeout: Duration,
+        io_timeout: Duration,
+    ) -> Client {
+        Client {
+            tls,
+            connect_timeout,
+            write_timeout: io_timeout,
+            read_timeout: io_timeout,
+        }
+    }
+
     /// POST `body` (exactly `len` bytes) to `url` with `headers` (a `Host`
     /// among them replaces the URL's). Ok: any HTTP answer, whatever its
     /// status. Err: no answer (name, connect, TLS, timeout, a broken

@@ -43,18 +43,34 @@ pub fn post(
 ) -> Result<serde_json::Map<String, Value>, EndpointError> {
     let local = |text: String| EndpointError { code: None, text };
     let tls: Arc<rustls::ClientConfig> = http::tls_config(relay).map_err(local)?;
-    let answer = http::post_form(tls, url, &http::form_encode(form)).map_err(local)?;
-    let json: Option<serde_json::Map<String, Value>> = serde_json::from_slice(&answer.body).ok();
+    let client =
+        crate::deliver::http::Client::with_tls(tls, http::CONNECT_TIMEOUT, http::REQUEST_TIMEOUT);
+    let body = http::form_encode(form);
+    let answer = client
+        .post(
+            url,
+            &[
+                ("Accept", "application/json".to_string()),
+                (
+                    "Content-Type",
+                    "application/x-www-form-urlencoded".to_string(),
+                ),
+            ],
+            body.as_bytes(),
+            body.len() as u64,
+        )
+        .map_err(|e| local(format!("{}: {e}", crate::escape::field(url))))?;
+    let json: Option<serde_json::Map<String, Value>> = serde_json::from_str(&answer.body).ok();
     match json {
         Some(obj) if (200..300).contains(&answer.status) => Ok(obj),
         Some(obj) if obj.get("error").and_then(Value::as_str).is_some() => Err(named(&obj)),
         _ => {
-            let start = &answer.body[..answer.body.len().min(120)];
+            let start: String = answer.body.chars().take(120).collect();
             Err(local(format!(
                 "{} answered HTTP {} without an OAuth2 answer: {}",
                 crate::escape::field(url),
                 answer.status,
-                crate::escape::field(&String::from_utf8_lossy(start))
+                crate::escape::field(&start)
             )))
         }
     }
