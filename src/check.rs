@@ -287,7 +287,8 @@ fn probe(cfg: &Config, idx: usize, relay: &Relay, r: &mut Report) {
         // An HTTPS API: the handshake above is the delivery's; then one
         // authenticated request that sends nothing.
         drop(conn);
-        let (verdict, detail) = crate::deliver::api::check(cfg, relay);
+        let (verdict, detail) =
+            crate::deliver::api::check(cfg, relay, crate::deliver::relays::api_provider(relay));
         p.r.step("api", verdict, &detail);
         return;
     }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! front     cli, privilege, run, main (and the crate root)
-//! services  daemon, admin, mailq, status, stats, check, setup, guard, listen
+//! services  daemon, admin, mailq, status, stats, check, setup, guard, listen, verify
 //! mail      submit, address, deliver, bounce
 //! spool     spool
 //! base      config, clock, error, logging, escape
@@ -42,6 +42,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("setup", 3),
     ("guard", 3),
     ("listen", 3),
+    ("verify", 3),
     ("cli", 4),
     ("privilege", 4),
     ("run", 4),

@@ -18,7 +18,7 @@
 //! base      config, clock, error, logging, escape (outside text made safe to print)
 //! spool     spool (format, request entries, maildrop, queue store, state)
 //! mail      submit, address, deliver, bounce
-//! services  daemon (pickup, runner, schedule), admin, mailq, status, stats, check, setup, guard
+//! services  daemon (pickup, runner, schedule), listen, admin, mailq, status, stats, check, verify, setup, guard
 //! front     cli (argv grammar, Invocation::intent), privilege, run (one dispatcher)
 //! ```
 //! Invariants: a message is acknowledged only once it is durable; a crash at
@@ -51,3 +51,4 @@ pub mod spool;
 pub mod stats;
 pub mod status;
 pub mod submit;
+pub mod verify;

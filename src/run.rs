@@ -202,7 +202,7 @@ fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
                 Some(s) if !s.contains('@') => format!("{s}@{}", cfg.domain),
                 Some(s) => s.trim_matches(['<', '>']).to_string(),
             };
-            return postern::address::verify::verify(&cfg, &a.recipients, &sender);
+            return postern::verify::verify(&cfg, &a.recipients, &sender);
         }
         Mode::RunQueue(None) => return flush(&mut p, &cfg),
         Mode::RunQueue(Some(interval)) => {

@@ -5,4 +5,3 @@ pub mod local;
 pub mod parse;
 pub mod rewrite;
 pub mod route;
-pub mod verify;

@@ -40,7 +40,7 @@ use super::smtp::conn::TlsParameters;
 use super::smtp::wire::{self, WirePlan};
 use super::transport::{ConnectError, Session, Transaction, Transport, TxRcpt, TxResult};
 use super::{Reply, Verdict};
-use crate::config::{Config, Relay, RelayKind};
+use crate::config::{Config, Relay};
 use std::time::Duration;
 
 /// Longest API error text kept in a reply.
@@ -77,22 +77,16 @@ pub trait Api: Send + Sync {
     fn error_text(&self, resp: &Response) -> String;
 }
 
-/// The provider of an HTTPS `kind` (None for SMTP).
-pub fn provider(relay: &Relay) -> Option<std::sync::Arc<dyn Api>> {
-    let api = relay.api.as_ref()?;
-    let user = relay.username.as_deref().unwrap_or("api");
-    Some(match relay.kind {
-        RelayKind::Mailgun => std::sync::Arc::new(super::mailgun::Mailgun::new(api, user)),
-        RelayKind::Ses => std::sync::Arc::new(super::ses::Ses::new(api, user)),
-        RelayKind::Smtp => return None,
-    })
-}
-
 /// `postern check` of an HTTPS relay, after its TLS handshake was
-/// reported: the secret, then the provider's [`Api::probe`]. The verdict
-/// (None: a warning) and one line.
-pub fn check(cfg: &Config, relay: &Relay) -> (Option<bool>, String) {
-    let Some(api) = provider(relay) else {
+/// reported: the secret, then the provider's [`Api::probe`] (`api`: from
+/// `relays::api_provider`; None: not an HTTPS relay). The verdict (None: a
+/// warning) and one line.
+pub fn check(
+    cfg: &Config,
+    relay: &Relay,
+    api: Option<std::sync::Arc<dyn Api>>,
+) -> (Option<bool>, String) {
+    let Some(api) = api else {
         return (Some(false), "not an HTTPS relay".into());
     };
     let tls = match super::smtp::session::tls_parameters(relay) {

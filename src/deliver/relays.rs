@@ -33,12 +33,25 @@ pub fn transport(idx: usize, relay: &Relay) -> Result<Box<dyn Transport>, Connec
     match relay.kind {
         RelayKind::Smtp => Ok(Box::new(super::smtp::SmtpTransport::new(idx, relay)?)),
         RelayKind::Mailgun | RelayKind::Ses => {
-            let Some(provider) = super::api::provider(relay) else {
+            let Some(provider) = api_provider(relay) else {
                 return Err(ConnectError::Local("no API endpoint configured".into()));
             };
             Ok(Box::new(super::api::ApiTransport::new(relay, provider)?))
         }
     }
+}
+
+/// The provider behind an HTTPS `kind` (None for SMTP): the other match on
+/// `kind`, here beside [`transport`] so that the API providers and the
+/// shared API transport (`api.rs`) need not name each other both ways.
+pub fn api_provider(relay: &Relay) -> Option<std::sync::Arc<dyn super::api::Api>> {
+    let api = relay.api.as_ref()?;
+    let user = relay.username.as_deref().unwrap_or("api");
+    Some(match relay.kind {
+        RelayKind::Mailgun => std::sync::Arc::new(super::mailgun::Mailgun::new(api, user)),
+        RelayKind::Ses => std::sync::Arc::new(super::ses::Ses::new(api, user)),
+        RelayKind::Smtp => return None,
+    })
 }
 
 /// A token bucket: `per_minute` messages, burst of the same size.

@@ -7,9 +7,6 @@
 //! "no scripted answer" when the script is used up). Bounded: at most 64
 //! connections, 100 requests per connection, 64 MiB per body, 10 s idle.
 
-use super::smtp_server::ensure_cert_dir;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -79,21 +76,7 @@ impl HttpsServer {
     /// Serve with the certificate in `cert_dir` (created if missing),
     /// answering with `script` in order.
     pub fn start(cert_dir: &Path, script: Vec<Answer>) -> HttpsServer {
-        ensure_cert_dir(cert_dir).expect("cert dir");
-        let chain = CertificateDer::pem_file_iter(cert_dir.join("cert.pem"))
-            .expect("cert.pem")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("cert.pem");
-        let key = PrivateKeyDer::from_pem_file(cert_dir.join("key.pem")).expect("key.pem");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .expect("server cert"),
-        );
+        let tls = super::smtp_server::server_tls(cert_dir);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {

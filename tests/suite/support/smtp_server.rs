@@ -1510,6 +1510,26 @@ fn cert_material(kind: CertKind) -> CertMaterial {
         .clone()
 }
 
+/// A TLS server configuration with the certificate of `cert_dir` (made by
+/// [`ensure_cert_dir`] when missing), for the tests' HTTPS servers.
+pub fn server_tls(cert_dir: &Path) -> Arc<rustls::ServerConfig> {
+    ensure_cert_dir(cert_dir).expect("cert dir");
+    let chain = CertificateDer::pem_file_iter(cert_dir.join("cert.pem"))
+        .expect("cert.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("cert.pem");
+    let key = PrivateKeyDer::from_pem_file(cert_dir.join("key.pem")).expect("key.pem");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server cert"),
+    )
+}
+
 /// Writes `ca.pem`, `cert.pem` (leaf for localhost/127.0.0.1) and `key.pem`
 /// into `dir` unless `cert.pem` already exists.
 pub fn ensure_cert_dir(dir: &Path) -> io::Result<()> {

@@ -12,9 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -49,21 +46,7 @@ pub struct TokenServer {
 impl TokenServer {
     /// Listen on 127.0.0.1 with the certificate of `cert_dir`.
     pub fn start(cert_dir: &Path, script: Script) -> TokenServer {
-        super::smtp_server::ensure_cert_dir(cert_dir).expect("cert dir");
-        let chain = CertificateDer::pem_file_iter(cert_dir.join("cert.pem"))
-            .expect("cert.pem")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("cert.pem");
-        let key = PrivateKeyDer::from_pem_file(cert_dir.join("key.pem")).expect("key.pem");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_no_client_auth()
-                .with_single_cert(chain, key)
-                .expect("server cert"),
-        );
+        let tls = super::smtp_server::server_tls(cert_dir);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();

@@ -11,9 +11,12 @@
 //! in order and why (the pattern, or the default relays); a sender no relay
 //! serves is reported as such (the message would stay queued, deferred).
 //! Exit status 0 when every address is deliverable, 67 otherwise.
+//!
+//! A service (it reports on the address and the delivery modules), not part
+//! of `address`, which `deliver` itself uses.
 
-use super::parse::parse_single_address;
-use super::{rewrite, route};
+use crate::address::parse::parse_single_address;
+use crate::address::{rewrite, route};
 use crate::config::Config;
 use crate::deliver::sender_relays;
 use crate::error::{Error, Kind, Result};
