@@ -456,13 +456,22 @@ fn accept_one(s: &Socket, shared: &Arc<Shared>) {
                 return;
             }
         };
-        let sh = shared.clone();
         let public = s.is_public();
+        let key = match admit(&a, public, shared) {
+            Ok(k) => k,
+            Err(line) => {
+                a.refuse(&line);
+                continue;
+            }
+        };
+        let sh = shared.clone();
+        let counted = key.clone();
         if let Err(e) = std::thread::Builder::new()
             .name("smtp-session".into())
-            .spawn(move || session(a, public, &sh))
+            .spawn(move || session(a, key, public, &sh))
         {
             log::error!("SMTP listener: cannot start a session: {e}");
+            shared.release(&counted);
         }
     }
 }
@@ -473,15 +482,77 @@ enum Accepted {
     Unix(std::os::unix::net::UnixStream),
 }
 
-/// One session: who it is, whether it may connect, the SMTP dialogue.
-fn session(a: Accepted, public: bool, shared: &Shared) {
+impl Accepted {
+    /// Who it counts as: the peer address, or the peer uid on the socket.
+    fn key(&self) -> ClientKey {
+        match self {
+            Accepted::Tcp(_, peer) => ClientKey::Ip(peer.ip()),
+            Accepted::Unix(s) => ClientKey::Uid(
+                nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials)
+                    .map(|c| c.uid())
+                    .unwrap_or(u32::MAX),
+            ),
+        }
+    }
+
+    /// Refuse with `line` without waiting: the connection is new, so its
+    /// send buffer is empty and one short line never blocks.
+    fn refuse(self, line: &str) {
+        use std::io::Write;
+        let bytes = format!("{line}\r\n");
+        match self {
+            Accepted::Tcp(s, _) => {
+                let _ = s.set_nonblocking(true);
+                let _ = (&s).write_all(bytes.as_bytes());
+            }
+            Accepted::Unix(s) => {
+                let _ = s.set_nonblocking(true);
+                let _ = (&s).write_all(bytes.as_bytes());
+            }
+        }
+    }
+}
+
+/// In the accept thread, in the order connections arrive: a client outside
+/// `networks` (on a non-loopback address) or over a session bound is
+/// refused at once; otherwise its session is counted. Ok(key): serve it;
+/// Err: the reply that refuses it.
+fn admit(a: &Accepted, public: bool, shared: &Shared) -> std::result::Result<ClientKey, String> {
+    let cfg = shared.config();
+    let host = &cfg.hostname;
+    let key = a.key();
+    let who = match (&key, a) {
+        (_, Accepted::Tcp(_, peer)) => format!("[{}]:{}", peer.ip(), peer.port()),
+        (ClientKey::Uid(u), _) => format!("unix socket, uid {u}"),
+        (ClientKey::Ip(ip), _) => format!("[{ip}]"),
+    };
+    let refusal = match &key {
+        ClientKey::Ip(ip) if public && !cfg.listen.allows(*ip) => {
+            log::warn!("{who}: connection refused: not in listen.networks");
+            Some(format!("554 5.7.1 {host} Error: access denied"))
+        }
+        _ => match shared.admit(&key, &cfg.listen, host) {
+            Ok(()) => None,
+            Err(reply) => {
+                log::warn!("{who}: connection refused: {}", &reply[10..]);
+                Some(reply)
+            }
+        },
+    };
+    match refusal {
+        None => Ok(key),
+        Some(line) => Err(line),
+    }
+}
+
+/// One admitted session (counted as `key`): who it is, the SMTP dialogue.
+fn session(a: Accepted, key: ClientKey, public: bool, shared: &Shared) {
     let cfg = shared.config();
     let l = &cfg.listen;
     let host = cfg.hostname.clone();
     let stop = shared.stop.clone();
-    let (mut conn, key, client) = match a {
+    let (mut conn, client) = match a {
         Accepted::Tcp(s, peer) => {
-            let ip = peer.ip();
             let conn = Conn::tcp(
                 s,
                 shared.tls.clone(),
@@ -489,39 +560,20 @@ fn session(a: Accepted, public: bool, shared: &Shared) {
                 l.session_timeout,
                 stop,
             );
-            (conn, ClientKey::Ip(ip), format!("[{ip}]:{}", peer.port()))
+            (conn, format!("[{}]:{}", peer.ip(), peer.port()))
         }
         Accepted::Unix(s) => {
-            let uid = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials)
-                .map(|c| c.uid())
-                .ok();
             let conn = Conn::unix(s, l.idle_timeout, l.session_timeout, stop);
-            match uid {
-                Some(uid) => {
+            let client = match key {
+                ClientKey::Uid(uid) if uid != u32::MAX => {
                     let name = User::lookup(uid).name;
-                    (
-                        conn,
-                        ClientKey::Uid(uid),
-                        format!("unix socket, uid {uid} ({})", crate::escape::field(&name)),
-                    )
+                    format!("unix socket, uid {uid} ({})", crate::escape::field(&name))
                 }
-                None => (conn, ClientKey::Uid(u32::MAX), "unix socket".to_string()),
-            }
+                _ => "unix socket".to_string(),
+            };
+            (conn, client)
         }
     };
-    if public
-        && let ClientKey::Ip(ip) = key
-        && !l.allows(ip)
-    {
-        log::warn!("{client}: connection refused: not in listen.networks");
-        conn.refuse(&format!("554 5.7.1 {host} Error: access denied"));
-        return;
-    }
-    if let Err(reply) = shared.admit(&key, l, &host) {
-        log::warn!("{client}: connection refused: {}", &reply[10..]);
-        conn.refuse(&reply);
-        return;
-    }
     log::info!("{client}: connected");
     let dir = match shared.maildrop.try_clone() {
         Ok(d) => d,
@@ -544,9 +596,12 @@ fn session(a: Accepted, public: bool, shared: &Shared) {
         client: Some(client.clone()),
         on_commit: Some(&poke),
     };
-    match smtpd::serve(&mut sub, conn, &policy) {
+    let served = smtpd::serve(&mut sub, conn, &policy);
+    // Released before the line is logged: a session counted is one whose
+    // end has not been logged yet.
+    shared.release(&key);
+    match served {
         Ok(c) => log::info!("{client}: disconnected after {} message(s)", c.len()),
         Err(e) => log::info!("{client}: session ended: {e}"),
     }
-    shared.release(&key);
 }

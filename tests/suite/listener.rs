@@ -323,6 +323,13 @@ fn limits_and_timeouts_get_clear_replies() {
         "max_sessions_per_client = 2\nmax_recipients = 2\nmax_errors = 3\nidle_timeout = \"2s\"\n",
     );
     let _d = start(&s.env, s.port);
+    // start()'s probe of the port is a session too: wait until it is over
+    // (its end is logged after its slot is given back).
+    assert!(
+        s.env.wait_log(10, |l| l.contains("disconnected after")),
+        "{}",
+        s.env.log()
+    );
     // Per client: the third connection is refused.
     let (mut a, greeting) = Client::connect(s.port);
     assert!(greeting.starts_with("220 "), "{greeting}");
