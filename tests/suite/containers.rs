@@ -38,6 +38,7 @@ fn chown(p: &Path, uid: u32, gid: u32) {
 struct Proc {
     child: Child,
     stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -49,7 +50,7 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr");
         let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
@@ -57,7 +58,11 @@ impl Proc {
                 s.push('\n');
             }
         });
-        Proc { child, stderr }
+        Proc {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
     }
 
     fn stderr(&self) -> String {
@@ -91,9 +96,16 @@ impl Proc {
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(50));
-                return (s.code().unwrap_or(-1), start.elapsed());
+                let took = start.elapsed();
+                // The reader thread takes the last lines: it ends at the
+                // pipe's EOF (bounded: a child another test thread forked
+                // may hold a copy of the pipe until its exec).
+                let end = Instant::now() + Duration::from_secs(10);
+                while self.reader.as_ref().is_some_and(|r| !r.is_finished()) && Instant::now() < end
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return (s.code().unwrap_or(-1), took);
             }
             assert!(
                 start.elapsed() < Duration::from_secs(secs),

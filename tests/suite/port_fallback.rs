@@ -64,7 +64,17 @@ fn blocked(port: u16) -> Blocked {
     )
     .expect("socket");
     setsockopt(&fd, sockopt::ReuseAddr, &true).expect("SO_REUSEADDR");
-    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).expect("bind");
+    // A server this test just stopped may still hold the port for a moment:
+    // a child that another test thread forked at that instant keeps a copy
+    // of its listening socket until its exec.
+    let start = std::time::Instant::now();
+    while let Err(e) = bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)) {
+        assert!(
+            e == nix::errno::Errno::EADDRINUSE && start.elapsed() < Duration::from_secs(5),
+            "bind {port}: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     listen(&fd, Backlog::new(0).expect("backlog")).expect("listen");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut queued = Vec::new();
