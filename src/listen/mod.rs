@@ -244,7 +244,7 @@ impl Listeners {
             sessions: Mutex::new(Sessions::default()),
             user: User::lookup(nix::unistd::geteuid().as_raw()),
             maildrop,
-            trigger: spool.trigger(),
+            spool: spool.clone(),
         });
         for s in &self.sockets {
             log::info!("listening for SMTP on {}", s.describe());
@@ -287,7 +287,8 @@ struct Shared {
     /// The daemon's own user: the owner of the entries it writes.
     user: User,
     maildrop: std::fs::File,
-    trigger: PathBuf,
+    /// Its trigger FIFO is poked after each commit.
+    spool: Spool,
 }
 
 impl Shared {
@@ -352,12 +353,7 @@ impl Shared {
 
     /// Wake the daemon's pickup: a message is in maildrop.
     fn poke(&self) {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Ok(f) = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&self.trigger)
-        {
+        if let Ok(f) = self.spool.open_trigger() {
             crate::spool::poke(&f, b'W');
         }
     }
