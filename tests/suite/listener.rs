@@ -720,3 +720,21 @@ fn sighup_applies_to_new_sessions() {
         "the new max_recipients is not used: {r}"
     );
 }
+
+/// A `socket` path held by something that is not a socket is never
+/// replaced: the daemon refuses to start (78) and says why.
+#[test]
+fn socket_path_that_is_a_file_is_left_alone() {
+    let env = TestEnv::new();
+    let path = env.root.join("smtp.sock");
+    std::fs::write(&path, "precious").expect("file");
+    env.write_config(&format!(
+        "{}\n[listen]\nsocket = \"{}\"\n",
+        support::base_config(&env.root),
+        path.display()
+    ));
+    let o = env.run("postern", &["daemon"], b"");
+    assert_eq!(o.code, 78, "{o:?}");
+    assert!(o.stderr.contains("is not a socket"), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&path).expect("file"), "precious");
+}
