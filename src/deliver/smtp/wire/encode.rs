@@ -343,7 +343,7 @@ impl Probe {
         if !self.nul && d.contains(&0) {
             self.nul = true;
         }
-        if !self.eight && d.iter().any(|&b| b >= 0x80) {
+        if !self.eight && super::sink::has_eight_bit(d) {
             self.eight = true;
         }
         self.utf8.feed(d);
