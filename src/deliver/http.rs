@@ -406,6 +406,9 @@ pub fn encoded_len(n: u64, enc: Encoding) -> u64 {
 /// spool chunk by chunk.
 pub struct MimeBody<'a> {
     head: io::Cursor<Vec<u8>>,
+    /// Header lines put before the message's first (part of the message:
+    /// encoded with it), taken at the first refill.
+    prefix: Option<Vec<u8>>,
     chunks: wire::WireStream<'a>,
     enc: Encoding,
     /// Bytes of the message not yet encoded (base64 keeps 0-2 over).
@@ -431,6 +434,7 @@ impl<'a> MimeBody<'a> {
     ) -> MimeBody<'a> {
         MimeBody {
             head: io::Cursor::new(head),
+            prefix: None,
             chunks: wire::stream(file, start, len, plan),
             enc,
             carry: Vec::new(),
@@ -439,6 +443,14 @@ impl<'a> MimeBody<'a> {
             mime_done: false,
             tail: io::Cursor::new(tail),
         }
+    }
+
+    /// The same body with `prefix` (header lines, e.g. Graph's added
+    /// `Bcc:`) put before the message's first byte, encoded with the
+    /// message; count it in the `mime_len` given to [`MimeBody::length`].
+    pub fn with_prefix(mut self, prefix: &[u8]) -> MimeBody<'a> {
+        self.prefix = (!prefix.is_empty()).then(|| prefix.to_vec());
+        self
     }
 
     /// The length of the body with a message of `mime_len` bytes.
@@ -455,13 +467,16 @@ impl<'a> MimeBody<'a> {
             if self.mime_done {
                 return Ok(false);
             }
-            let piece = match self.chunks.next() {
-                Some(c) => c?,
-                None => {
-                    self.mime_done = true;
-                    // The line break SMTP's end-of-data puts back.
-                    b"\r\n".to_vec()
-                }
+            let piece = match self.prefix.take() {
+                Some(p) => p,
+                None => match self.chunks.next() {
+                    Some(c) => c?,
+                    None => {
+                        self.mime_done = true;
+                        // The line break SMTP's end-of-data puts back.
+                        b"\r\n".to_vec()
+                    }
+                },
             };
             match self.enc {
                 Encoding::Raw => self.out = piece,
