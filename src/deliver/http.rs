@@ -568,6 +568,27 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_is_encoded_with_the_message() {
+        let mut f = tempfile::tempfile().unwrap();
+        let msg = b"Subject: x\n\nbody\n";
+        f.write_all(msg).unwrap();
+        let len = msg.len() as u64;
+        let plan = wire::plan(&f, 0, len, wire::WireOptions { eight_bit_ok: true }).unwrap();
+        // 16 bytes of prefix: not a multiple of 3, so the encoder carries.
+        let prefix = b"Bcc: a@x.test\r\n";
+        let want_len = MimeBody::length(&[], mime_len(&plan) + 16, Encoding::Base64, &[]);
+        let mut b =
+            MimeBody::new(&f, 0, len, &plan, Encoding::Base64, vec![], vec![]).with_prefix(prefix);
+        let mut out = Vec::new();
+        b.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len() as u64, want_len);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&out)
+            .unwrap();
+        assert_eq!(decoded, b"Bcc: a@x.test\r\nSubject: x\r\n\r\nbody\r\n");
+    }
+
+    #[test]
     fn answers_by_length_chunked_and_to_the_end() {
         let parse = |raw: &[u8]| read_response(&mut io::BufReader::new(raw));
         let r =
