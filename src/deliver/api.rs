@@ -6,10 +6,17 @@
 //! Opening a session checks that the API's port answers (a TCP connect:
 //! otherwise the next relay is tried, as for SMTP) and reads the relay's
 //! secret once (a missing or
-//! unreadable secret defers, like a failed SMTP AUTH); each request is one
+//! unreadable secret defers, like a failed SMTP AUTH); with
+//! `[relay.oauth2]` (Graph) the secret is the access token of
+//! `deliver::oauth2`, taken again before each request (the cache hands
+//! back the same one until it nears expiry; a failed fetch defers, naming
+//! the cause), and a cached token refused with 401 is replaced by a fresh
+//! one and the request sent once more. Each request is one
 //! HTTPS connection (`http`). Each transaction plans the message's
 //! wire form (the bytes SMTP would send, 8-bit allowed: the APIs take MIME
-//! as it is), refuses a message over the provider's documented limit as a
+//! as it is), lets the provider check it and add header lines before it
+//! ([`Api::prepare`]; Graph's recipient rules), refuses a message over the
+//! provider's documented limit as a
 //! permanent failure, then sends one request per group of at most
 //! `Api::max_rcpts` recipients. The answer decides every recipient of the
 //! request alike:
@@ -18,8 +25,9 @@
 //!   the log line).
 //! * 429 and 5xx: deferred; `Retry-After` becomes [`TxResult::retry_after`]
 //!   (the runner schedules the next attempt no earlier).
-//! * 401 and 403: deferred, and the relay is recorded as failing with a
-//!   credentials error in the event log, which `postern status` shows.
+//! * 401 and 403 (Graph: and 404, no such mailbox): deferred, and the
+//!   relay is recorded as failing with a credentials error in the event
+//!   log, which `postern status` shows.
 //! * any other 4xx: bounced, with the API's error text (escaped, shortened)
 //!   in the reply and so in the DSN — except 408 (request timeout), which
 //!   is deferred.

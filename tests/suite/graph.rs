@@ -524,3 +524,33 @@ fn config_requires_oauth2_and_refuses_a_password() {
         assert!(o.stderr.contains(want), "{relay}: {}", o.stderr);
     }
 }
+
+#[test]
+fn a_refused_token_request_defers_naming_the_cause_and_nothing_is_sent() {
+    let env = TestEnv::new();
+    let srv = HttpsServer::start(&certs(&env), vec![accepted("never")]);
+    let tok = TokenServer::start(
+        &certs(&env),
+        Arc::new(|_, _| {
+            (
+                401,
+                r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"}"#.into(),
+            )
+        }),
+    );
+    configure(&env, &graph_relay(&env, &srv, &tok, ""));
+    submit(&env, &["b@x.test"], b"To: b@x.test\nSubject: x\n\ny\n");
+    env.queue_run();
+    assert_eq!(tok.requests().len(), 1);
+    assert!(srv.requests().is_empty(), "sent without a token");
+    assert_eq!(queued(&env), 1);
+    let log = env.log();
+    assert!(
+        log.contains("status=deferred")
+            && log.contains("invalid_client: AADSTS7000215: Invalid client secret provided."),
+        "{log}"
+    );
+    let o = env.run("postern", &["status"], b"");
+    assert!(o.stdout.contains("AADSTS7000215"), "{}", o.stdout);
+    assert!(!o.stdout.contains("graph-s3cret") && !log.contains("graph-s3cret"));
+}
