@@ -147,7 +147,9 @@ fn header_block(tx: &Transaction<'_>, plan: &WirePlan) -> Result<Vec<u8>, (Verdi
     Ok(head)
 }
 
-/// The (lower-case name, value with its folds) of each field in `head`.
+/// The (lower-case name, value with its folds) of each field in `head`,
+/// which ends, as for an MTA, at the first line that is neither a field
+/// (`name:`) nor a continuation.
 fn fields(head: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     for line in head.split_inclusive(|b| *b == b'\n') {
@@ -157,12 +159,17 @@ fn fields(head: &[u8]) -> Vec<(String, Vec<u8>)> {
             }
             continue;
         }
-        if let Some(c) = line.iter().position(|b| *b == b':') {
-            let name = String::from_utf8_lossy(&line[..c])
-                .trim()
-                .to_ascii_lowercase();
-            out.push((name, line[c + 1..].to_vec()));
+        let Some(c) = line.iter().position(|b| *b == b':') else {
+            break;
+        };
+        let name = line[..c].trim_ascii_end();
+        if name.is_empty() || !name.iter().all(|b| (33..=126).contains(b)) {
+            break;
         }
+        out.push((
+            String::from_utf8_lossy(name).to_ascii_lowercase(),
+            line[c + 1..].to_vec(),
+        ));
     }
     for (_, v) in &mut out {
         while v.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -439,6 +446,9 @@ mod tests {
         assert!(e.text.starts_with("5.7.0 "), "{e}");
         assert!(e.text.contains("b@x.test in the To header"), "{e}");
         assert!(e.text.contains("senders = [...]"), "{e}");
+        // The header ends at a line that is not a field: "Cc:" after it is body.
+        let head = b"To: a@x.test\r\nnot a field\r\nCc: z@x.test\r\n";
+        assert_eq!(recipients_check(head, &rcpts(&["a@x.test"])).unwrap(), b"");
         let many: Vec<String> = (0..501).map(|i| format!("u{i}@x.test")).collect();
         let refs: Vec<&str> = many.iter().map(String::as_str).collect();
         let e = recipients_check(b"Subject: x\r\n", &rcpts(&refs)).unwrap_err();
