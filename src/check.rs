@@ -20,7 +20,7 @@
 //! Nothing is ever sent: no MAIL command. The secret is never printed
 //! (the session code redacts it too).
 //!
-//! An HTTPS API relay (`kind = "mailgun"`, `"ses"`) gets the same secret,
+//! An HTTPS API relay (`kind = "mailgun"`, `"ses"`, `"graph"`) gets the same secret,
 //! name, connect and TLS steps (the handshake with the delivery's TLS
 //! configuration), then `deliver::api::check`: one authenticated request to
 //! the send endpoint with an empty body, which sends nothing.
@@ -697,7 +697,7 @@ fn https_alternative(host: &str) -> Option<&'static str> {
     } else if is("amazonaws.com") && h.contains("email") {
         "Amazon SES offers its HTTPS API (SES v2 SendEmail with raw content, kind = \"ses\")"
     } else if is("office365.com") || is("outlook.com") {
-        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (not built into Postern yet)"
+        "Microsoft 365 offers Microsoft Graph sendMail over HTTPS (kind = \"graph\", with [relay.oauth2])"
     } else if is("sendgrid.net") {
         "SendGrid offers its HTTPS Web API v3 (mail/send)"
     } else if is("postmarkapp.com") {

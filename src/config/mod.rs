@@ -50,11 +50,14 @@ pub enum RelayKind {
     Mailgun,
     /// Amazon SES v2 `SendEmail` with raw content, SigV4: `deliver::ses`.
     Ses,
+    /// Microsoft Graph `sendMail` with the base64 MIME message, OAuth2
+    /// client credentials: `deliver::graph`.
+    Graph,
 }
 
 impl RelayKind {
     /// The names `kind` accepts, for error messages.
-    pub const NAMES: &'static [&'static str] = &["smtp", "mailgun", "ses"];
+    pub const NAMES: &'static [&'static str] = &["smtp", "mailgun", "ses", "graph"];
 
     /// The kind named `s` (as written in the config).
     pub fn from_name(s: &str) -> Option<RelayKind> {
@@ -62,6 +65,7 @@ impl RelayKind {
             "smtp" => Some(RelayKind::Smtp),
             "mailgun" => Some(RelayKind::Mailgun),
             "ses" => Some(RelayKind::Ses),
+            "graph" => Some(RelayKind::Graph),
             _ => None,
         }
     }
@@ -72,6 +76,7 @@ impl RelayKind {
             RelayKind::Smtp => "smtp",
             RelayKind::Mailgun => "mailgun",
             RelayKind::Ses => "ses",
+            RelayKind::Graph => "graph",
         }
     }
 
@@ -81,7 +86,7 @@ impl RelayKind {
     }
 }
 
-/// Where an HTTPS API relay (`kind = "mailgun"` or `"ses"`) is reached:
+/// Where an HTTPS API relay (`kind = "mailgun"`, `"ses"` or `"graph"`) is reached:
 /// the base URL (`url`, or the provider's default for the region) and the
 /// provider's keys. `host` and `port` of the [`Relay`] are the URL's.
 #[derive(Debug, Clone, PartialEq, Eq)]

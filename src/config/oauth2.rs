@@ -72,6 +72,11 @@ const MS_LOGIN: &str = "https://login.microsoftonline.com";
 pub const MS_APP_SCOPE: &str = "https://outlook.office365.com/.default";
 /// Delegated SMTP, with a refresh token.
 pub const MS_DELEGATED_SCOPE: &str = "https://outlook.office.com/SMTP.Send offline_access";
+/// App-only Microsoft Graph (`kind = "graph"`: Mail.Send, an application
+/// permission).
+pub const GRAPH_APP_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// Delegated Microsoft Graph, with a refresh token.
+pub const GRAPH_DELEGATED_SCOPE: &str = "https://graph.microsoft.com/Mail.Send offline_access";
 /// Google's token endpoint.
 const GOOGLE_TOKEN: &str = "https://oauth2.googleapis.com/token";
 /// Google's authorization endpoint.
@@ -79,8 +84,10 @@ const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
 /// Full Gmail access: the only scope Gmail's SMTP accepts.
 pub const GOOGLE_SCOPE: &str = "https://mail.google.com/";
 
-/// Check `[relay.oauth2]` of relay `i` and apply its preset. Err: (key, why).
-pub(super) fn oauth2(i: usize, r: RawOAuth2) -> Result<OAuth2, (String, String)> {
+/// Check `[relay.oauth2]` of relay `i` and apply its preset (for a
+/// `kind = "graph"` relay when `graph`: the Graph scopes, not SMTP's).
+/// Err: (key, why).
+pub(super) fn oauth2(i: usize, r: RawOAuth2, graph: bool) -> Result<OAuth2, (String, String)> {
     let key = |k: &str| format!("relay[{i}].oauth2.{k}");
     let bad = |k: &str, why: &str| Err((key(k), why.to_string()));
     let flow = match r.flow.as_deref() {
@@ -122,10 +129,18 @@ pub(super) fn oauth2(i: usize, r: RawOAuth2) -> Result<OAuth2, (String, String)>
             token_url = Some(format!("{base}/token"));
             device_url = Some(format!("{base}/devicecode"));
             auth_url = Some(format!("{base}/authorize"));
-            scope = Some(match flow {
-                Flow::ClientCredentials => MS_APP_SCOPE,
-                Flow::RefreshToken => MS_DELEGATED_SCOPE,
+            scope = Some(match (flow, graph) {
+                (Flow::ClientCredentials, false) => MS_APP_SCOPE,
+                (Flow::RefreshToken, false) => MS_DELEGATED_SCOPE,
+                (Flow::ClientCredentials, true) => GRAPH_APP_SCOPE,
+                (Flow::RefreshToken, true) => GRAPH_DELEGATED_SCOPE,
             });
+        }
+        Some("google") if graph => {
+            return bad(
+                "provider",
+                "kind = \"graph\" is Microsoft Graph: use provider = \"microsoft365\"",
+            );
         }
         Some("google") => {
             if flow == Flow::ClientCredentials {
@@ -253,7 +268,7 @@ mod tests {
         r.provider = Some("microsoft365".into());
         r.tenant = Some("contoso.onmicrosoft.com".into());
         r.client_secret_file = Some("/etc/postern/secret".into());
-        let o = oauth2(0, r).unwrap();
+        let o = oauth2(0, r, false).unwrap();
         assert_eq!(
             o.token_url,
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
@@ -263,24 +278,57 @@ mod tests {
     }
 
     #[test]
+    fn graph_relays_get_the_graph_scopes_unless_scope_is_given() {
+        let ms = |flow: &str| {
+            let mut r = raw(flow);
+            r.provider = Some("microsoft365".into());
+            r.tenant = Some("contoso.onmicrosoft.com".into());
+            r.client_secret_file = Some("/s".into());
+            r.refresh_token_file = (flow == "refresh_token").then(|| "/r".into());
+            r
+        };
+        assert_eq!(
+            oauth2(0, ms("client_credentials"), true).unwrap().scope,
+            GRAPH_APP_SCOPE
+        );
+        assert_eq!(
+            oauth2(0, ms("refresh_token"), true).unwrap().scope,
+            GRAPH_DELEGATED_SCOPE
+        );
+        let mut r = ms("client_credentials");
+        r.scope = Some("api://custom/.default".into());
+        assert_eq!(oauth2(0, r, true).unwrap().scope, "api://custom/.default");
+        let mut r = raw("refresh_token");
+        r.provider = Some("google".into());
+        r.refresh_token_file = Some("/r".into());
+        assert_eq!(
+            oauth2(0, r, true).unwrap_err().0,
+            "relay[0].oauth2.provider"
+        );
+    }
+
+    #[test]
     fn bad_tables_name_the_key() {
         let mut r = raw("refresh_token");
         r.provider = Some("microsoft365".into());
-        assert_eq!(oauth2(2, r).unwrap_err().0, "relay[2].oauth2.tenant");
+        assert_eq!(oauth2(2, r, false).unwrap_err().0, "relay[2].oauth2.tenant");
         let mut r = raw("refresh_token");
         r.provider = Some("google".into());
         assert_eq!(
-            oauth2(0, r).unwrap_err().0,
+            oauth2(0, r, false).unwrap_err().0,
             "relay[0].oauth2.refresh_token_file"
         );
         let mut r = raw("client_credentials");
         r.token_url = Some("http://127.0.0.1/token".into());
         r.scope = Some("x".into());
         r.client_secret_file = Some("/s".into());
-        assert_eq!(oauth2(0, r).unwrap_err().0, "relay[0].oauth2.token_url");
+        assert_eq!(
+            oauth2(0, r, false).unwrap_err().0,
+            "relay[0].oauth2.token_url"
+        );
         let mut r = raw("client_credentials");
         r.provider = Some("google".into());
-        assert_eq!(oauth2(0, r).unwrap_err().0, "relay[0].oauth2.flow");
+        assert_eq!(oauth2(0, r, false).unwrap_err().0, "relay[0].oauth2.flow");
     }
 
     #[test]
@@ -288,7 +336,7 @@ mod tests {
         let mut r = raw("refresh_token");
         r.provider = Some("google".into());
         r.refresh_token_file = Some("/r".into());
-        let o = oauth2(0, r).unwrap();
+        let o = oauth2(0, r, false).unwrap();
         assert_eq!(o.scope, GOOGLE_SCOPE);
         assert!(o.device_url.is_none() && o.auth_url.is_some());
     }

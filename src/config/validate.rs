@@ -45,7 +45,7 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
             return Err(bad(
                 &key(k),
                 format!(
-                    "{k} belongs to an HTTPS API relay (kind = \"mailgun\" or \"ses\"), not to kind = \"smtp\""
+                    "{k} belongs to an HTTPS API relay (kind = \"mailgun\", \"ses\" or \"graph\"), not to kind = \"smtp\""
                 ),
             ));
         }
@@ -114,7 +114,7 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
         ));
     }
     let oauth2 = match r.oauth2 {
-        Some(o) => Some(super::oauth2::oauth2(i, o)?),
+        Some(o) => Some(super::oauth2::oauth2(i, o, false)?),
         None => None,
     };
     let auth_mechanisms = match r.auth {
@@ -201,8 +201,10 @@ pub(super) fn relay(i: usize, r: RawRelay) -> Bad<Relay> {
 pub const MAILGUN_US: &str = "https://api.mailgun.net";
 /// Mailgun's EU API base.
 pub const MAILGUN_EU: &str = "https://api.eu.mailgun.net";
+/// Microsoft Graph's API base.
+pub const GRAPH: &str = "https://graph.microsoft.com";
 
-/// One `[[relay]]` of an HTTPS API kind (`mailgun`, `ses`): the endpoint
+/// One `[[relay]]` of an HTTPS API kind (`mailgun`, `ses`, `graph`): the endpoint
 /// from `url` or the provider's default for `region`; `host` and `port`
 /// are the URL's; SMTP-only keys are refused, so nothing is silently
 /// ignored.
@@ -216,7 +218,7 @@ fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
         ("tls", r.tls.is_some()),
         ("allow_plaintext", r.allow_plaintext),
         ("auth", r.auth.is_some()),
-        ("oauth2", r.oauth2.is_some()),
+        ("oauth2", r.oauth2.is_some() && kind != RelayKind::Graph),
     ] {
         if set {
             return Err(bad(
@@ -227,13 +229,33 @@ fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
             ));
         }
     }
+    if kind == RelayKind::Graph {
+        if r.password_file.is_some() || r.password_command.is_some() {
+            let k = if r.password_file.is_some() {
+                "password_file"
+            } else {
+                "password_command"
+            };
+            return Err(bad(
+                k,
+                "graph authenticates with [relay.oauth2]: remove password_file / password_command"
+                    .into(),
+            ));
+        }
+        if r.oauth2.is_none() {
+            return Err(bad(
+                "oauth2",
+                "kind = \"graph\" needs [relay.oauth2] (the app's client id and secret: provider = \"microsoft365\", tenant, client_id, client_secret_file)".into(),
+            ));
+        }
+    }
     if r.password_file.is_some() && r.password_command.is_some() {
         return Err(bad(
             "password_file",
             "set password_file or password_command, not both".into(),
         ));
     }
-    if r.password_file.is_none() && r.password_command.is_none() {
+    if kind != RelayKind::Graph && r.password_file.is_none() && r.password_command.is_none() {
         let what = match kind {
             RelayKind::Ses => "the secret access key",
             _ => "the API key",
@@ -277,6 +299,29 @@ fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
             let user = r.username.unwrap_or_else(|| "api".into());
             (user, domain.to_ascii_lowercase(), region, base.to_string())
         }
+        RelayKind::Graph => {
+            for (k, set) in [
+                ("domain", r.domain.is_some()),
+                ("region", r.region.is_some()),
+            ] {
+                if set {
+                    return Err(bad(
+                        k,
+                        format!("kind = \"graph\" has no {k} (url overrides the API's address)"),
+                    ));
+                }
+            }
+            let Some(user) = r
+                .username
+                .filter(|u| !u.trim().is_empty() && !u.contains(char::is_whitespace))
+            else {
+                return Err(bad(
+                    "username",
+                    "kind = \"graph\" needs username, the mailbox Graph sends as (e.g. noreply@example.com)".into(),
+                ));
+            };
+            (user, String::new(), String::new(), GRAPH.to_string())
+        }
         _ => {
             let Some(region) = r.region.filter(|g| label_ok(g) && !g.contains('.')) else {
                 return Err(bad(
@@ -303,6 +348,10 @@ fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
         None => default_base,
     };
     let (host, port, base) = https_url(&base).map_err(|w| bad("url", w))?;
+    let oauth2 = match r.oauth2 {
+        Some(o) if kind == RelayKind::Graph => Some(super::oauth2::oauth2(i, o, true)?),
+        _ => None,
+    };
     let senders = relay_senders(&key("senders"), r.senders)?;
     let tls_pins = relay_pins(&key("tls_pin"), r.tls_pin)?;
     let tls_verify = r.tls_verify.unwrap_or(true);
@@ -330,7 +379,7 @@ fn api_relay(i: usize, kind: RelayKind, r: RawRelay) -> Bad<Relay> {
         tls_pins,
         tls_verify,
         port_auto: false,
-        oauth2: None,
+        oauth2,
         api: Some(HttpApi {
             base,
             domain,

@@ -1,4 +1,4 @@
-//! What every HTTPS API transport shares (`mailgun`, `ses`): the
+//! What every HTTPS API transport shares (`mailgun`, `ses`, `graph`): the
 //! [`Transport`] and [`Session`] over an [`Api`] (one provider's request
 //! and answer format), the size limit, and the mapping of HTTP answers to
 //! recipient verdicts.
@@ -6,10 +6,17 @@
 //! Opening a session checks that the API's port answers (a TCP connect:
 //! otherwise the next relay is tried, as for SMTP) and reads the relay's
 //! secret once (a missing or
-//! unreadable secret defers, like a failed SMTP AUTH); each request is one
+//! unreadable secret defers, like a failed SMTP AUTH); with
+//! `[relay.oauth2]` (Graph) the secret is the access token of
+//! `deliver::oauth2`, taken again before each request (the cache hands
+//! back the same one until it nears expiry; a failed fetch defers, naming
+//! the cause), and a cached token refused with 401 is replaced by a fresh
+//! one and the request sent once more. Each request is one
 //! HTTPS connection (`http`). Each transaction plans the message's
 //! wire form (the bytes SMTP would send, 8-bit allowed: the APIs take MIME
-//! as it is), refuses a message over the provider's documented limit as a
+//! as it is), lets the provider check it and add header lines before it
+//! ([`Api::prepare`]; Graph's recipient rules), refuses a message over the
+//! provider's documented limit as a
 //! permanent failure, then sends one request per group of at most
 //! `Api::max_rcpts` recipients. The answer decides every recipient of the
 //! request alike:
@@ -18,8 +25,9 @@
 //!   the log line).
 //! * 429 and 5xx: deferred; `Retry-After` becomes [`TxResult::retry_after`]
 //!   (the runner schedules the next attempt no earlier).
-//! * 401 and 403: deferred, and the relay is recorded as failing with a
-//!   credentials error in the event log, which `postern status` shows.
+//! * 401 and 403 (Graph: and 404, no such mailbox): deferred, and the
+//!   relay is recorded as failing with a credentials error in the event
+//!   log, which `postern status` shows.
 //! * any other 4xx: bounced, with the API's error text (escaped, shortened)
 //!   in the reply and so in the DSN — except 408 (request timeout), which
 //!   is deferred.
@@ -41,6 +49,7 @@ use super::smtp::wire::{self, WirePlan};
 use super::transport::{ConnectError, Session, Transaction, Transport, TxRcpt, TxResult};
 use super::{Reply, Verdict};
 use crate::config::{Config, Relay};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Longest API error text kept in a reply.
@@ -58,7 +67,19 @@ pub trait Api: Send + Sync {
     fn max_mime(&self) -> u64;
     /// Most recipients in one request.
     fn max_rcpts(&self) -> usize;
-    /// Send `tx`'s message to `rcpts` with `secret`: one request.
+    /// Before `tx` is sent: header lines to put before the message's first
+    /// (part of the MIME message, counted in its size; Graph's `Bcc:`), or
+    /// a verdict with its reply for every recipient (nothing is sent).
+    /// Mailgun and SES add nothing.
+    fn prepare(
+        &self,
+        _tx: &Transaction<'_>,
+        _plan: &WirePlan,
+    ) -> Result<Vec<u8>, (Verdict, Reply)> {
+        Ok(Vec::new())
+    }
+    /// Send `tx`'s message (after `prefix`, from [`Api::prepare`]) to
+    /// `rcpts` with `secret`: one request.
     fn send(
         &self,
         client: &Client,
@@ -66,6 +87,7 @@ pub trait Api: Send + Sync {
         tx: &Transaction<'_>,
         rcpts: &[TxRcpt],
         plan: &WirePlan,
+        prefix: &[u8],
     ) -> Result<Response, String>;
     /// `postern check`: one authenticated request that sends nothing (the
     /// send endpoint with an empty body: the API checks the credentials,
@@ -75,6 +97,43 @@ pub trait Api: Send + Sync {
     fn message_id(&self, resp: &Response) -> Option<String>;
     /// The provider's error text in an error answer.
     fn error_text(&self, resp: &Response) -> String;
+    /// What the reply calls [`Api::message_id`] (`id`; Graph's is the
+    /// `request-id` of the answer: Graph returns no message id).
+    fn id_label(&self) -> &'static str {
+        "id"
+    }
+    /// Statuses that mean the relay's credentials or settings are wrong,
+    /// not the message: deferred with an alert in `postern status`.
+    fn refuses_credentials(&self, status: u16) -> bool {
+        matches!(status, 401 | 403)
+    }
+    /// What to check when [`Api::refuses_credentials`].
+    fn credentials_hint(&self) -> &'static str {
+        "check username and password_file"
+    }
+    /// `postern check`: the provider's own verdict and line for the probe's
+    /// answer (`status`, escaped `text`), when it differs from the common
+    /// one.
+    fn check_answer(&self, _status: u16, _text: &str) -> Option<(Option<bool>, String)> {
+        None
+    }
+}
+
+/// The secret an API request carries: the relay's `[relay.oauth2]` access
+/// token (a cached one unless `fresh`; true with it when it came from a
+/// cache), else the `password_file` / `password_command` secret. Err: why,
+/// in one line (an OAuth2 error names its cause, `invalid_client`,
+/// `AADSTS…`).
+pub fn secret(spool_dir: &Path, relay: &Relay, fresh: bool) -> Result<(String, bool), String> {
+    if relay.oauth2.is_some() {
+        let t = super::oauth2::token(spool_dir, relay, fresh)?;
+        return Ok((t.access_token, t.cached));
+    }
+    match super::credentials::secret(relay) {
+        Ok(Some(s)) => Ok((s, false)),
+        Ok(None) => Err("no secret configured".into()),
+        Err(e) => Err(e.message().to_string()),
+    }
 }
 
 /// `postern check` of an HTTPS relay, after its TLS handshake was
@@ -93,10 +152,9 @@ pub fn check(
         Ok(t) => t,
         Err(e) => return (Some(false), e.to_string()),
     };
-    let secret = match super::credentials::secret(relay) {
-        Ok(Some(s)) => s,
-        Ok(None) => return (Some(false), "no secret configured".into()),
-        Err(e) => return (Some(false), e.to_string()),
+    let (secret, _) = match secret(&cfg.spool_dir, relay, false) {
+        Ok(s) => s,
+        Err(e) => return (Some(false), e),
     };
     let p = api.provider();
     let resp = match api.probe(&Client::new(cfg, &tls), &secret) {
@@ -105,11 +163,15 @@ pub fn check(
     };
     let s = resp.status;
     let text = shorten(&crate::escape::field(api.error_text(&resp).trim()), 200);
+    if let Some(own) = api.check_answer(s, &text) {
+        return own;
+    }
     match s {
         401 | 403 => (
             Some(false),
             format!(
-                "{p} refused the credentials (HTTP {s}): {text}; check username and password_file"
+                "{p} refused the credentials (HTTP {s}): {text}; {}",
+                api.credentials_hint()
             ),
         ),
         404 => (
@@ -160,10 +222,12 @@ impl Transport for ApiTransport {
                 return Err(ConnectError::Unreachable(e));
             }
         }
-        let secret = match super::credentials::secret(&self.relay) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err(ConnectError::Local("no secret configured".into())),
-            Err(e) => return Err(ConnectError::Local(e.to_string())),
+        // A token the endpoint refuses is a failed authentication, as for
+        // SMTP; an unreadable secret file is our side.
+        let (secret, cached) = match secret(&cfg.spool_dir, &self.relay, false) {
+            Ok(s) => s,
+            Err(e) if self.relay.oauth2.is_some() => return Err(ConnectError::Auth(e)),
+            Err(e) => return Err(ConnectError::Local(e)),
         };
         // Submission refuses what the API would refuse, as with SIZE.
         super::smtp::session::learn_size(cfg, &self.relay, Some(self.api.max_mime()));
@@ -172,6 +236,12 @@ impl Transport for ApiTransport {
             client: Client::new(cfg, &self.tls),
             api: std::sync::Arc::clone(&self.api),
             secret,
+            cached,
+            oauth2: self
+                .relay
+                .oauth2
+                .is_some()
+                .then(|| (cfg.spool_dir.clone(), self.relay.clone())),
             messages: 0,
             healthy: true,
         }))
@@ -185,6 +255,12 @@ pub struct ApiSession {
     client: Client,
     api: std::sync::Arc<dyn Api>,
     secret: String,
+    /// The secret is an OAuth2 token from a cache (worth one refresh when
+    /// refused with 401).
+    cached: bool,
+    /// `[relay.oauth2]`: where each request takes its token from (the
+    /// cache hands back the same token until it is about to expire).
+    oauth2: Option<(PathBuf, Relay)>,
     messages: usize,
     healthy: bool,
 }
@@ -196,7 +272,8 @@ pub enum Outcome {
     Sent(Reply),
     /// 408, 429, 5xx, 1xx, 3xx; the delay the API asked for.
     Deferred(Reply, Option<Duration>),
-    /// 401, 403: deferred, and the relay's credentials are refused.
+    /// 401, 403 (and what [`Api::refuses_credentials`] adds): deferred,
+    /// and the relay's credentials are refused.
     Credentials(Reply),
     /// Any other 4xx.
     Bounced(Reply),
@@ -223,14 +300,18 @@ pub fn classify(api: &dyn Api, resp: &Response) -> Outcome {
                 .unwrap_or_else(|| "(none given)".into());
             Outcome::Sent(Reply {
                 code: 250,
-                text: format!("2.0.0 {p} accepted the message (HTTP {s}), id {id}"),
+                text: format!(
+                    "2.0.0 {p} accepted the message (HTTP {s}), {} {id}",
+                    api.id_label()
+                ),
             })
         }
-        401 | 403 => Outcome::Credentials(Reply {
+        _ if api.refuses_credentials(s) => Outcome::Credentials(Reply {
             code: 454,
             text: format!(
-                "4.7.8 {p} refused the credentials (HTTP {s}): {}; check username and password_file",
-                text()
+                "4.7.8 {p} refused the credentials (HTTP {s}): {}; {}",
+                text(),
+                api.credentials_hint()
             ),
         }),
         400..=499 if s != 408 && s != 429 => Outcome::Bounced(Reply {
@@ -267,15 +348,61 @@ fn shorten(s: &str, max: usize) -> String {
 }
 
 impl ApiSession {
+    /// With `[relay.oauth2]`: the current token (a fresh one when `fresh`)
+    /// as the secret. Err: the reply deferring the request; the relay is
+    /// recorded as failing with the cause.
+    fn token(&mut self, fresh: bool) -> Result<(), Reply> {
+        let Some((spool_dir, relay)) = &self.oauth2 else {
+            return Ok(());
+        };
+        match secret(spool_dir, relay, fresh) {
+            Ok((s, cached)) => {
+                (self.secret, self.cached) = (s, cached);
+                Ok(())
+            }
+            Err(e) => {
+                let r = Reply {
+                    code: 454,
+                    text: format!("4.7.8 {e}"),
+                };
+                log::warn!("relay {}: {r}", self.label);
+                crate::spool::event_log::record_relay(&self.label, Some(&r.to_string()));
+                self.healthy = false;
+                Err(r)
+            }
+        }
+    }
+
     /// Send to one group of recipients; the verdict for all of them.
     fn send_group(
         &mut self,
         tx: &Transaction<'_>,
         rcpts: &[TxRcpt],
         plan: &WirePlan,
+        prefix: &[u8],
     ) -> (Verdict, Reply, Option<Duration>) {
         let p = self.api.provider();
-        let resp = match self.api.send(&self.client, &self.secret, tx, rcpts, plan) {
+        if let Err(r) = self.token(false) {
+            return (Verdict::Deferred, r, None);
+        }
+        let mut resp = self
+            .api
+            .send(&self.client, &self.secret, tx, rcpts, plan, prefix);
+        // A cached OAuth2 token refused: one fresh token, one more request
+        // (as SMTP does after a 535).
+        if self.cached && resp.as_ref().is_ok_and(|r| r.status == 401) {
+            log::info!(
+                "{p} API at {} refused the cached OAuth2 token (HTTP 401): fetching a new one",
+                self.label
+            );
+            if let Err(r) = self.token(true) {
+                return (Verdict::Deferred, r, None);
+            }
+            resp = self
+                .api
+                .send(&self.client, &self.secret, tx, rcpts, plan, prefix);
+        }
+        let resp = match resp {
             Ok(r) => r,
             Err(e) => {
                 self.healthy = false;
@@ -315,7 +442,13 @@ impl Session for ApiSession {
                 return TxResult::all(n, Verdict::Deferred, reply, "", true);
             }
         };
-        let (size, limit) = self.api.max_size(http::mime_len(&plan));
+        let prefix = match self.api.prepare(tx, &plan) {
+            Ok(p) => p,
+            Err((v, reply)) => return TxResult::all(n, v, reply, "", true),
+        };
+        let (size, limit) = self
+            .api
+            .max_size(http::mime_len(&plan) + prefix.len() as u64);
         if size > limit {
             let reply = Reply {
                 code: 552,
@@ -332,7 +465,7 @@ impl Session for ApiSession {
             retry_after: None,
         };
         for group in tx.rcpts.chunks(self.api.max_rcpts().max(1)) {
-            let (v, reply, wait) = self.send_group(tx, group, &plan);
+            let (v, reply, wait) = self.send_group(tx, group, &plan, &prefix);
             res.retry_after = res.retry_after.max(wait);
             res.verdicts
                 .extend(std::iter::repeat_n((v, reply, ""), group.len()));
@@ -377,6 +510,7 @@ mod tests {
             _: &Transaction<'_>,
             _: &[TxRcpt],
             _: &WirePlan,
+            _: &[u8],
         ) -> Result<Response, String> {
             Err("unused".into())
         }

@@ -406,6 +406,9 @@ pub fn encoded_len(n: u64, enc: Encoding) -> u64 {
 /// spool chunk by chunk.
 pub struct MimeBody<'a> {
     head: io::Cursor<Vec<u8>>,
+    /// Header lines put before the message's first (part of the message:
+    /// encoded with it), taken at the first refill.
+    prefix: Option<Vec<u8>>,
     chunks: wire::WireStream<'a>,
     enc: Encoding,
     /// Bytes of the message not yet encoded (base64 keeps 0-2 over).
@@ -431,6 +434,7 @@ impl<'a> MimeBody<'a> {
     ) -> MimeBody<'a> {
         MimeBody {
             head: io::Cursor::new(head),
+            prefix: None,
             chunks: wire::stream(file, start, len, plan),
             enc,
             carry: Vec::new(),
@@ -439,6 +443,14 @@ impl<'a> MimeBody<'a> {
             mime_done: false,
             tail: io::Cursor::new(tail),
         }
+    }
+
+    /// The same body with `prefix` (header lines, e.g. Graph's added
+    /// `Bcc:`) put before the message's first byte, encoded with the
+    /// message; count it in the `mime_len` given to [`MimeBody::length`].
+    pub fn with_prefix(mut self, prefix: &[u8]) -> MimeBody<'a> {
+        self.prefix = (!prefix.is_empty()).then(|| prefix.to_vec());
+        self
     }
 
     /// The length of the body with a message of `mime_len` bytes.
@@ -455,13 +467,16 @@ impl<'a> MimeBody<'a> {
             if self.mime_done {
                 return Ok(false);
             }
-            let piece = match self.chunks.next() {
-                Some(c) => c?,
-                None => {
-                    self.mime_done = true;
-                    // The line break SMTP's end-of-data puts back.
-                    b"\r\n".to_vec()
-                }
+            let piece = match self.prefix.take() {
+                Some(p) => p,
+                None => match self.chunks.next() {
+                    Some(c) => c?,
+                    None => {
+                        self.mime_done = true;
+                        // The line break SMTP's end-of-data puts back.
+                        b"\r\n".to_vec()
+                    }
+                },
             };
             match self.enc {
                 Encoding::Raw => self.out = piece,
@@ -550,6 +565,27 @@ mod tests {
             .unwrap();
         let want: Vec<u8> = String::from_utf8(msg).unwrap().replace('\n', "\r\n").into();
         assert_eq!(decoded, want);
+    }
+
+    #[test]
+    fn a_prefix_is_encoded_with_the_message() {
+        let mut f = tempfile::tempfile().unwrap();
+        let msg = b"Subject: x\n\nbody\n";
+        f.write_all(msg).unwrap();
+        let len = msg.len() as u64;
+        let plan = wire::plan(&f, 0, len, wire::WireOptions { eight_bit_ok: true }).unwrap();
+        // 16 bytes of prefix: not a multiple of 3, so the encoder carries.
+        let prefix = b"Bcc: a@x.test\r\n";
+        let want_len = MimeBody::length(&[], mime_len(&plan) + 16, Encoding::Base64, &[]);
+        let mut b =
+            MimeBody::new(&f, 0, len, &plan, Encoding::Base64, vec![], vec![]).with_prefix(prefix);
+        let mut out = Vec::new();
+        b.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len() as u64, want_len);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&out)
+            .unwrap();
+        assert_eq!(decoded, b"Bcc: a@x.test\r\nSubject: x\r\n\r\nbody\r\n");
     }
 
     #[test]

@@ -99,11 +99,14 @@ impl Api for Mailgun {
         tx: &Transaction<'_>,
         rcpts: &[TxRcpt],
         plan: &WirePlan,
+        prefix: &[u8],
     ) -> Result<Response, String> {
         let b = boundary();
         let (head, tail) = form(&b, rcpts);
-        let len = MimeBody::length(&head, super::http::mime_len(plan), Encoding::Raw, &tail);
-        let body = MimeBody::new(tx.file, tx.start, tx.len, plan, Encoding::Raw, head, tail);
+        let mime_len = super::http::mime_len(plan) + prefix.len() as u64;
+        let len = MimeBody::length(&head, mime_len, Encoding::Raw, &tail);
+        let body = MimeBody::new(tx.file, tx.start, tx.len, plan, Encoding::Raw, head, tail)
+            .with_prefix(prefix);
         let auth =
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{secret}", self.user));
         let headers = [

@@ -11,7 +11,7 @@
 //! hosts where SMTP is blocked: `api` (what they share: answers to
 //! verdicts, size limits, the session), `http` (the client over the
 //! relay's TLS configuration, the streamed MIME body), `mailgun`, `ses`
-//! (with `sigv4`).
+//! (with `sigv4`), `graph` (Microsoft Graph `sendMail`, OAuth2).
 //!
 //! Delivery is at-least-once: a crash between the relay's `250` and the
 //! state save can send a message twice; nothing can lose it. A 5xx reply is
@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod credentials;
+pub mod graph;
 pub mod http;
 pub mod mailgun;
 pub mod oauth2;

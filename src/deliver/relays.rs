@@ -32,7 +32,7 @@ const SESSION_IDLE: Duration = Duration::from_secs(5);
 pub fn transport(idx: usize, relay: &Relay) -> Result<Box<dyn Transport>, ConnectError> {
     match relay.kind {
         RelayKind::Smtp => Ok(Box::new(super::smtp::SmtpTransport::new(idx, relay)?)),
-        RelayKind::Mailgun | RelayKind::Ses => {
+        RelayKind::Mailgun | RelayKind::Ses | RelayKind::Graph => {
             let Some(provider) = api_provider(relay) else {
                 return Err(ConnectError::Local("no API endpoint configured".into()));
             };
@@ -50,6 +50,7 @@ pub fn api_provider(relay: &Relay) -> Option<std::sync::Arc<dyn super::api::Api>
     Some(match relay.kind {
         RelayKind::Mailgun => std::sync::Arc::new(super::mailgun::Mailgun::new(api, user)),
         RelayKind::Ses => std::sync::Arc::new(super::ses::Ses::new(api, user)),
+        RelayKind::Graph => std::sync::Arc::new(super::graph::Graph::new(api, user)),
         RelayKind::Smtp => return None,
     })
 }

@@ -107,9 +107,11 @@ impl Api for Ses {
         tx: &Transaction<'_>,
         rcpts: &[TxRcpt],
         plan: &WirePlan,
+        prefix: &[u8],
     ) -> Result<Response, String> {
         let (head, tail) = envelope_json(tx.sender, rcpts);
-        let len = MimeBody::length(&head, http::mime_len(plan), Encoding::Base64, &tail);
+        let mime_len = http::mime_len(plan) + prefix.len() as u64;
+        let len = MimeBody::length(&head, mime_len, Encoding::Base64, &tail);
         // First pass: the payload hash.
         let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
         let mut body = MimeBody::new(
@@ -120,7 +122,8 @@ impl Api for Ses {
             Encoding::Base64,
             head.clone(),
             tail.clone(),
-        );
+        )
+        .with_prefix(prefix);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = body
@@ -142,7 +145,8 @@ impl Api for Ses {
             Encoding::Base64,
             head,
             tail,
-        );
+        )
+        .with_prefix(prefix);
         client.post(&self.url, &headers, body, len)
     }
 

@@ -31,6 +31,7 @@ mod fault_killpoints;
 mod fault_runner;
 mod fault_submit;
 mod fuzz_corpus;
+mod graph;
 mod guard;
 mod hostile_ops;
 mod https_transports;
