@@ -169,6 +169,11 @@ pub fn message_id(fields: &[Field]) -> Option<String> {
     Some(v)
 }
 
+/// Longest address the parser takes (RFC 5321's line limit): an address
+/// that `@domain` would make longer stays unqualified, so that the field
+/// still parses after masquerading (found by the `headers` fuzz target).
+const MAX_QUALIFIED: usize = 998;
+
 /// Qualify unqualified addresses (`root`) in an address field with
 /// `@domain` (masquerading). Returns the new raw field, or None when there is
 /// nothing to change or the field does not parse (it is then left alone).
@@ -179,6 +184,7 @@ pub fn qualify_field(f: &Field, domain: &str) -> Option<Vec<u8>> {
     let mut spans: Vec<std::ops::Range<usize>> = list
         .iter()
         .filter(|m| m.unqualified && !m.addr.is_empty())
+        .filter(|m| m.addr.len() + 1 + domain.len() <= MAX_QUALIFIED)
         .map(|m| m.span.clone())
         .filter(|s| s.end <= value.len() && s.start < s.end)
         .collect();
@@ -226,6 +232,16 @@ mod tests {
         assert_eq!(normal_form(b"Foo: a : b".to_vec()), b"Foo: a : b");
         assert_eq!(normal_form(b"Foo :x\n y : z".to_vec()), b"Foo:x\n y : z");
         assert_eq!(normal_form(b"Subject: ok".to_vec()), b"Subject: ok");
+    }
+
+    #[test]
+    fn an_address_too_long_to_qualify_is_left_alone() {
+        let long = format!("To: \"{}\", root", "x".repeat(990));
+        let q = qualify_field(&field(&long), "example.com").unwrap();
+        let q = String::from_utf8(q).unwrap();
+        assert!(q.ends_with(", root@example.com"), "{q}");
+        assert!(q.contains(&format!("\"{}\",", "x".repeat(990))), "{q}");
+        assert!(parse_address_list(field(&q).value()).is_ok());
     }
 
     #[test]
