@@ -6,7 +6,8 @@
 //! that accepts names starting with a letter. `:include:` targets are only
 //! followed when they name the fixture file below (a fuzzer must not make
 //! the target read /dev/zero or a FIFO); the fixture is created on first
-//! use. Asserts no panic, bounded output, and that every final address is
+//! use. Each distinct name (case-insensitively) is expanded once.
+//! Asserts no panic, bounded output, and that every final address is
 //! non-empty.
 //!
 //! The checks live in `checks/mod.rs` (shared with tests/suite/fuzz_corpus.rs).

@@ -10,6 +10,9 @@
 //! alone with a clear reason (logged, and bounced at delivery), never
 //! silently. Loops (`a: b`, `b: a`) are detected and reported; an alias
 //! that names itself (`root: root, ops@x`) means the local user itself.
+//! One recipient expands through at most 20 levels, to at most 10,000
+//! addresses, visiting at most 20,000 aliases (beyond that the expansion
+//! stops with a failure naming the cause).
 //!
 //! No database is built: the file is read directly and re-read when its
 //! modification time changes.
@@ -25,6 +28,10 @@ use std::time::SystemTime;
 const MAX_DEPTH: usize = 20;
 /// Most addresses one recipient may expand to.
 const MAX_TARGETS: usize = 10_000;
+/// Most aliases visited for one recipient: a file whose aliases name each
+/// other many times over (a diamond at every level) would otherwise be
+/// walked path by path, up to `MAX_TARGETS` × `MAX_DEPTH` visits.
+const MAX_VISITS: usize = 2 * MAX_TARGETS;
 
 /// One alias target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,64 +218,79 @@ pub fn expand(
 ) -> Vec<Expansion> {
     let mut out = Vec::new();
     let mut path = Vec::new();
-    walk(aliases, name, is_local, terminal, &mut path, &mut out, 0);
+    let mut walk = Walk {
+        aliases,
+        is_local,
+        terminal,
+        visits: 0,
+    };
+    walk.walk(name, &mut path, &mut out, 0);
     out
 }
 
-fn walk(
-    aliases: &Aliases,
-    name: &str,
-    is_local: &dyn Fn(&str) -> Option<String>,
-    terminal: &dyn Fn(&str) -> std::result::Result<String, String>,
-    path: &mut Vec<String>,
-    out: &mut Vec<Expansion>,
-    depth: usize,
-) {
-    if out.len() >= MAX_TARGETS {
-        return;
-    }
-    let key = name.to_ascii_lowercase();
-    if depth > MAX_DEPTH {
-        out.push(Expansion::Failed(
-            name.to_string(),
-            "alias nesting too deep".into(),
-        ));
-        return;
-    }
-    if path.contains(&key) {
-        let mut chain = path.clone();
-        chain.push(key);
-        out.push(Expansion::Failed(
-            name.to_string(),
-            format!("alias loop: {}", chain.join(" -> ")),
-        ));
-        return;
-    }
-    let targets = aliases.get(&key).map(|t| t.to_vec()).or_else(|| {
-        // postmaster and MAILER-DAEMON work without an aliases file.
-        matches!(key.as_str(), "postmaster" | "mailer-daemon")
-            .then(|| vec![Target::Address("root".into())])
-    });
-    let Some(targets) = targets else {
-        match terminal(name) {
-            Ok(a) => out.push(Expansion::Address(a)),
-            Err(e) => out.push(Expansion::Failed(name.to_string(), e)),
+/// One expansion: what it reads, and how many aliases it visited.
+struct Walk<'a> {
+    aliases: &'a Aliases,
+    is_local: &'a dyn Fn(&str) -> Option<String>,
+    terminal: &'a dyn Fn(&str) -> std::result::Result<String, String>,
+    visits: usize,
+}
+
+impl Walk<'_> {
+    fn walk(&mut self, name: &str, path: &mut Vec<String>, out: &mut Vec<Expansion>, depth: usize) {
+        let (aliases, is_local, terminal) = (self.aliases, self.is_local, self.terminal);
+        if out.len() >= MAX_TARGETS || self.visits > MAX_VISITS {
+            return;
         }
-        return;
-    };
-    path.push(key.clone());
-    for t in targets {
-        match t {
-            Target::Address(a) => match is_local(&a) {
-                Some(local) if local.eq_ignore_ascii_case(&key) => match terminal(&local) {
-                    Ok(x) => out.push(Expansion::Address(x)),
-                    Err(e) => out.push(Expansion::Failed(a, e)),
+        self.visits += 1;
+        if self.visits > MAX_VISITS {
+            out.push(Expansion::Failed(
+                name.to_string(),
+                format!("alias expansion too large (over {MAX_VISITS} aliases visited)"),
+            ));
+            return;
+        }
+        let key = name.to_ascii_lowercase();
+        if depth > MAX_DEPTH {
+            out.push(Expansion::Failed(
+                name.to_string(),
+                "alias nesting too deep".into(),
+            ));
+            return;
+        }
+        if path.contains(&key) {
+            let mut chain = path.clone();
+            chain.push(key);
+            out.push(Expansion::Failed(
+                name.to_string(),
+                format!("alias loop: {}", chain.join(" -> ")),
+            ));
+            return;
+        }
+        let targets = aliases.get(&key).map(|t| t.to_vec()).or_else(|| {
+            // postmaster and MAILER-DAEMON work without an aliases file.
+            matches!(key.as_str(), "postmaster" | "mailer-daemon")
+                .then(|| vec![Target::Address("root".into())])
+        });
+        let Some(targets) = targets else {
+            match terminal(name) {
+                Ok(a) => out.push(Expansion::Address(a)),
+                Err(e) => out.push(Expansion::Failed(name.to_string(), e)),
+            }
+            return;
+        };
+        path.push(key.clone());
+        for t in targets {
+            match t {
+                Target::Address(a) => match is_local(&a) {
+                    Some(local) if local.eq_ignore_ascii_case(&key) => match terminal(&local) {
+                        Ok(x) => out.push(Expansion::Address(x)),
+                        Err(e) => out.push(Expansion::Failed(a, e)),
+                    },
+                    Some(local) => self.walk(&local, path, out, depth + 1),
+                    None => out.push(Expansion::Address(a)),
                 },
-                Some(local) => walk(aliases, &local, is_local, terminal, path, out, depth + 1),
-                None => out.push(Expansion::Address(a)),
-            },
-            Target::Include(p) => {
-                match read_include(&p) {
+                Target::Include(p) => match read_include(&p) {
                     Ok(text) => {
                         for line in text.lines() {
                             let line = line.trim();
@@ -278,7 +300,7 @@ fn walk(
                             for raw in split_targets(line) {
                                 match target(&raw) {
                                 Target::Address(a) => match is_local(&a) {
-                                    Some(local) => walk(aliases, &local, is_local, terminal, path, out, depth + 1),
+                                    Some(local) => self.walk(&local, path, out, depth + 1),
                                     None => out.push(Expansion::Address(a)),
                                 },
                                 Target::Pipe(c) | Target::File(c) => out.push(Expansion::Failed(
@@ -300,19 +322,19 @@ fn walk(
                             crate::error::describe_io(&e)
                         ),
                     )),
-                }
+                },
+                Target::Pipe(c) => out.push(Expansion::Failed(
+                    c,
+                    "pipe targets are not supported (Postern only relays)".into(),
+                )),
+                Target::File(f) => out.push(Expansion::Failed(
+                    f,
+                    "file targets are not supported (Postern only relays)".into(),
+                )),
             }
-            Target::Pipe(c) => out.push(Expansion::Failed(
-                c,
-                "pipe targets are not supported (Postern only relays)".into(),
-            )),
-            Target::File(f) => out.push(Expansion::Failed(
-                f,
-                "file targets are not supported (Postern only relays)".into(),
-            )),
         }
+        path.pop();
     }
-    path.pop();
 }
 
 /// Largest `:include:` file read.
@@ -405,6 +427,30 @@ mod tests {
             }
         };
         expand(&a, name, &is_local, &terminal)
+    }
+
+    #[test]
+    fn a_diamond_at_every_level_is_cut_short() {
+        // l0 -> l1, m1 -> l2, m2 ... : 2^20 paths to the leaf.
+        let mut text = String::new();
+        for i in 0..20 {
+            let n = i + 1;
+            text.push_str(&format!("l{i}: l{n}, m{n}\nm{i}: l{n}, m{n}\n"));
+        }
+        text.push_str("l20: leaf\nm20: leaf\n");
+        let out = exp(&text, "l0");
+        assert!(out.len() <= MAX_TARGETS);
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Expansion::Failed(_, why) if why.contains("too large"))),
+            "{:?}",
+            out.last()
+        );
+        // A wide, flat list is not affected.
+        let wide: Vec<String> = (0..3000).map(|i| format!("u{i}")).collect();
+        let out = exp(&format!("all: {}\n", wide.join(", ")), "all");
+        assert_eq!(out.len(), 3000);
+        assert!(out.iter().all(|e| matches!(e, Expansion::Address(_))));
     }
 
     #[test]

@@ -37,9 +37,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Most bytes of a response body kept (for the message id or the error).
-const MAX_RESPONSE: u64 = 64 * 1024;
+pub const MAX_RESPONSE: u64 = 64 * 1024;
 /// Longest answer header (and header line).
-const MAX_HEAD: usize = 16 * 1024;
+pub const MAX_HEAD: usize = 16 * 1024;
 
 /// An answer from the API.
 #[derive(Debug, Clone)]
@@ -244,8 +244,9 @@ fn host_port(authority: &str) -> Result<(String, u16), String> {
 
 /// The status line, the header and (at most [`MAX_RESPONSE`] bytes of)
 /// the body: by `Content-Length`, chunked, or up to the end of the
-/// connection.
-fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
+/// connection. Public for the `http_response` fuzz target only.
+#[doc(hidden)]
+pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
     let bad = |w: &str| io::Error::new(io::ErrorKind::InvalidData, w.to_string());
     let status_line =
         read_line(r)?.ok_or_else(|| bad("the connection closed without an answer"))?;
@@ -342,7 +343,9 @@ pub fn retry_after(value: Option<&str>, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate) as a time.
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (IMF-fixdate) as a time: a year of
+/// four digits, a time of day within 00:00:00..23:59:60 (so the result
+/// is bounded, and no arithmetic on a hostile value can overflow).
 fn http_date(v: &str) -> Option<SystemTime> {
     let mut it = v.split_whitespace();
     let _wday = it.next()?.strip_suffix(',')?;
@@ -354,13 +357,20 @@ fn http_date(v: &str) -> Option<SystemTime> {
     .iter()
     .position(|m| *m == name)? as u32
         + 1;
-    let year: i64 = it.next()?.parse().ok()?;
+    let year = it.next()?;
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i64 = year.parse().ok()?;
     let hms: Vec<u64> = it
         .next()?
         .split(':')
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
     if it.next()? != "GMT" || hms.len() != 3 || !(1..=31).contains(&day) {
+        return None;
+    }
+    if hms[0] > 23 || hms[1] > 59 || hms[2] > 60 {
         return None;
     }
     // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
@@ -376,7 +386,7 @@ fn http_date(v: &str) -> Option<SystemTime> {
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + (hms[0] * 3600 + hms[1] * 60 + hms[2]) as i64;
     let secs = u64::try_from(secs).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 /// How the message appears in a request body.
@@ -636,6 +646,17 @@ mod tests {
             Some(Duration::from_secs(77))
         );
         assert_eq!(retry_after(Some("soon"), now), None);
+        // Hostile dates are refused, not overflowed (a huge year used to
+        // overflow the day count, or SystemTime + Duration).
+        for v in [
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 06 Nov 1994 18446744073709551615:00:00 GMT",
+            "Sun, 06 Nov 99999 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+        ] {
+            assert_eq!(retry_after(Some(v), now), None, "{v}");
+        }
+        assert!(retry_after(Some("Fri, 31 Dec 9999 23:59:60 GMT"), now).is_some());
         assert_eq!(retry_after(None, now), None);
         assert_eq!(
             retry_after(

@@ -316,16 +316,21 @@ impl Seen {
         out
     }
 
-    /// Parse the file's text (None: torn or not this format).
+    /// Parse the file's text (None: torn or not this format). The `end`
+    /// line counts only with its line feed: a file torn just after the
+    /// `end` that starts a key's line is not taken for a whole one.
     pub fn decode(text: &str) -> Option<Seen> {
-        let mut lines = text.lines();
-        if lines.next()? != "postern-guard-seen 1" {
+        let mut lines = text.split_inclusive('\n').map(|raw| {
+            let line = raw.strip_suffix('\n').unwrap_or(raw);
+            (line.strip_suffix('\r').unwrap_or(line), raw.ends_with('\n'))
+        });
+        if lines.next()?.0 != "postern-guard-seen 1" {
             return None;
         }
         let mut seen = Seen::default();
-        for line in lines {
+        for (line, whole) in lines {
             if line == "end" {
-                return Some(seen);
+                return whole.then_some(seen);
             }
             let mut f = line.split(' ');
             let (Some(k), Some(id), Some(first), None) = (f.next(), f.next(), f.next(), f.next())
@@ -389,6 +394,16 @@ mod tests {
         assert_eq!(Seen::decode(&text), Some(s));
         assert_eq!(Seen::decode(&text[..text.len() - 4]), None);
         assert_eq!(Seen::decode("postern-guard 1\nend\n"), None);
+        // A key that starts with "end", torn right after those letters
+        // (found by the guard_seen fuzz target).
+        let mut s = Seen::default();
+        s.keys
+            .insert("endx".into(), ("1K1D6V0JC6N9J9M".into(), 1.0));
+        let text = s.encode();
+        let torn = &text[..text.find("endx").unwrap() + 3];
+        assert_eq!(Seen::decode(torn), None);
+        assert_eq!(Seen::decode(&text), Some(s));
+        assert!(Seen::decode("postern-guard-seen 1\r\nend\r\n").is_some());
     }
 
     #[test]

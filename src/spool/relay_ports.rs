@@ -62,10 +62,12 @@ impl RelayPorts {
                 continue;
             };
             let Ok(p) = p.parse::<u16>() else { continue };
-            if p == 0 || !valid_host(host) || out.entries.iter().any(|(h, _)| h == host) {
+            // Hosts are kept in lower case, as `set` and `get` use them.
+            let host = host.to_ascii_lowercase();
+            if p == 0 || !valid_host(&host) || out.entries.iter().any(|(h, _)| *h == host) {
                 continue;
             }
-            out.entries.push((host.to_string(), p));
+            out.entries.push((host, p));
             if out.entries.len() == MAX_ENTRIES {
                 break;
             }
@@ -157,6 +159,10 @@ mod tests {
         assert_eq!(RelayPorts::decode(b"587 a\n"), RelayPorts::default());
         let d = RelayPorts::decode(b"postern-relay-ports 1\nx a\n0 b\n70000 c\n5 d\x1b\n587 e\n");
         assert_eq!(d.entries, vec![("e".to_string(), 587)]);
+        // A host written in capitals (by hand) is found, and only once.
+        let d = RelayPorts::decode(b"postern-relay-ports 1\n465 Smtp.X\n587 smtp.x\n");
+        assert_eq!(d.entries, vec![("smtp.x".to_string(), 465)]);
+        assert_eq!(d.get("SMTP.x"), Some(465));
         assert_eq!(
             RelayPorts::decode(&vec![b'a'; MAX_LEN + 1]),
             RelayPorts::default()

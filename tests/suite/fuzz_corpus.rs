@@ -25,6 +25,13 @@ fn replay(target: &str) -> Option<fn(&[u8])> {
         "guard_state" => checks::guard_state::check,
         "request" => checks::request::check,
         "escape" => checks::escape::check,
+        "http_response" => checks::http_response::check,
+        "oauth2_token" => checks::oauth2_token::check,
+        "oauth2_cache" => checks::oauth2_cache::check,
+        "api_answer" => checks::api_answer::check,
+        "smtpd_listener" => checks::smtpd_listener::check,
+        "relay_ports" => checks::relay_ports::check,
+        "guard_seen" => checks::guard_seen::check,
         _ => return None,
     })
 }
@@ -89,6 +96,7 @@ fn every_committed_corpus_replays_without_a_panic() {
     checks::smtpd::cleanup();
     checks::wire::cleanup();
     checks::request::cleanup();
+    checks::smtpd_listener::cleanup();
     for t in [
         "argv",
         "headers",
@@ -101,6 +109,13 @@ fn every_committed_corpus_replays_without_a_panic() {
         "guard_state",
         "request",
         "escape",
+        "http_response",
+        "oauth2_token",
+        "oauth2_cache",
+        "api_answer",
+        "smtpd_listener",
+        "relay_ports",
+        "guard_seen",
     ] {
         assert!(
             replayed.iter().any(|r| r.starts_with(&format!("{t}="))),

@@ -177,7 +177,8 @@ pub mod headers {
 /// that accepts names starting with a letter. `:include:` targets are only
 /// followed when they name the fixture file below (a fuzzer must not make
 /// the target read /dev/zero or a FIFO); the fixture is created on first
-/// use. Asserts no panic, bounded output, and that every final address is
+/// use. Each distinct name (case-insensitively) is expanded once.
+/// Asserts no panic, bounded output, and that every final address is
 /// non-empty.
 pub mod aliases {
     use postern::address::aliases::{Aliases, Expansion, Target, expand};
@@ -211,6 +212,11 @@ pub mod aliases {
             .filter(|n| !n.is_empty())
             .take(20)
             .collect();
+        // Names match case-insensitively: each distinct one is expanded
+        // once (a name defined on several lines gives the same expansion).
+        let mut names = names;
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.to_ascii_lowercase()));
         // Every include anywhere in the table must be the fixture.
         for n in &names {
             if let Some(targets) = aliases.get(n) {
@@ -237,10 +243,9 @@ pub mod aliases {
                 Err(format!("unknown local user {u:?}"))
             }
         };
-        for n in names
-            .iter()
-            .chain(std::iter::once(&"postmaster".to_string()))
-        {
+        let postmaster = "postmaster".to_string();
+        let extra = (!seen.contains("postmaster")).then_some(&postmaster);
+        for n in names.iter().chain(extra) {
             let out = expand(&aliases, n, &is_local, &terminal);
             assert!(out.len() <= 20_000, "{} expansions", out.len());
             for e in &out {
@@ -1033,6 +1038,789 @@ pub mod escape {
         assert_eq!(got, want, "escape::bytes of {data:?}");
         if let Ok(s) = std::str::from_utf8(data) {
             assert_eq!(got, escape::text(s));
+        }
+    }
+}
+
+// ---- shared by the targets below ----
+
+/// What `escape::field` promises of a text bound for a log line: no C0
+/// control but TAB, no DEL, no C1 control and no Unicode bidi control.
+fn log_safe(s: &str) -> bool {
+    !s.chars().any(|c| {
+        let n = c as u32;
+        (n < 0x20 && c != '\t')
+            || (0x7f..=0x9f).contains(&n)
+            || matches!(
+                n,
+                0x061c | 0x200e | 0x200f | 0x202a..=0x202e | 0x2066..=0x2069
+            )
+    })
+}
+
+/// The latest time an IMF-fixdate can name (9999-12-31 23:59:60 GMT), in
+/// Unix seconds: the bound of a date-form `Retry-After`.
+const MAX_HTTP_DATE: u64 = 253_402_300_800;
+
+/// `Retry-After: value` read at `now` (Unix seconds): delta-seconds give
+/// exactly their value (saturated), a date at most the last IMF-fixdate.
+fn check_retry_after(value: Option<&str>, now: u64) {
+    use postern::deliver::http::retry_after;
+    use std::time::{Duration, SystemTime};
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(now);
+    let Some(d) = retry_after(value, at) else {
+        return;
+    };
+    let v = value.expect("no value, no delay").trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        assert_eq!(d.as_secs(), v.parse::<u64>().unwrap_or(u64::MAX));
+    } else {
+        assert!(d.as_secs() <= MAX_HTTP_DATE - now, "{v:?} -> {d:?}");
+    }
+}
+
+// ---- http_response ----
+
+/// Fuzz target `http_response`: `deliver::http::read_response`, the HTTPS
+/// API client's reader of the server's answer (status line, header,
+/// `Content-Length`, chunked or to-the-end body), and `retry_after` on the
+/// answer's `Retry-After` and on the raw input.
+///
+/// The first byte picks how the bytes arrive (1, 7, 512 or 64 KiB per
+/// read, as TLS records do, under a 16-byte or 8 KiB buffer); the rest is
+/// the server's answer. Asserts no panic; that a parsed status is
+/// 100..=999; that the body keeps at most `MAX_RESPONSE` input bytes (each
+/// at most one character) and the header at most `MAX_HEAD` bytes in at
+/// most 200 fields with lower-case names and no LF; that `retry_after`
+/// is the header's value; and that the delay `Retry-After` gives is its
+/// delta-seconds exactly or at most the last IMF-fixdate away.
+pub mod http_response {
+    use super::check_retry_after;
+    use postern::deliver::http::{MAX_HEAD, MAX_RESPONSE, read_response};
+    use std::io::{self, BufReader, Read};
+
+    /// Hands out at most `step` bytes per read.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    const NOW: u64 = 1_796_000_000;
+
+    /// Run the `http_response` checks on one input.
+    pub fn check(data: &[u8]) {
+        let Some((&pick, rest)) = data.split_first() else {
+            return;
+        };
+        let step = [1, 7, 512, 64 * 1024][usize::from(pick & 3)];
+        let cap = if pick & 4 != 0 { 16 } else { 8192 };
+        let mut r = BufReader::with_capacity(cap, Trickle { data: rest, step });
+        if let Ok(resp) = read_response(&mut r) {
+            assert!((100..=999).contains(&resp.status), "{}", resp.status);
+            assert!(resp.body.chars().count() as u64 <= MAX_RESPONSE);
+            assert!(resp.headers.len() <= 200);
+            let head: usize = resp.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+            assert!(head <= MAX_HEAD, "{head} header bytes kept");
+            for (n, v) in &resp.headers {
+                assert_eq!(*n, n.to_ascii_lowercase());
+                assert!(!n.contains('\n') && !v.contains('\n'));
+                assert_eq!(n.trim(), n);
+                assert_eq!(v.trim(), v);
+            }
+            assert_eq!(resp.retry_after.as_deref(), resp.header("retry-after"));
+            check_retry_after(resp.retry_after.as_deref(), NOW);
+        }
+        let text = String::from_utf8_lossy(rest);
+        check_retry_after(Some(&text), NOW);
+        check_retry_after(Some(&text), 0);
+    }
+}
+
+// ---- oauth2_token ----
+
+/// Fuzz target `oauth2_token`: the token endpoint's answer —
+/// `deliver::oauth2::endpoint::answer` (2xx JSON object, RFC 6749 §5.2
+/// error named with `error` and the first line of `error_description`,
+/// Microsoft's `AADSTS…`, or a quoted start of the body) and `granted`
+/// (`access_token`, `token_type`, `expires_in`, `refresh_token`).
+///
+/// The first byte picks the HTTP status; the rest (lossy UTF-8) is the
+/// body. The body is also tried with a sentinel `access_token` and
+/// `refresh_token` added at the front and at the end of its object.
+/// Asserts no panic; that every error text is safe for a log line (what
+/// `escape::field` promises: no control but TAB, no bidi control) and
+/// never holds a sentinel token unless the input itself spelled it; that a
+/// granted token and a rotated refresh token are non-empty printable ASCII
+/// without blanks; and that only a 2xx answer is granted.
+pub mod oauth2_token {
+    use super::log_safe;
+    use postern::deliver::oauth2::endpoint::{answer, granted};
+
+    const URL: &str = "https://login.microsoftonline.com/tenant/oauth2/v2.0/token";
+    const MARK: &str = "Zx7SeNtInEl";
+    const STATUSES: [u16; 12] = [200, 201, 400, 401, 403, 404, 429, 500, 502, 503, 302, 100];
+
+    fn token_ok(t: &str) -> bool {
+        !t.is_empty() && t.bytes().all(|b| (0x21..0x7f).contains(&b))
+    }
+
+    /// The error texts of one answer (after checking a grant).
+    fn one(status: u16, body: &str, spelled: bool) -> Vec<String> {
+        let no_leak = |t: &str| {
+            assert!(log_safe(t), "control character in {t:?}");
+            assert!(
+                spelled || !t.contains(MARK),
+                "a token reached the text: {t:?}"
+            );
+            t.to_string()
+        };
+        match answer(URL, status, body) {
+            Err(e) => vec![no_leak(&e.text)],
+            Ok(obj) => {
+                assert!((200..300).contains(&status));
+                match granted(&obj) {
+                    Ok(g) => {
+                        assert!(token_ok(&g.access_token));
+                        assert!(g.refresh_token.as_deref().is_none_or(token_ok));
+                        Vec::new()
+                    }
+                    Err(e) => vec![no_leak(&e.text)],
+                }
+            }
+        }
+    }
+
+    /// Run the `oauth2_token` checks on one input.
+    pub fn check(data: &[u8]) {
+        let Some((&pick, rest)) = data.split_first() else {
+            return;
+        };
+        let status = STATUSES[usize::from(pick) % STATUSES.len()];
+        let body = String::from_utf8_lossy(rest);
+        let spelled = body.contains(MARK);
+        let secrets = format!(r#""access_token":"AT-{MARK}","refresh_token":"RT-{MARK}""#);
+        for s in [status, 200] {
+            // The marker may also come from the input's own JSON escapes.
+            let spelled = spelled || one(s, &body, true).iter().any(|t| t.contains(MARK));
+            let trimmed = body.trim();
+            if let Some(inner) = trimmed.strip_prefix('{') {
+                let sep = if inner.trim_start().starts_with('}') {
+                    ""
+                } else {
+                    ","
+                };
+                one(s, &format!("{{{secrets}{sep}{inner}"), spelled);
+                if let Some(inner) = inner.strip_suffix('}') {
+                    let sep = if inner.trim().is_empty() { "" } else { "," };
+                    one(s, &format!("{{{inner}{sep}{secrets}}}"), spelled);
+                }
+            }
+        }
+    }
+}
+
+// ---- oauth2_cache ----
+
+/// Fuzz target `oauth2_cache`: `deliver::oauth2::cache::decode`, the
+/// token cache file (`<spool>/oauth2/<host>_<user>.json`), and `path`.
+///
+/// Asserts no panic; that whatever decodes encodes to bytes that decode
+/// to the same entry and encode again identically; and that the file name
+/// made of the input (split at its first NUL into host and user) is one
+/// plain name in the cache directory.
+pub mod oauth2_cache {
+    use postern::deliver::oauth2::cache::{self, decode, encode};
+    use std::path::Path;
+
+    /// Run the `oauth2_cache` checks on one input.
+    pub fn check(data: &[u8]) {
+        if let Some(e) = decode(data) {
+            let bytes = encode(&e).expect("an entry encodes");
+            let again = decode(&bytes).expect("an encoded entry decodes");
+            assert_eq!(again, e);
+            assert_eq!(encode(&again).expect("encodes twice"), bytes);
+        }
+        let text = String::from_utf8_lossy(data);
+        let (host, user) = text.split_once('\0').unwrap_or((&text, ""));
+        let spool = Path::new("/var/spool/postern");
+        let p = cache::path(spool, host, user);
+        assert_eq!(p.parent(), Some(cache::dir(spool).as_path()));
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a UTF-8 name");
+        assert!(name.ends_with(".json"));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@+".contains(c)),
+            "{name:?}"
+        );
+    }
+}
+
+// ---- api_answer ----
+
+/// Fuzz target `api_answer`: what the HTTPS API transports make of an
+/// answer — `Mailgun`'s and `SES`'s `message_id` and `error_text`, and
+/// `deliver::api::classify` (verdict, reply, `Retry-After` delay).
+///
+/// The first byte picks the provider (bit 0) and the HTTP status; the rest
+/// (lossy UTF-8) is split at NULs into the body, a `Retry-After` value and
+/// an `x-amzn-ErrorType` value. Asserts no panic; that the verdict is the
+/// documented one for the status (2xx sent, 401/403 credentials, other 4xx
+/// but 408/429 bounced, anything else deferred) with its reply code; that
+/// the reply is one line safe for a log (no control but TAB, no bidi
+/// control) of bounded length; and that a deferral's delay is what
+/// `Retry-After` says (delta-seconds exactly, a date at most the last
+/// IMF-fixdate away).
+pub mod api_answer {
+    use super::{MAX_HTTP_DATE, log_safe};
+    use postern::config::HttpApi;
+    use postern::deliver::api::{Api, Outcome, classify};
+    use postern::deliver::http::{Response, retry_after};
+    use postern::deliver::mailgun::Mailgun;
+    use postern::deliver::ses::Ses;
+
+    const STATUSES: [u16; 18] = [
+        200, 202, 204, 400, 401, 403, 404, 408, 413, 422, 429, 500, 502, 503, 302, 100, 999, 499,
+    ];
+
+    /// Run the `api_answer` checks on one input.
+    pub fn check(data: &[u8]) {
+        let Some((&pick, rest)) = data.split_first() else {
+            return;
+        };
+        let status = STATUSES[usize::from(pick >> 1) % STATUSES.len()];
+        let text = String::from_utf8_lossy(rest);
+        let mut parts = text.splitn(3, '\0');
+        let body = parts.next().unwrap_or("").to_string();
+        let retry = parts.next().map(str::to_string);
+        let errtype = parts.next().map(str::to_string);
+        let mut headers = Vec::new();
+        if let Some(r) = &retry {
+            headers.push(("retry-after".to_string(), r.clone()));
+        }
+        if let Some(t) = &errtype {
+            headers.push(("x-amzn-errortype".to_string(), t.clone()));
+        }
+        let resp = Response {
+            status,
+            retry_after: retry.clone(),
+            body,
+            headers,
+        };
+        let cfg = HttpApi {
+            base: "https://api.example.net".into(),
+            domain: "mg.example.com".into(),
+            region: "eu-west-1".into(),
+        };
+        let api: Box<dyn Api> = if pick & 1 == 0 {
+            Box::new(Mailgun::new(&cfg, "api"))
+        } else {
+            Box::new(Ses::new(&cfg, "AKIDEXAMPLE"))
+        };
+        let _ = api.message_id(&resp);
+        let _ = api.error_text(&resp);
+        let (reply, code) = match classify(api.as_ref(), &resp) {
+            Outcome::Sent(r) => {
+                assert!((200..300).contains(&status));
+                (r, 250)
+            }
+            Outcome::Credentials(r) => {
+                assert!(status == 401 || status == 403);
+                (r, 454)
+            }
+            Outcome::Bounced(r) => {
+                assert!((400..500).contains(&status) && ![401, 403, 408, 429].contains(&status));
+                (r, 554)
+            }
+            Outcome::Deferred(r, wait) => {
+                assert!(
+                    !(200..300).contains(&status)
+                        && (!(400..500).contains(&status) || [408, 429].contains(&status))
+                );
+                let now = postern::clock::unix_secs(postern::clock::now());
+                let want = retry_after(retry.as_deref(), postern::clock::now());
+                assert_eq!(wait.is_some(), want.is_some(), "{retry:?}");
+                if let Some(d) = wait {
+                    let v = retry.as_deref().unwrap_or("").trim();
+                    if v.bytes().all(|b| b.is_ascii_digit()) {
+                        assert_eq!(d.as_secs(), v.parse::<u64>().unwrap_or(u64::MAX));
+                    } else {
+                        // classify read the clock a moment before us
+                        assert!(d.as_secs() <= MAX_HTTP_DATE - now + 60, "{v:?} -> {d:?}");
+                    }
+                }
+                (r, 451)
+            }
+        };
+        assert_eq!(reply.code, code);
+        assert!(
+            log_safe(&reply.text),
+            "control character in {:?}",
+            reply.text
+        );
+        assert!(
+            reply.text.len() <= 450,
+            "{} bytes of reply",
+            reply.text.len()
+        );
+    }
+}
+
+// ---- smtpd_listener ----
+
+/// Fuzz target `smtpd_listener`: the daemon listener's SMTP dialogue —
+/// `submit::smtpd::serve` under a listener `Policy` (AUTH PLAIN/LOGIN
+/// checked against a real `listen::Users` file holding one user,
+/// STARTTLS, recipient and error bounds, a client address) — over
+/// arbitrary client bytes, committing into a real development spool.
+///
+/// The first byte picks the policy: AUTH required before MAIL (bit 0),
+/// AUTH only under TLS (bit 1), STARTTLS offered (bit 2; the in-memory
+/// channel's "handshake" then succeeds, or fails with bit 3), how the
+/// input ends (bits 4-5: end of stream, a read timeout, or a shutdown
+/// while the session waits for a command), and whether the client
+/// pipelines (bit 6: all its bytes arrive in one read; else one line per
+/// read). The rest is the client's bytes. Asserts no panic; that every reply line is a well-formed SMTP
+/// reply; that the number of `250 … queued as` replies equals the
+/// number of committed messages, of ready maildrop entries and of
+/// `on_commit` calls, and each entry decodes to what `serve` returned;
+/// that a `235` (AUTH success) comes only after the checker accepted,
+/// only for the fixture's exact user and password, and only when the input
+/// carries their base64 form; that with AUTH required nothing is
+/// committed without a successful AUTH; and that nothing follows a 221,
+/// a 421 or a refused pipelined STARTTLS.
+pub mod smtpd_listener {
+    use postern::config::Config;
+    use postern::listen::Users;
+    use postern::spool::{Spool, format, maildrop};
+    use postern::submit::smtpd::{self, Authenticator, Channel, Policy};
+    use postern::submit::{EntrySource, Submitter, User};
+    use std::cell::{Cell, RefCell};
+    use std::io::{self, Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+
+    const USER: &str = "app";
+    const PASS: &[u8] = b"s3cret pw";
+
+    struct Fixture {
+        cfg: Config,
+        spool: Spool,
+        users: Users,
+    }
+
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+
+    fn fixture() -> &'static Fixture {
+        FIXTURE.get_or_init(|| {
+            let base = if Path::new("/dev/shm").is_dir() {
+                PathBuf::from("/dev/shm")
+            } else {
+                std::env::temp_dir()
+            };
+            let root = base.join(format!("postern-fuzz-listener-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root).expect("fuzz spool root");
+            let users_file = root.join("users");
+            std::fs::write(&users_file, "# the one user\napp:s3cret pw\n").expect("users file");
+            std::fs::set_permissions(&users_file, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod users file");
+            let users = Users::load(&users_file).expect("users file loads");
+            let text = format!(
+                "hostname = \"fuzz.example.com\"\ndomain = \"example.com\"\nspool_dir = \"{}\"\nmax_message_size = \"64k\"\nlog = \"stderr\"\n[addresses]\naliases_file = \"{}\"\n",
+                root.join("spool").display(),
+                root.join("no-aliases").display()
+            );
+            let cfg = Config::parse(&text, Path::new("fuzz.toml")).expect("fuzz config");
+            let spool = Spool::new(&cfg.spool_dir);
+            spool.ensure_layout().expect("fuzz spool layout");
+            Fixture { cfg, spool, users }
+        })
+    }
+
+    /// Remove this process's scratch spool (for the corpus replay test).
+    pub fn cleanup() {
+        if let Some(f) = FIXTURE.get() {
+            let _ = std::fs::remove_dir_all(f.spool.root().parent().unwrap_or(f.spool.root()));
+        }
+    }
+
+    /// The users file's checker, recording every answer.
+    struct Recorder<'a> {
+        users: &'a Users,
+        calls: RefCell<Vec<(String, Vec<u8>, bool)>>,
+    }
+
+    impl Authenticator for Recorder<'_> {
+        fn check(&self, user: &str, password: &[u8]) -> bool {
+            let ok = self.users.check(user, password);
+            self.calls
+                .borrow_mut()
+                .push((user.to_string(), password.to_vec(), ok));
+            ok
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum End {
+        Eof,
+        Timeout,
+        Shutdown,
+    }
+
+    /// An in-memory connection: the client's bytes, then `end`.
+    struct Mem<'a> {
+        input: &'a [u8],
+        out: Vec<u8>,
+        tls_offered: bool,
+        tls_fails: bool,
+        end: End,
+        waiting: bool,
+        /// All the input in one read (else a line per read, as a client
+        /// that waits for each reply sends it).
+        pipelined: bool,
+    }
+
+    impl Read for Mem<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.input.is_empty() {
+                return match self.end {
+                    End::Eof => Ok(0),
+                    End::Timeout => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
+                    End::Shutdown if self.waiting => Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "shutting down",
+                    )),
+                    End::Shutdown => Ok(0),
+                };
+            }
+            let mut n = buf.len().min(self.input.len());
+            if !self.pipelined
+                && let Some(lf) = self.input[..n].iter().position(|&b| b == b'\n')
+            {
+                n = lf + 1;
+            }
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input = &self.input[n..];
+            Ok(n)
+        }
+    }
+
+    impl Write for Mem<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `Channel` is implemented for a `&mut Mem` so the output can be read
+    /// after `serve` consumed the channel.
+    struct Chan<'m, 'a>(&'m mut Mem<'a>);
+
+    impl Read for Chan<'_, '_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl Write for Chan<'_, '_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+
+    impl Channel for Chan<'_, '_> {
+        fn tls_offered(&self) -> bool {
+            self.0.tls_offered
+        }
+        fn start_tls(&mut self) -> io::Result<()> {
+            self.0.tls_offered = false;
+            if self.0.tls_fails {
+                self.0.input = &[];
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad handshake"));
+            }
+            Ok(())
+        }
+        fn at_command(&mut self, waiting: bool) {
+            self.0.waiting = waiting;
+        }
+    }
+
+    fn b64(s: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in s.chunks(3) {
+            let n = c.iter().fold(0u32, |a, &b| a << 8 | u32::from(b)) << (8 * (3 - c.len()));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    fn contains(hay: &[u8], needle: &str) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    /// Run the `smtpd_listener` checks on one input.
+    pub fn check(data: &[u8]) {
+        let Some((&pick, input)) = data.split_first() else {
+            return;
+        };
+        let f = fixture();
+        let dir = f.spool.maildrop();
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let md = maildrop::open_dir(&dir).expect("maildrop dir");
+        let user = User {
+            uid: 1000,
+            name: "postern".into(),
+            gecos: None,
+        };
+        let mut sub = Submitter::new(&f.cfg, user, EntrySource::Direct, md);
+        let rec = Recorder {
+            users: &f.users,
+            calls: RefCell::new(Vec::new()),
+        };
+        let commits = Cell::new(0usize);
+        let on_commit = || commits.set(commits.get() + 1);
+        let auth_required = pick & 1 != 0;
+        let policy = Policy {
+            auth: Some(&rec),
+            auth_required,
+            auth_needs_tls: pick & 2 != 0,
+            max_recipients: 50,
+            max_errors: 20,
+            client: Some("[192.0.2.7]:40000".into()),
+            on_commit: Some(&on_commit),
+        };
+        let mut mem = Mem {
+            input,
+            out: Vec::new(),
+            tls_offered: pick & 4 != 0,
+            tls_fails: pick & 8 != 0,
+            end: [End::Eof, End::Timeout, End::Shutdown, End::Eof][usize::from(pick >> 4 & 3)],
+            waiting: false,
+            pipelined: pick & 0x40 != 0,
+        };
+        let committed = smtpd::serve(&mut sub, Chan(&mut mem), &policy)
+            .expect("an in-memory session ends without an I/O error");
+        let text = String::from_utf8_lossy(&mem.out);
+        assert!(text.starts_with("220 "), "no greeting: {text:?}");
+        let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+        let mut queued = 0;
+        let mut successes = 0;
+        let mut authed_before_commit = false;
+        for (i, line) in lines.iter().enumerate() {
+            let b = line.as_bytes();
+            assert!(
+                b.len() >= 4
+                    && b[..3].iter().all(u8::is_ascii_digit)
+                    && (b[3] == b' ' || b[3] == b'-'),
+                "bad reply line {line:?}"
+            );
+            if line.starts_with("235 ") {
+                successes += 1;
+                authed_before_commit = true;
+            }
+            if line.starts_with("250 2.0.0 Ok: queued as ") {
+                queued += 1;
+                assert!(
+                    !auth_required || authed_before_commit,
+                    "a message was queued without AUTH: {text:?}"
+                );
+            }
+            if line.starts_with("221 ")
+                || line.starts_with("421 ")
+                || line.starts_with("554 5.5.1 Error: commands sent after STARTTLS")
+            {
+                assert_eq!(i + 1, lines.len(), "replies after the end: {text:?}");
+            }
+            if line.starts_with("220 2.0.0 Ready to start TLS") {
+                // forgotten under TLS (RFC 3207 4.2)
+                authed_before_commit = false;
+            }
+        }
+        let calls = rec.calls.borrow();
+        let accepted: Vec<_> = calls.iter().filter(|c| c.2).collect();
+        assert_eq!(
+            successes,
+            accepted.len(),
+            "235s vs accepted checks: {text:?}"
+        );
+        for (u, p, _) in &accepted {
+            assert_eq!((u.as_str(), p.as_slice()), (USER, PASS));
+        }
+        if successes > 0 {
+            let mut plain = b"\0app\0".to_vec();
+            plain.extend_from_slice(PASS);
+            let mut plain2 = b"app".to_vec();
+            plain2.extend_from_slice(&plain);
+            assert!(
+                contains(input, &b64(&plain))
+                    || contains(input, &b64(&plain2))
+                    || (contains(input, &b64(USER.as_bytes())) && contains(input, &b64(PASS))),
+                "AUTH succeeded without the credentials in the input"
+            );
+        }
+        assert_eq!(committed.len(), queued, "replies: {text:?}");
+        assert_eq!(commits.get(), queued);
+        let mut ready = 0;
+        for e in std::fs::read_dir(&dir).expect("read maildrop").flatten() {
+            let md = e.metadata().expect("entry metadata");
+            if md.permissions().mode() & maildrop::READY_BIT == 0 {
+                continue;
+            }
+            ready += 1;
+            let bytes = std::fs::read(e.path()).expect("read entry");
+            let (env, _) = format::decode(&bytes).expect("a ready entry decodes");
+            let c = committed
+                .iter()
+                .find(|c| c.id == env.id)
+                .expect("ready entry was reported committed");
+            assert_eq!(c.recipients, env.recipients);
+            assert!(env.recipients.len() <= 50);
+        }
+        assert_eq!(ready, committed.len());
+    }
+}
+
+// ---- relay_ports ----
+
+/// Fuzz target `relay_ports`: `spool::relay_ports::RelayPorts::decode` on
+/// arbitrary bytes (the `<spool>/relay-ports` file of `port = "auto"`).
+///
+/// Asserts no panic; that a file over `MAX_LEN` or without the exact first
+/// line decodes to nothing; that decode→encode→decode is the identity and
+/// the encoding is stable and never longer than the input (but for a final
+/// LF); that at most 64 hosts are kept; that every encoded line is a
+/// non-zero port and one lower-case printable ASCII word of at most 255
+/// bytes that `get` answers with that port, in any case.
+pub mod relay_ports {
+    use postern::spool::relay_ports::{MAX_LEN, RelayPorts};
+
+    const MAGIC: &[u8] = b"postern-relay-ports 1\n";
+
+    /// Run the `relay_ports` checks on one input.
+    pub fn check(data: &[u8]) {
+        let d = RelayPorts::decode(data);
+        let e = d.encode();
+        assert!(e.starts_with(MAGIC));
+        let empty = e == MAGIC;
+        if data.len() > MAX_LEN {
+            assert!(empty, "an oversize file decoded");
+        }
+        let first = std::str::from_utf8(data)
+            .ok()
+            .and_then(|t| t.lines().next());
+        if first != Some("postern-relay-ports 1") {
+            assert!(empty, "a file with a bad first line decoded");
+        }
+        if !empty {
+            assert!(e.len() <= data.len() + 1, "encoding grew");
+        }
+        assert!(e.len() <= MAX_LEN + 1);
+        let d2 = RelayPorts::decode(&e);
+        if e.len() <= MAX_LEN {
+            assert_eq!(d2, d, "decode(encode(x)) != x");
+            assert_eq!(d2.encode(), e, "encoding is not stable");
+        }
+        let text = String::from_utf8(e).expect("encoding is UTF-8");
+        let mut n = 0;
+        for line in text.lines().skip(1) {
+            n += 1;
+            let (p, host) = line.split_once(' ').expect("encoded line has a space");
+            let p: u16 = p.parse().expect("encoded port");
+            assert!(p != 0);
+            assert!(!host.is_empty() && host.len() <= 255);
+            assert!(host.bytes().all(|b| b.is_ascii_graphic()), "{host:?}");
+            assert_eq!(host, host.to_ascii_lowercase());
+            assert_eq!(d.get(host), Some(p));
+            assert_eq!(d.get(&host.to_ascii_uppercase()), Some(p));
+        }
+        assert!(n <= 64, "{n} hosts kept");
+    }
+}
+
+// ---- guard_seen ----
+
+/// Fuzz target `guard_seen`: `spool::guard::Seen::decode` on arbitrary
+/// text (the outbound guard's `<spool>/guard-seen` message keys).
+///
+/// Asserts no panic; that every decoded time is finite; that whatever
+/// decodes re-encodes to text that decodes to the same keys and queue ids
+/// (times are written with one decimal, so they may move by at most
+/// 0.1 s at each round); that an encoding ends with the `end` line; and
+/// that no prefix of an encoding that stops before its `end` line decodes
+/// (a torn file is refused, never read as fewer keys).
+pub mod guard_seen {
+    use postern::spool::guard::Seen;
+
+    /// Run the `guard_seen` checks on one input.
+    pub fn check(data: &[u8]) {
+        let text = String::from_utf8_lossy(data);
+        let Some(s) = Seen::decode(&text) else {
+            return;
+        };
+        for (_, first) in s.keys.values() {
+            assert!(first.is_finite());
+        }
+        let t1 = s.encode();
+        assert!(t1.starts_with("postern-guard-seen 1\n") && t1.ends_with("\nend\n"));
+        let s2 = Seen::decode(&t1).expect("re-encoded seen keys decode");
+        assert_eq!(s2.keys.len(), s.keys.len());
+        // One decimal is within 0.05 of the time; the double read back
+        // is the nearest to that decimal, so within 0.1 of the time.
+        let same = |a: &Seen, b: &Seen| {
+            assert_eq!(a.keys.len(), b.keys.len());
+            for (k, (id, first)) in &a.keys {
+                let (id2, first2) = b.keys.get(k).expect("a key survives encoding");
+                assert_eq!(id2, id);
+                assert!(
+                    (first - first2).abs() <= 0.1 + 1e-12 * first.abs(),
+                    "{first} vs {first2}"
+                );
+            }
+        };
+        same(&s, &s2);
+        let t2 = s2.encode();
+        let s3 = Seen::decode(&t2).expect("re-encoded seen keys decode twice");
+        same(&s2, &s3);
+        // A torn file: every prefix that stops before the `end` line.
+        if t2.len() <= 4096 {
+            let end = t2.len() - "end\n".len();
+            for cut in (0..end).filter(|&c| t2.is_char_boundary(c)) {
+                assert!(
+                    Seen::decode(&t2[..cut]).is_none(),
+                    "a torn guard-seen file decoded at {cut}: {:?}",
+                    &t2[..cut]
+                );
+            }
         }
     }
 }

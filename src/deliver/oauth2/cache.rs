@@ -74,7 +74,17 @@ pub fn read(path: &Path) -> Option<Entry> {
     }
     let mut buf = Vec::new();
     f.take(MAX_LEN).read_to_end(&mut buf).ok()?;
-    serde_json::from_slice(&buf).ok()
+    decode(&buf)
+}
+
+/// The entry a cache file's bytes hold (None: malformed).
+pub fn decode(bytes: &[u8]) -> Option<Entry> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// A cache file's bytes.
+pub fn encode(entry: &Entry) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(entry).map_err(std::io::Error::other)
 }
 
 /// Write `entry` atomically, mode 0600, owned by the spool's owner.
@@ -85,7 +95,7 @@ pub fn write(spool_dir: &Path, path: &Path, entry: &Entry) -> std::io::Result<()
         std::fs::DirBuilder::new().mode(0o700).create(&d)?;
         give(&d, owner)?;
     }
-    let bytes = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
+    let bytes = encode(entry)?;
     crate::spool::durable::write_atomic(&d, path, &bytes, 0o600, true)?;
     give(path, owner)
 }

@@ -46,7 +46,7 @@ pub fn post(
     let client =
         crate::deliver::http::Client::with_tls(tls, http::CONNECT_TIMEOUT, http::REQUEST_TIMEOUT);
     let body = http::form_encode(form);
-    let answer = client
+    let resp = client
         .post(
             url,
             &[
@@ -60,20 +60,46 @@ pub fn post(
             body.len() as u64,
         )
         .map_err(|e| local(format!("{}: {e}", crate::escape::field(url))))?;
-    let json: Option<serde_json::Map<String, Value>> = serde_json::from_str(&answer.body).ok();
+    answer(url, resp.status, &resp.body)
+}
+
+/// The endpoint's answer (HTTP `status`, `body`) read: Ok, the JSON object
+/// of a 2xx answer; Err, the named error of an RFC 6749 §5.2 object, or
+/// a line quoting the start of the body — unless the body names a token
+/// (a cut or malformed grant): then it is withheld, since it may hold one.
+pub fn answer(
+    url: &str,
+    status: u16,
+    body: &str,
+) -> Result<serde_json::Map<String, Value>, EndpointError> {
+    let json: Option<serde_json::Map<String, Value>> = serde_json::from_str(body).ok();
     match json {
-        Some(obj) if (200..300).contains(&answer.status) => Ok(obj),
+        Some(obj) if (200..300).contains(&status) => Ok(obj),
         Some(obj) if obj.get("error").and_then(Value::as_str).is_some() => Err(named(&obj)),
         _ => {
-            let start: String = answer.body.chars().take(120).collect();
-            Err(local(format!(
-                "{} answered HTTP {} without an OAuth2 answer: {}",
-                crate::escape::field(url),
-                answer.status,
-                crate::escape::field(&start)
-            )))
+            let start = if names_a_token(body) {
+                "(withheld: it names a token)".to_string()
+            } else {
+                crate::escape::field(&body.chars().take(120).collect::<String>()).into_owned()
+            };
+            Err(EndpointError {
+                code: None,
+                text: format!(
+                    "{} answered HTTP {status} without an OAuth2 answer: {start}",
+                    crate::escape::field(url),
+                ),
+            })
         }
     }
+}
+
+/// Does `body` name a token field (`access_token`, `refresh_token`,
+/// `id_token`, `device_code`), in any case?
+fn names_a_token(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    ["access_token", "refresh_token", "id_token", "device_code"]
+        .iter()
+        .any(|k| lower.contains(k))
 }
 
 /// An RFC 6749 §5.2 error object, named: `invalid_grant: AADSTS70008: …`.
@@ -165,6 +191,28 @@ mod tests {
         assert!(!e.text.contains("Trace ID"));
         let e = named(&obj(r#"{"error":"bad\u001b[31m"}"#));
         assert!(!e.text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn an_answer_that_names_a_token_is_never_quoted() {
+        // A 5xx (or a cut 2xx) carrying a token: the start of the body
+        // used to be quoted into the log line.
+        for (status, body) in [
+            (500, r#"{"access_token":"SECRET-AT","expires_in":3600}"#),
+            (200, r#"{"access_token":"SECRET-AT","refresh_tok"#),
+            (400, r#"{"refresh_token":"SECRET-RT"}"#),
+        ] {
+            let e = answer("https://login.example/token", status, body).unwrap_err();
+            assert!(!e.text.contains("SECRET"), "{}", e.text);
+            assert!(e.text.contains("withheld"), "{}", e.text);
+        }
+        let e = answer("https://x/t", 502, "<html>Bad\x1b gateway</html>").unwrap_err();
+        assert!(
+            e.text.ends_with("<html>Bad\\x1b gateway</html>"),
+            "{}",
+            e.text
+        );
+        assert!(answer("https://x/t", 200, r#"{"access_token":"A"}"#).is_ok());
     }
 
     #[test]
