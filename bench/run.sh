@@ -16,6 +16,9 @@
 #   BENCH_BINS="postern=target/release/postern"  label=binary pairs, space
 #                           separated: every phase runs each, in the same run
 #                           (e.g. "before=/tmp/old/postern after=target/release/postern")
+#   BENCH_QUEUE_<label>     keys added to that binary's [queue] table (the
+#                           config has one already, so BENCH_TOML cannot add
+#                           a second), e.g. BENCH_QUEUE_p4='parallel = 4'
 #   BENCH_TOML_<label>      TOML appended to the config of that binary's runs, e.g.
 #                           BENCH_TOML_b=$'[smtp]\nmax_messages_per_session = 1000'
 #                           (the same binary under two labels compares settings)
@@ -142,8 +145,12 @@ config() { # dir port [extra toml lines]
         printf '[[relay]]\nhost = "127.0.0.1"\nport = %s\ntls = "none"\n' "$2"
     } > "$1/postern.toml"
 }
-label_toml() { # label dir: append BENCH_TOML_<label> to the dir's config
-    local v="BENCH_TOML_$1"
+label_toml() { # label dir: BENCH_QUEUE_<label> into [queue], BENCH_TOML_<label> at the end
+    local q="BENCH_QUEUE_$1" v="BENCH_TOML_$1"
+    if [[ -n "${!q:-}" ]]; then
+        printf '%s\n' "${!q}" > "$2/queue.extra"
+        sed -i "/^retry_min = \"1h\"\$/r $2/queue.extra" "$2/postern.toml"
+    fi
     if [[ -n "${!v:-}" ]]; then printf '%s\n' "${!v}" >> "$2/postern.toml"; fi
 }
 SINK_PID="" SINK_KIND="" SINK_OUT=""
