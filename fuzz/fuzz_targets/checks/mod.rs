@@ -9,6 +9,21 @@
 
 #![allow(dead_code)]
 
+/// A fresh scratch directory for one target's fixture (a spool, a users
+/// file): on tmpfs when there is one, named after the target and the
+/// process so parallel fuzzers never share it.
+fn scratch_root(tag: &str) -> std::path::PathBuf {
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let root = base.join(format!("postern-fuzz-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).expect("fuzz spool root");
+    root
+}
+
 // ---- argv ----
 
 /// Fuzz target `argv`: `cli::parse` on arbitrary argv vectors.
@@ -400,7 +415,7 @@ pub mod smtpd {
     use postern::spool::{Spool, format, maildrop};
     use postern::submit::{EntrySource, Submitter, User, smtpd};
     use std::os::unix::fs::PermissionsExt;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::OnceLock;
 
     struct Fixture {
@@ -412,14 +427,7 @@ pub mod smtpd {
 
     fn fixture() -> &'static Fixture {
         FIXTURE.get_or_init(|| {
-            let base = if Path::new("/dev/shm").is_dir() {
-                PathBuf::from("/dev/shm")
-            } else {
-                std::env::temp_dir()
-            };
-            let root = base.join(format!("postern-fuzz-smtpd-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&root);
-            std::fs::create_dir_all(&root).expect("fuzz spool root");
+            let root = super::scratch_root("smtpd");
             let text = format!(
                 "hostname = \"fuzz.example.com\"\ndomain = \"example.com\"\nspool_dir = \"{}\"\nmax_message_size = \"64k\"\nlog = \"stderr\"\n[addresses]\naliases_file = \"{}\"\n",
                 root.join("spool").display(),
@@ -1411,7 +1419,7 @@ pub mod smtpd_listener {
     use std::cell::{Cell, RefCell};
     use std::io::{self, Read, Write};
     use std::os::unix::fs::PermissionsExt;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::OnceLock;
 
     const USER: &str = "app";
@@ -1427,14 +1435,7 @@ pub mod smtpd_listener {
 
     fn fixture() -> &'static Fixture {
         FIXTURE.get_or_init(|| {
-            let base = if Path::new("/dev/shm").is_dir() {
-                PathBuf::from("/dev/shm")
-            } else {
-                std::env::temp_dir()
-            };
-            let root = base.join(format!("postern-fuzz-listener-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&root);
-            std::fs::create_dir_all(&root).expect("fuzz spool root");
+            let root = super::scratch_root("listener");
             let users_file = root.join("users");
             std::fs::write(&users_file, "# the one user\napp:s3cret pw\n").expect("users file");
             std::fs::set_permissions(&users_file, std::fs::Permissions::from_mode(0o600))
