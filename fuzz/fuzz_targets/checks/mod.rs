@@ -1280,22 +1280,25 @@ pub mod oauth2_cache {
 // ---- api_answer ----
 
 /// Fuzz target `api_answer`: what the HTTPS API transports make of an
-/// answer — `Mailgun`'s and `SES`'s `message_id` and `error_text`, and
-/// `deliver::api::classify` (verdict, reply, `Retry-After` delay).
+/// answer — `Mailgun`'s, `SES`'s and `Graph`'s `message_id` and
+/// `error_text`, and `deliver::api::classify` (verdict, reply, `Retry-After`
+/// delay).
 ///
-/// The first byte picks the provider (bit 0) and the HTTP status; the rest
+/// The first byte picks the provider (mod 3) and the HTTP status; the rest
 /// (lossy UTF-8) is split at NULs into the body, a `Retry-After` value and
 /// an `x-amzn-ErrorType` value. Asserts no panic; that the verdict is the
-/// documented one for the status (2xx sent, 401/403 credentials, other 4xx
-/// but 408/429 bounced, anything else deferred) with its reply code; that
+/// documented one for the status (2xx sent, 401/403 credentials (and 404
+/// for Graph), other 4xx but 408/429 bounced, anything else deferred) with
+/// its reply code; that
 /// the reply is one line safe for a log (no control but TAB, no bidi
-/// control) of bounded length; and that a deferral's delay is what
+/// control) no longer than one SMTP reply line; and that a deferral's delay is what
 /// `Retry-After` says (delta-seconds exactly, a date at most the last
 /// IMF-fixdate away).
 pub mod api_answer {
     use super::{MAX_HTTP_DATE, log_safe};
     use postern::config::HttpApi;
     use postern::deliver::api::{Api, Outcome, classify};
+    use postern::deliver::graph::Graph;
     use postern::deliver::http::{Response, retry_after};
     use postern::deliver::mailgun::Mailgun;
     use postern::deliver::ses::Ses;
@@ -1309,7 +1312,9 @@ pub mod api_answer {
         let Some((&pick, rest)) = data.split_first() else {
             return;
         };
-        let status = STATUSES[usize::from(pick >> 1) % STATUSES.len()];
+        // Provider: Mailgun, SES or Graph; the rest of the byte picks the status.
+        let which = pick % 3;
+        let status = STATUSES[usize::from(pick / 3) % STATUSES.len()];
         let text = String::from_utf8_lossy(rest);
         let mut parts = text.splitn(3, '\0');
         let body = parts.next().unwrap_or("").to_string();
@@ -1333,11 +1338,13 @@ pub mod api_answer {
             domain: "mg.example.com".into(),
             region: "eu-west-1".into(),
         };
-        let api: Box<dyn Api> = if pick & 1 == 0 {
-            Box::new(Mailgun::new(&cfg, "api"))
-        } else {
-            Box::new(Ses::new(&cfg, "AKIDEXAMPLE"))
+        let api: Box<dyn Api> = match which {
+            0 => Box::new(Mailgun::new(&cfg, "api")),
+            1 => Box::new(Ses::new(&cfg, "AKIDEXAMPLE")),
+            _ => Box::new(Graph::new(&cfg, "noreply@example.com")),
         };
+        // Graph also reads 404 (no such mailbox) as a setting to fix.
+        let credentials = |s: u16| s == 401 || s == 403 || (which == 2 && s == 404);
         let _ = api.message_id(&resp);
         let _ = api.error_text(&resp);
         let (reply, code) = match classify(api.as_ref(), &resp) {
@@ -1346,11 +1353,15 @@ pub mod api_answer {
                 (r, 250)
             }
             Outcome::Credentials(r) => {
-                assert!(status == 401 || status == 403);
+                assert!(credentials(status));
                 (r, 454)
             }
             Outcome::Bounced(r) => {
-                assert!((400..500).contains(&status) && ![401, 403, 408, 429].contains(&status));
+                assert!(
+                    (400..500).contains(&status)
+                        && !credentials(status)
+                        && ![408, 429].contains(&status)
+                );
                 (r, 554)
             }
             Outcome::Deferred(r, wait) => {
@@ -1379,8 +1390,10 @@ pub mod api_answer {
             "control character in {:?}",
             reply.text
         );
+        // One SMTP reply line: 512 octets with the code, its space and CRLF
+        // (RFC 5321 4.5.3.1.5). Graph's credentials hint is the longest.
         assert!(
-            reply.text.len() <= 450,
+            reply.text.len() <= 512 - 6,
             "{} bytes of reply",
             reply.text.len()
         );
