@@ -8,7 +8,7 @@
 //! Postfix's cleanup does. Field names match exactly (case-insensitive), so
 //! `B cc:` is not a Bcc field.
 
-use crate::address::parse::{Mailbox, parse_address_list};
+use crate::address::parse::{MAX_ADDR_LEN, Mailbox, parse_address_list};
 use crate::error::{Error, Kind, Result};
 
 /// One header field, possibly folded over several lines.
@@ -169,11 +169,6 @@ pub fn message_id(fields: &[Field]) -> Option<String> {
     Some(v)
 }
 
-/// Longest address the parser takes (RFC 5321's line limit): an address
-/// that `@domain` would make longer stays unqualified, so that the field
-/// still parses after masquerading (found by the `headers` fuzz target).
-const MAX_QUALIFIED: usize = 998;
-
 /// Qualify unqualified addresses (`root`) in an address field with
 /// `@domain` (masquerading). Returns the new raw field, or None when there is
 /// nothing to change or the field does not parse (it is then left alone).
@@ -184,7 +179,9 @@ pub fn qualify_field(f: &Field, domain: &str) -> Option<Vec<u8>> {
     let mut spans: Vec<std::ops::Range<usize>> = list
         .iter()
         .filter(|m| m.unqualified && !m.addr.is_empty())
-        .filter(|m| m.addr.len() + 1 + domain.len() <= MAX_QUALIFIED)
+        // An address that `@domain` would make longer than the parser takes
+        // stays as it is, so the field still parses after masquerading.
+        .filter(|m| m.addr.len() + 1 + domain.len() <= MAX_ADDR_LEN)
         .map(|m| m.span.clone())
         .filter(|s| s.end <= value.len() && s.start < s.end)
         .collect();

@@ -57,7 +57,7 @@ use std::fmt;
 use std::ops::Range;
 
 /// Longest envelope address accepted (the RFC 5322 line-length limit).
-const MAX_ADDR_LEN: usize = 998;
+pub const MAX_ADDR_LEN: usize = 998;
 
 /// One mailbox found in an address list.
 #[derive(Debug, Clone, PartialEq, Eq)]
