@@ -223,33 +223,39 @@ pub fn expand(
         is_local,
         terminal,
         visits: 0,
+        done: std::collections::HashSet::new(),
+        includes: HashMap::new(),
+        stopped: false,
     };
     walk.walk(name, &mut path, &mut out, 0);
     out
 }
 
-/// One expansion: what it reads, and how many aliases it visited.
+/// One expansion: what it reads, how many aliases it visited, and which
+/// names it has already expanded.
 struct Walk<'a> {
     aliases: &'a Aliases,
     is_local: &'a dyn Fn(&str) -> Option<String>,
     terminal: &'a dyn Fn(&str) -> std::result::Result<String, String>,
     visits: usize,
+    /// Names (lower case) already expanded for this recipient. As in
+    /// sendmail, a name reached a second time adds nothing: its addresses
+    /// are already in the list. This keeps an expansion linear in the size
+    /// of the table (a diamond at every level is not walked path by path).
+    done: std::collections::HashSet<String>,
+    /// `:include:` files already read for this recipient (or why not).
+    includes: HashMap<PathBuf, std::result::Result<std::rc::Rc<str>, String>>,
+    /// Set once a limit is reached and reported.
+    stopped: bool,
 }
 
 impl Walk<'_> {
     fn walk(&mut self, name: &str, path: &mut Vec<String>, out: &mut Vec<Expansion>, depth: usize) {
         let (aliases, is_local, terminal) = (self.aliases, self.is_local, self.terminal);
-        if out.len() >= MAX_TARGETS || self.visits > MAX_VISITS {
+        if self.full(name, out) {
             return;
         }
         self.visits += 1;
-        if self.visits > MAX_VISITS {
-            out.push(Expansion::Failed(
-                name.to_string(),
-                format!("alias expansion too large (over {MAX_VISITS} aliases visited)"),
-            ));
-            return;
-        }
         let key = name.to_ascii_lowercase();
         if depth > MAX_DEPTH {
             out.push(Expansion::Failed(
@@ -267,6 +273,9 @@ impl Walk<'_> {
             ));
             return;
         }
+        if !self.done.insert(key.clone()) {
+            return;
+        }
         let targets = aliases.get(&key).map(|t| t.to_vec()).or_else(|| {
             // postmaster and MAILER-DAEMON work without an aliases file.
             matches!(key.as_str(), "postmaster" | "mailer-daemon")
@@ -281,6 +290,9 @@ impl Walk<'_> {
         };
         path.push(key.clone());
         for t in targets {
+            if self.full(name, out) {
+                break;
+            }
             match t {
                 Target::Address(a) => match is_local(&a) {
                     Some(local) if local.eq_ignore_ascii_case(&key) => match terminal(&local) {
@@ -290,7 +302,7 @@ impl Walk<'_> {
                     Some(local) => self.walk(&local, path, out, depth + 1),
                     None => out.push(Expansion::Address(a)),
                 },
-                Target::Include(p) => match read_include(&p) {
+                Target::Include(p) => match self.include(&p) {
                     Ok(text) => {
                         for line in text.lines() {
                             let line = line.trim();
@@ -298,6 +310,9 @@ impl Walk<'_> {
                                 continue;
                             }
                             for raw in split_targets(line) {
+                                if self.full(name, out) {
+                                    break;
+                                }
                                 match target(&raw) {
                                 Target::Address(a) => match is_local(&a) {
                                     Some(local) => self.walk(&local, path, out, depth + 1),
@@ -317,10 +332,7 @@ impl Walk<'_> {
                     }
                     Err(e) => out.push(Expansion::Failed(
                         format!(":include:{}", p.display()),
-                        format!(
-                            "cannot read include file: {}",
-                            crate::error::describe_io(&e)
-                        ),
+                        format!("cannot read include file: {e}"),
                     )),
                 },
                 Target::Pipe(c) => out.push(Expansion::Failed(
@@ -334,6 +346,38 @@ impl Walk<'_> {
             }
         }
         path.pop();
+    }
+
+    /// Whether the expansion must stop: it has reached `MAX_TARGETS`
+    /// results or visited more than `MAX_VISITS` names. The first time,
+    /// one failure saying so is added (the rest of the list is never
+    /// dropped silently).
+    fn full(&mut self, name: &str, out: &mut Vec<Expansion>) -> bool {
+        if self.stopped {
+            return true;
+        }
+        let why = if out.len() >= MAX_TARGETS {
+            format!("alias expansion too large (over {MAX_TARGETS} addresses)")
+        } else if self.visits >= MAX_VISITS {
+            format!("alias expansion too large (over {MAX_VISITS} aliases visited)")
+        } else {
+            return false;
+        };
+        out.push(Expansion::Failed(name.to_string(), why));
+        self.stopped = true;
+        true
+    }
+
+    /// The text of an `:include:` file, read once per expansion.
+    fn include(&mut self, p: &Path) -> std::result::Result<std::rc::Rc<str>, String> {
+        self.includes
+            .entry(p.to_path_buf())
+            .or_insert_with(|| {
+                read_include(p)
+                    .map(std::rc::Rc::from)
+                    .map_err(|e| crate::error::describe_io(&e))
+            })
+            .clone()
     }
 }
 
@@ -430,27 +474,73 @@ mod tests {
     }
 
     #[test]
-    fn a_diamond_at_every_level_is_cut_short() {
-        // l0 -> l1, m1 -> l2, m2 ... : 2^20 paths to the leaf.
+    fn a_diamond_at_every_level_is_walked_once_per_name() {
+        // l0 -> l1, m1 -> l2, m2 ... : 2^18 paths to the leaf, but 38 names.
         let mut text = String::new();
-        for i in 0..20 {
+        for i in 0..18 {
             let n = i + 1;
             text.push_str(&format!("l{i}: l{n}, m{n}\nm{i}: l{n}, m{n}\n"));
         }
-        text.push_str("l20: leaf\nm20: leaf\n");
-        let out = exp(&text, "l0");
-        assert!(out.len() <= MAX_TARGETS);
-        assert!(
-            out.iter()
-                .any(|e| matches!(e, Expansion::Failed(_, why) if why.contains("too large"))),
-            "{:?}",
-            out.last()
+        text.push_str("l18: leaf\nm18: leaf\n");
+        assert_eq!(
+            exp(&text, "l0"),
+            vec![Expansion::Address("leaf@example.com".into())]
+        );
+        // A name reached twice (not a loop) is delivered once.
+        assert_eq!(
+            exp("all: ops, dev\nops: ann, bob\ndev: bob, cy\n", "all"),
+            vec![
+                Expansion::Address("ann@example.com".into()),
+                Expansion::Address("bob@example.com".into()),
+                Expansion::Address("cy@example.com".into()),
+            ]
         );
         // A wide, flat list is not affected.
         let wide: Vec<String> = (0..3000).map(|i| format!("u{i}")).collect();
         let out = exp(&format!("all: {}\n", wide.join(", ")), "all");
         assert_eq!(out.len(), 3000);
         assert!(out.iter().all(|e| matches!(e, Expansion::Address(_))));
+    }
+
+    #[test]
+    fn too_many_addresses_fail_with_a_reason() {
+        // Remote addresses and local names alike: the 10 001st is not
+        // dropped silently.
+        for form in ["r{i}@x.org", "u{i}"] {
+            let many: Vec<String> = (0..10_500)
+                .map(|i| form.replace("{i}", &i.to_string()))
+                .collect();
+            let out = exp(&format!("all: {}\n", many.join(", ")), "all");
+            assert_eq!(out.len(), MAX_TARGETS + 1, "{form}");
+            assert!(
+                out[..MAX_TARGETS]
+                    .iter()
+                    .all(|e| matches!(e, Expansion::Address(_)))
+            );
+            assert!(
+                matches!(&out[MAX_TARGETS], Expansion::Failed(_, why) if why.contains("over 10000 addresses")),
+                "{:?}",
+                out.last()
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_visits_are_cut_short() {
+        // 12 000 aliases that each name two shared ones: 36 000 visits
+        // for one address.
+        let many: Vec<String> = (0..12_000).map(|i| format!("a{i}")).collect();
+        let mut text = format!("all: {}\n", many.join(", "));
+        for n in &many {
+            text.push_str(&format!("{n}: x, y\n"));
+        }
+        let out = exp(&text, "all");
+        assert!(out.len() <= 3, "{out:?}");
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Expansion::Failed(_, why) if why.contains("too large"))),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -264,7 +264,8 @@ pub mod aliases {
         let extra = (!seen.contains("postmaster")).then_some(&postmaster);
         for n in names.iter().chain(extra) {
             let out = expand(&aliases, n, &is_local, &terminal);
-            assert!(out.len() <= 20_000, "{} expansions", out.len());
+            // 10 000 results and one failure saying the limit was reached.
+            assert!(out.len() <= 10_001, "{} expansions", out.len());
             for e in &out {
                 if let Expansion::Address(a) = e {
                     assert!(!a.is_empty(), "empty address from {n:?}");
