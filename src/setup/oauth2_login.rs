@@ -138,6 +138,61 @@ fn refused(e: endpoint::EndpointError) -> Error {
     Error::new(Kind::TempFail, format!("the endpoint refused: {}", e.text))
 }
 
+/// A device endpoint's answer (RFC 8628 §3.2), bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// What the token endpoint is polled with.
+    pub device_code: String,
+    /// What the user types.
+    pub user_code: String,
+    /// Where the user types it (may be empty).
+    pub uri: String,
+    /// The same with the code filled in, when offered.
+    pub complete: Option<String>,
+    /// How long the code is valid: `expires_in`, at most [`MAX_WAIT`].
+    pub wait: Duration,
+    /// Seconds between polls: `interval`, 1 to 60.
+    pub interval: u64,
+}
+
+impl Device {
+    /// What the user is told: every byte from the provider escaped.
+    pub fn prompt(&self, who: &str) -> String {
+        let mut s = format!(
+            "To let Postern send as {}, open {} and enter the code {} (within {} minutes).\n",
+            crate::escape::field(who),
+            crate::escape::field(&self.uri),
+            crate::escape::field(&self.user_code),
+            self.wait.as_secs().div_ceil(60)
+        );
+        if let Some(c) = &self.complete {
+            s.push_str(&format!("(or open {})\n", crate::escape::field(c)));
+        }
+        s
+    }
+}
+
+/// Read a device endpoint's JSON answer; an error says what is missing.
+pub fn device_answer(
+    d: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<Device, String> {
+    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let num = |k: &str| d.get(k).and_then(|v| v.as_u64());
+    let (Some(device_code), Some(user_code)) = (text("device_code"), text("user_code")) else {
+        return Err("the device endpoint's answer has no device_code / user_code".into());
+    };
+    Ok(Device {
+        device_code,
+        user_code,
+        uri: text("verification_uri")
+            .or_else(|| text("verification_url"))
+            .unwrap_or_default(),
+        complete: text("verification_uri_complete"),
+        wait: Duration::from_secs(num("expires_in").unwrap_or(900)).min(MAX_WAIT),
+        interval: num("interval").unwrap_or(5).clamp(1, 60),
+    })
+}
+
 /// RFC 8628: ask for a device code, show it, poll until granted.
 fn device_flow(
     relay: &Relay,
@@ -152,32 +207,12 @@ fn device_flow(
     }
     form.push(("scope", o.scope.as_str()));
     let d = endpoint::post(relay, device_url, &form).map_err(refused)?;
-    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let num = |k: &str| d.get(k).and_then(|v| v.as_u64());
-    let (Some(device_code), Some(user_code)) = (text("device_code"), text("user_code")) else {
-        return Err(Error::new(
-            Kind::TempFail,
-            "the device endpoint's answer has no device_code / user_code",
-        ));
-    };
-    let uri = text("verification_uri")
-        .or_else(|| text("verification_url"))
-        .unwrap_or_default();
-    let wait = Duration::from_secs(num("expires_in").unwrap_or(900)).min(MAX_WAIT);
-    let mut interval = num("interval").unwrap_or(5).clamp(1, 60);
-    let _ = writeln!(
-        out,
-        "To let Postern send as {}, open {} and enter the code {} (within {} minutes).",
-        relay.username.as_deref().unwrap_or("the mailbox"),
-        crate::escape::field(&uri),
-        crate::escape::field(&user_code),
-        wait.as_secs().div_ceil(60)
-    );
-    if let Some(c) = text("verification_uri_complete") {
-        let _ = writeln!(out, "(or open {})", crate::escape::field(&c));
-    }
+    let d = device_answer(&d).map_err(|e| Error::new(Kind::TempFail, e))?;
+    let who = relay.username.as_deref().unwrap_or("the mailbox");
+    let _ = write!(out, "{}", d.prompt(who));
     let _ = writeln!(out, "Waiting for the sign-in…");
     let _ = out.flush();
+    let (wait, mut interval) = (d.wait, d.interval);
     let start = Instant::now();
     let mut poll = vec![
         ("grant_type", DEVICE_GRANT),
@@ -186,7 +221,7 @@ fn device_flow(
     if let Some(s) = secret {
         poll.push(("client_secret", s));
     }
-    poll.push(("device_code", device_code.as_str()));
+    poll.push(("device_code", d.device_code.as_str()));
     // Bounded: at most MAX_WAIT / 1 s polls, and the deadline.
     for _ in 0..MAX_WAIT.as_secs() {
         std::thread::sleep(Duration::from_secs(interval));
@@ -280,7 +315,7 @@ fn code_flow(
 }
 
 /// The `code` (and `state`) of a query string or address; `error` named.
-fn code_of(text: &str, state: &str) -> std::result::Result<Option<String>, String> {
+pub fn code_of(text: &str, state: &str) -> std::result::Result<Option<String>, String> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(None);
@@ -312,6 +347,22 @@ fn code_of(text: &str, state: &str) -> std::result::Result<Option<String>, Strin
     Ok(code)
 }
 
+/// The code of a loopback redirect's request head (`GET /?code=…`): none
+/// when its target has no query (a browser asking for /favicon.ico).
+pub fn redirect_answer(head: &[u8], state: &str) -> std::result::Result<Option<String>, String> {
+    let head = String::from_utf8_lossy(head);
+    let target = head
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("");
+    if target.contains('?') {
+        code_of(target, state)
+    } else {
+        Ok(None)
+    }
+}
+
 /// The code from the loopback redirect or a pasted line, whichever comes
 /// first, within [`MAX_WAIT`].
 fn wait_for_code(listener: TcpListener, state: &str) -> Result<String> {
@@ -338,17 +389,7 @@ fn wait_for_code(listener: TcpListener, state: &str) -> Result<String> {
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             }
-            let head = String::from_utf8_lossy(&buf);
-            let target = head
-                .lines()
-                .next()
-                .and_then(|l| l.split(' ').nth(1))
-                .unwrap_or("");
-            let result = if target.contains('?') {
-                code_of(target, &state2)
-            } else {
-                Ok(None)
-            };
+            let result = redirect_answer(&buf, &state2);
             let (status, page) = match &result {
                 Ok(Some(_)) => (
                     "200 OK",
@@ -420,5 +461,43 @@ mod tests {
         assert_eq!(code_of("  C0DE  ", "S"), Ok(Some("C0DE".into())));
         assert!(code_of("/?code=C&state=other", "S").is_err());
         assert!(code_of("/?error=access_denied&state=S", "S").is_err());
+    }
+
+    #[test]
+    fn a_device_answer_is_bounded_and_its_prompt_escaped() {
+        let obj = |t: &str| match serde_json::from_str::<serde_json::Value>(t) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => panic!("not an object: {t}"),
+        };
+        let d = device_answer(&obj(
+            r#"{"device_code":"d","user_code":"U\u001b]2;x\u0007","verification_uri_complete":"https://x/\u202e","interval":0,"expires_in":99999999}"#,
+        ))
+        .expect("a device answer");
+        assert_eq!((d.interval, d.wait), (1, MAX_WAIT));
+        let p = d.prompt("ops@example.com");
+        assert_eq!(p.lines().count(), 2, "{p:?}");
+        assert!(
+            !p.contains('\u{1b}') && !p.contains('\u{7}') && !p.contains('\u{202e}'),
+            "{p:?}"
+        );
+        assert!(p.contains("(within 15 minutes)"), "{p:?}");
+        assert!(device_answer(&obj(r#"{"device_code":"d"}"#)).is_err());
+        let d = device_answer(&obj(
+            r#"{"device_code":"d","user_code":"u","interval":900}"#,
+        ))
+        .expect("a device answer");
+        assert_eq!(
+            (d.interval, d.wait.as_secs(), d.uri.as_str()),
+            (60, 900, "")
+        );
+    }
+
+    #[test]
+    fn a_redirect_without_a_query_has_no_code() {
+        let head = b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(redirect_answer(head, "S"), Ok(None));
+        let head = b"GET /?code=C&state=S HTTP/1.1\r\n\r\n";
+        assert_eq!(redirect_answer(head, "S"), Ok(Some("C".into())));
+        assert!(redirect_answer(b"GET /?code=C&state=T HTTP/1.1\r\n", "S").is_err());
     }
 }

@@ -32,6 +32,7 @@ fn replay(target: &str) -> Option<fn(&[u8])> {
         "smtpd_listener" => checks::smtpd_listener::check,
         "relay_ports" => checks::relay_ports::check,
         "guard_seen" => checks::guard_seen::check,
+        "oauth2_login" => checks::oauth2_login::check,
         _ => return None,
     })
 }
@@ -116,6 +117,7 @@ fn every_committed_corpus_replays_without_a_panic() {
         "smtpd_listener",
         "relay_ports",
         "guard_seen",
+        "oauth2_login",
     ] {
         assert!(
             replayed.iter().any(|r| r.starts_with(&format!("{t}="))),

@@ -1845,3 +1845,105 @@ pub mod guard_seen {
         }
     }
 }
+
+// ---- oauth2_login ----
+
+/// Fuzz target `oauth2_login`: what `postern oauth2 login` reads from
+/// outside — a pasted code or address (`code_of`), the loopback redirect's
+/// request head (`redirect_answer`), and a device endpoint's JSON answer
+/// (`endpoint::answer` then `device_answer` and the prompt shown).
+///
+/// The first byte picks the reader. Asserts no panic; that every error and
+/// every prompt line is log-safe (no control or bidi character); that a
+/// code accepted from a query whose `state` is present carries this
+/// sign-in's state; that a redirect without a query yields no code; that a
+/// device answer's poll interval is 1..=60 s and its wait at most 15 min.
+pub mod oauth2_login {
+    use super::log_safe;
+    use postern::deliver::oauth2::endpoint::answer;
+    use postern::setup::oauth2_login::{code_of, device_answer, redirect_answer};
+
+    const STATE: &str = "S7tAtE";
+    const URL: &str = "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode";
+
+    fn pasted(text: &str) {
+        match code_of(text, STATE) {
+            Err(e) => assert!(log_safe(&e), "control character in {e:?}"),
+            Ok(None) => assert!(text.trim().is_empty() || text.contains('?') || text.contains('=')),
+            Ok(Some(c)) => {
+                let t = text.trim();
+                if !t.contains('?') && !t.contains("code=") && !t.contains("error=") {
+                    assert_eq!(c, t, "a bare pasted code is taken as it is");
+                } else if t.contains("state=") {
+                    // The state may be percent-encoded; decoded, it is ours.
+                    let mut decoded = t.replace('+', " ");
+                    for (enc, dec) in [
+                        ("%53", "S"),
+                        ("%37", "7"),
+                        ("%74", "t"),
+                        ("%41", "A"),
+                        ("%45", "E"),
+                    ] {
+                        decoded = decoded.replace(enc, dec);
+                    }
+                    let lower = decoded.to_ascii_lowercase();
+                    assert!(
+                        lower.contains(&STATE.to_ascii_lowercase()) || !lower.contains("state="),
+                        "a code accepted for another sign-in: {t:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn redirect(head: &[u8]) {
+        let r = redirect_answer(head, STATE);
+        let text = String::from_utf8_lossy(head);
+        let target = text
+            .lines()
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("");
+        match r {
+            Err(e) => assert!(log_safe(&e), "control character in {e:?}"),
+            Ok(Some(_)) => assert!(target.contains('?'), "a code without a query: {target:?}"),
+            Ok(None) => {}
+        }
+    }
+
+    fn device(body: &str) {
+        let Ok(obj) = answer(URL, 200, body) else {
+            return;
+        };
+        match device_answer(&obj) {
+            Err(e) => assert!(log_safe(&e)),
+            Ok(d) => {
+                assert!((1..=60).contains(&d.interval), "interval {}", d.interval);
+                assert!(d.wait.as_secs() <= 15 * 60);
+                let prompt = d.prompt("ops@example.com");
+                assert!(prompt.ends_with('\n'));
+                let lines: Vec<&str> = prompt.lines().collect();
+                assert_eq!(
+                    lines.len(),
+                    1 + usize::from(d.complete.is_some()),
+                    "{prompt:?}"
+                );
+                for l in lines {
+                    assert!(log_safe(l), "control character in the prompt {l:?}");
+                }
+            }
+        }
+    }
+
+    /// Run the `oauth2_login` checks on one input.
+    pub fn check(data: &[u8]) {
+        let Some((&pick, rest)) = data.split_first() else {
+            return;
+        };
+        match pick % 3 {
+            0 => pasted(&String::from_utf8_lossy(rest)),
+            1 => redirect(rest),
+            _ => device(&String::from_utf8_lossy(rest)),
+        }
+    }
+}
