@@ -30,6 +30,7 @@
 
 pub mod address;
 pub mod admin;
+pub mod appender;
 pub mod bounce;
 pub mod check;
 pub mod cli;

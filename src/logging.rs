@@ -9,6 +9,11 @@
 //! so no line written from outside text can drive a terminal or forge a
 //! second line, and a line is capped at 2 KiB. The timestamp is left to the syslog daemon.
 //!
+//! A log file is opened for each line, except in the long-running daemon
+//! and queue runs ([`keep_file_open`]), which keep it open and reopen it
+//! when logrotate renames it (`crate::appender`). The set-group-id
+//! submission never holds it open across its privilege drop.
+//!
 //! The sendmail front end uses `quiet_stderr`: when it falls back to stderr it
 //! prints only warnings and errors, because callers such as cron and PHP
 //! capture stderr and would take routine lines for trouble.
@@ -47,8 +52,21 @@ impl Target {
     }
 }
 
+/// From now on, keep the log file (if the target is one) open between
+/// lines. For the daemon and queue runs only: they never change privilege.
+pub fn keep_file_open() {
+    if let Some(l) = LOGGER.get()
+        && let Target::File(p) = &l.target
+        && let Ok(mut g) = l.file.lock()
+    {
+        *g = Some(crate::appender::Appender::new(p.clone(), None));
+    }
+}
+
 struct Logger {
     target: Target,
+    /// The log file, held open between lines once [`keep_file_open`] ran.
+    file: Mutex<Option<crate::appender::Appender>>,
     socket: Mutex<Option<UnixDatagram>>,
     /// Level at or above which lines go to stderr when that is the sink.
     stderr_level: Level,
@@ -64,6 +82,7 @@ static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
 pub fn init(target: Target, quiet_stderr: bool, verbose: bool) {
     let logger = Logger {
         target,
+        file: Mutex::new(None),
         socket: Mutex::new(None),
         stderr_level: if quiet_stderr {
             Level::Warn
@@ -199,12 +218,19 @@ impl Log for Logger {
                     prefix(level),
                     msg
                 );
-                let ok = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .and_then(|mut f| f.write_all(line.as_bytes()))
-                    .is_ok();
+                let kept = self
+                    .file
+                    .lock()
+                    .ok()
+                    .and_then(|mut g| g.as_mut().map(|a| a.write(line.as_bytes()).is_ok()));
+                let ok = kept.unwrap_or_else(|| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .and_then(|mut f| f.write_all(line.as_bytes()))
+                        .is_ok()
+                });
                 if !ok && !self.verbose && !no_stderr && level <= self.stderr_level {
                     self.to_stderr(level, &msg);
                 }

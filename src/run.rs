@@ -349,6 +349,9 @@ fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
         _ => {}
     }
     let (cfg, source) = load_config(&p, a.config.clone(), false, a.verbose)?;
+    if matches!(a.command, Command::Daemon | Command::QueueRun { .. }) {
+        logging::keep_file_open();
+    }
     match a.command {
         Command::Daemon => {
             daemon::daemon(cfg, source, REQUESTS, postern::privilege::systemd_sockets())

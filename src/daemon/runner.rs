@@ -50,6 +50,8 @@ pub struct Ctx {
     pub caller_is_runner: bool,
     relays: Relays,
     new_ids: Mutex<Vec<String>>,
+    /// The guard state, for the suppression list.
+    guard: crate::spool::guard::CachedState,
 }
 
 impl Ctx {
@@ -64,6 +66,7 @@ impl Ctx {
             caller_is_runner: false,
             relays,
             new_ids: Mutex::new(Vec::new()),
+            guard: Default::default(),
         }
     }
 
@@ -353,7 +356,7 @@ fn bounce_suppressed(ctx: &Ctx, q: &Queued, st: &mut State, a: &mut Attempt) {
     if ctx.cfg.limits.suppress_for.is_zero() {
         return;
     }
-    let g = crate::spool::guard::load(&ctx.spool);
+    let g = ctx.guard.get(&ctx.spool);
     if g.suppressed.is_empty() {
         return;
     }

@@ -11,12 +11,11 @@
 //! it; submission never does).
 
 use super::state::{RcptState, RcptStatus, enc};
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 struct Log {
-    path: PathBuf,
+    file: crate::appender::Appender,
     max: u64,
 }
 
@@ -25,38 +24,19 @@ static LOG: Mutex<Option<Log>> = Mutex::new(None);
 /// Start recording into `path`, rotating past `max` bytes.
 pub fn init(path: PathBuf, max: u64) {
     if let Ok(mut l) = LOG.lock() {
-        *l = Some(Log { path, max });
+        *l = Some(Log {
+            // Explicit 0640: the service runs with UMask=0077, and group
+            // postern (admins) reads this file with `postern stats`.
+            file: crate::appender::Appender::new(path, Some(0o640)),
+            max,
+        });
     }
 }
 
 fn append(line: &str) {
-    let Ok(guard) = LOG.lock() else { return };
-    let Some(log) = guard.as_ref() else { return };
-    if let Ok(md) = std::fs::metadata(&log.path)
-        && md.len() > log.max
-    {
-        let mut old = log.path.clone().into_os_string();
-        old.push(".1");
-        let _ = std::fs::rename(&log.path, old);
-    }
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = match std::fs::OpenOptions::new().append(true).open(&log.path) {
-        Ok(f) => Ok(f),
-        Err(_) => std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&log.path)
-            .inspect(|f| {
-                // Explicit: the service runs with UMask=0077, and group
-                // postern (admins) reads this file with `postern stats`.
-                use std::os::unix::fs::PermissionsExt;
-                let _ = f.set_permissions(std::fs::Permissions::from_mode(0o640));
-            }),
-    };
-    if let Ok(mut f) = f {
-        let _ = f.write_all(line.as_bytes());
-    }
+    let Ok(mut guard) = LOG.lock() else { return };
+    let Some(log) = guard.as_mut() else { return };
+    let _ = log.file.write_rotating(line.as_bytes(), Some(log.max));
 }
 
 /// Now, as unix seconds.

@@ -211,6 +211,36 @@ impl GuardState {
     }
 }
 
+/// The guard state, read again only when the file changed: a delivery
+/// consults the suppression list, and re-reading and parsing the whole
+/// file for each message made that cost grow with the guard's size.
+#[derive(Debug, Default)]
+pub struct CachedState(std::sync::Mutex<Option<(SeenStamp, std::sync::Arc<GuardState>)>>);
+
+impl CachedState {
+    /// The state as [`load`] reads it; one `stat` when unchanged.
+    pub fn get(&self, spool: &Spool) -> std::sync::Arc<GuardState> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(md) = std::fs::metadata(spool.root().join("guard")) else {
+            return std::sync::Arc::new(GuardState::default());
+        };
+        let stamp = (md.ino(), md.size(), md.mtime(), md.mtime_nsec());
+        let Ok(mut cache) = self.0.lock() else {
+            return std::sync::Arc::new(load(spool));
+        };
+        if let Some((s, g)) = cache.as_ref()
+            && *s == stamp
+        {
+            return g.clone();
+        }
+        // Replaced between the stat and the read: the next call sees
+        // another stamp and reads it again.
+        let g = std::sync::Arc::new(load(spool));
+        *cache = Some((stamp, g.clone()));
+        g
+    }
+}
+
 /// Read the guard state (empty when there is none or it is unreadable; a
 /// torn or corrupt file is logged and starts afresh: counters are a
 /// safeguard, never a reason to stop mail).

@@ -403,7 +403,9 @@ pub fn claim(dir: &File, name: &str, stale_after: std::time::Duration) -> io::Re
             Claim::Busy
         });
     }
-    let content = content(&file, name);
+    // Ready: its writer finished before setting the bit, so `md` has its
+    // final size.
+    let content = content(&file, name, md.len());
     Ok(Claim::Ready {
         file,
         uid: md.uid(),
@@ -439,12 +441,12 @@ pub enum Content {
     Corrupt(String),
 }
 
-/// Decode the committed entry `file` named `name`.
-fn content(file: &File, name: &str) -> Content {
+/// Decode the committed entry `file` named `name`, `size` bytes long.
+fn content(file: &File, name: &str, size: u64) -> Content {
     if request::is_request(file) {
         return Content::Request(request::read(file));
     }
-    match super::queue::read_entry(file) {
+    match super::queue::read_entry_sized(file, size) {
         Ok((env, _, _)) if env.id != name => {
             Content::Corrupt("queue id does not match the file name".into())
         }

@@ -40,6 +40,13 @@ pub struct Queued {
 /// Read and check the envelope of an open entry file.
 pub fn read_entry(file: &File) -> Result<(Envelope, u64, u64), String> {
     let size = file.metadata().map_err(|e| e.to_string())?.len();
+    read_entry_sized(file, size)
+}
+
+/// [`read_entry`] of a file whose size the caller has just read (from a
+/// `stat` taken after the entry could no longer change: committed, or
+/// locked by this process).
+pub fn read_entry_sized(file: &File, size: u64) -> Result<(Envelope, u64, u64), String> {
     let mut header = [0u8; format::HEADER_LEN as usize];
     file.read_exact_at(&mut header, 0)
         .map_err(|_| "file shorter than its header (torn)".to_string())?;
@@ -85,8 +92,8 @@ pub fn open(spool: &Spool, id: &str, lock: bool) -> io::Result<Option<Queued>> {
         ));
     }
     let owner = md.uid();
-    let (env, start, len) =
-        read_entry(&file).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let (env, start, len) = read_entry_sized(&file, md.len())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if env.id != id {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
