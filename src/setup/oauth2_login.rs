@@ -314,41 +314,62 @@ fn code_flow(
     endpoint::granted(&obj).map_err(refused)
 }
 
-/// The `code` (and `state`) of a query string or address; `error` named.
-pub fn code_of(text: &str, state: &str) -> std::result::Result<Option<String>, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    let query = match t.split_once('?') {
-        Some((_, q)) => q,
-        None if t.contains("code=") || t.contains("error=") => t,
-        // A bare pasted code.
-        None => return Ok(Some(t.to_string())),
-    };
-    let query = query.split(['#', ' ']).next().unwrap_or("");
-    let mut code = None;
-    let mut got_state = None;
-    for pair in query.split('&') {
+/// What the query of a redirect address says: `code`, `state`, `error`
+/// (percent-decoded; the fragment and anything after a space ignored).
+#[derive(Debug, Default)]
+struct Query {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+fn query(q: &str) -> Query {
+    let q = q.split(['#', ' ']).next().unwrap_or("");
+    let mut out = Query::default();
+    for pair in q.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
             .decode_utf8_lossy()
             .into_owned();
         match k {
-            "code" => code = Some(v),
-            "state" => got_state = Some(v),
-            "error" => return Err(format!("the sign-in failed: {}", crate::escape::field(&v))),
+            "code" => out.code = Some(v),
+            "state" => out.state = Some(v),
+            "error" => out.error = Some(v),
             _ => {}
         }
     }
-    if got_state.is_some_and(|s| s != state) {
-        return Err("the answer is for another sign-in (state does not match)".into());
-    }
-    Ok(code)
+    out
 }
 
-/// The code of a loopback redirect's request head (`GET /?code=…`): none
-/// when its target has no query (a browser asking for /favicon.ico).
+/// The code in what the user pasted: the code itself, or the address the
+/// browser ended on (then a `state` there must be this sign-in's; an
+/// `error` there is named).
+pub fn code_of(text: &str, state: &str) -> std::result::Result<Option<String>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let q = match t.split_once('?') {
+        Some((_, q)) => query(q),
+        None if t.contains("code=") || t.contains("error=") => query(t),
+        // A bare pasted code.
+        None => return Ok(Some(t.to_string())),
+    };
+    if q.state.as_ref().is_some_and(|s| s != state) {
+        return Err("the answer is for another sign-in (state does not match)".into());
+    }
+    if let Some(e) = q.error {
+        return Err(format!("the sign-in failed: {}", crate::escape::field(&e)));
+    }
+    Ok(q.code)
+}
+
+/// The code of a loopback redirect's request head (`GET /?code=…&state=…`).
+/// Anyone on this host can connect to the loopback port, so only a request
+/// that carries this sign-in's `state` counts (RFC 6749 §10.12): one
+/// without it, or with another, is not the answer (a local user cannot
+/// slip in a code for an account of theirs, nor end the wait with an
+/// `error`), and neither is a target without a query (/favicon.ico).
 pub fn redirect_answer(head: &[u8], state: &str) -> std::result::Result<Option<String>, String> {
     let head = String::from_utf8_lossy(head);
     let target = head
@@ -356,11 +377,17 @@ pub fn redirect_answer(head: &[u8], state: &str) -> std::result::Result<Option<S
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .unwrap_or("");
-    if target.contains('?') {
-        code_of(target, state)
-    } else {
-        Ok(None)
+    let Some((_, q)) = target.split_once('?') else {
+        return Ok(None);
+    };
+    let q = query(q);
+    if q.state.as_deref() != Some(state) {
+        return Ok(None);
     }
+    if let Some(e) = q.error {
+        return Err(format!("the sign-in failed: {}", crate::escape::field(&e)));
+    }
+    Ok(q.code)
 }
 
 /// The code from the loopback redirect or a pasted line, whichever comes
@@ -498,6 +525,24 @@ mod tests {
         assert_eq!(redirect_answer(head, "S"), Ok(None));
         let head = b"GET /?code=C&state=S HTTP/1.1\r\n\r\n";
         assert_eq!(redirect_answer(head, "S"), Ok(Some("C".into())));
-        assert!(redirect_answer(b"GET /?code=C&state=T HTTP/1.1\r\n", "S").is_err());
+        // Another sign-in's answer, or none (a local user's injected code),
+        // is not the answer: the wait goes on.
+        assert_eq!(
+            redirect_answer(b"GET /?code=C&state=T HTTP/1.1\r\n", "S"),
+            Ok(None)
+        );
+        assert_eq!(
+            redirect_answer(b"GET /?code=EVIL HTTP/1.1\r\n", "S"),
+            Ok(None)
+        );
+        assert_eq!(
+            redirect_answer(b"GET /?error=x HTTP/1.1\r\n", "S"),
+            Ok(None)
+        );
+        assert_eq!(
+            redirect_answer(b"GET /?code=C#state=S HTTP/1.1\r\n", "S"),
+            Ok(None)
+        );
+        assert!(redirect_answer(b"GET /?error=denied&state=S HTTP/1.1\r\n", "S").is_err());
     }
 }

@@ -465,6 +465,21 @@ fn oauth2_login_with_a_browser_uses_pkce_and_the_loopback_redirect() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("loopback redirect: {redirect}"));
     let (state, challenge) = (param("state"), param("code_challenge"));
+    // A local user who found the port slips in a code of their own (no
+    // state), then an error: neither is the answer, the wait goes on.
+    for bad in ["/?code=EVIL-CODE", "/?error=access_denied&state=other"] {
+        let mut evil = std::net::TcpStream::connect(("127.0.0.1", port)).expect("loopback");
+        evil.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(evil, "GET {bad} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = evil.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{bad}: {answer}");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the login ended on a forged answer"
+    );
     // The browser comes back with the code.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("loopback");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
