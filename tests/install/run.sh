@@ -29,6 +29,11 @@
 # Exit status: 0 when every check passed; 1 otherwise (the failed checks are
 # listed at the end); 2 for a setup problem.
 set -uo pipefail
+# With pipefail, never `producer | grep -q`: grep -q exits at its first
+# match, and a producer that still writes (bash's echo writes one line per
+# write(2)) dies of SIGPIPE (status 141), which fails the pipeline although
+# grep matched. Give grep the text as a here-string (`grep -q RE <<<"$x"`)
+# or the file itself.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${POSTERN_INSTALL_CACHE:-/var/tmp/postern-install-test}
@@ -388,7 +393,7 @@ one_block_with() {   # KEY = VALUE lines that must be in the one managed block
     n=$(grep -c '^# BEGIN postern debconf relay' "$CONF_CH")
     [ "$n" = 1 ] || { echo "$n managed blocks"; return 1; }
     for l in "$@"; do
-        sed -n '/^# BEGIN postern debconf relay/,/^# END postern debconf relay/p' "$CONF_CH" | grep -qxF -- "$l" \
+        grep -qxF -- "$l" <<<"$(sed -n '/^# BEGIN postern debconf relay/,/^# END postern debconf relay/p' "$CONF_CH")" \
             || { echo "no '$l' in the block:"; cat "$CONF_CH" | tail -n 12; return 1; }
     done
 }
@@ -452,7 +457,7 @@ warns_invalid() {
     local out
     out=$(reconf 'postern postern/relay_tls select none' 2>&1) || { echo "$out"; return 1; }
     echo "$out"
-    echo "$out" | grep -q 'invalid configuration'
+    grep -q 'invalid configuration' <<<"$out"
 }
 check "reconfigure to tls none for a remote relay warns (and succeeds)" warns_invalid
 reconf 'postern postern/relay_tls select starttls' >>"$RUN/checks.log" 2>&1
@@ -550,9 +555,9 @@ expect() {
     local hdr; hdr=$(sed '/^\r\?$/q' "$stem.eml")
     for h in "$@"; do
         if [ "${h#!}" != "$h" ]; then
-            echo "$hdr" | grep -qiE -- "${h#!}" && { fail "$name: header" "unexpected /${h#!}/ in $stem.eml"; return 1; }
+            grep -qiE -- "${h#!}" <<<"$hdr" && { fail "$name: header" "unexpected /${h#!}/ in $stem.eml"; return 1; }
         else
-            echo "$hdr" | grep -qiE -- "$h" || { fail "$name: header" "no /$h/ in $stem.eml"; return 1; }
+            grep -qiE -- "$h" <<<"$hdr" || { fail "$name: header" "no /$h/ in $stem.eml"; return 1; }
         fi
     done
     pass "$name: delivered with the right envelope and headers"
