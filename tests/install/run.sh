@@ -20,6 +20,11 @@
 #   POSTERN_INSTALL_REAL_CRON=0          skip the real cron job (it needs the
 #                                        next minute boundary, up to 90 s)
 #   POSTERN_INSTALL_OTHER_MTA=PKG        the MTA present before (nullmailer)
+#   POSTERN_INSTALL_PARALLEL=N           [queue] parallel = N in the test's
+#                                        config (default: the package's)
+#   POSTERN_INSTALL_EVIDENCE=DIR         when a delivered-mail check fails,
+#                                        copy the sink's mail, the daemon log
+#                                        and the spool to DIR/HHMMSS.PID
 #
 # Layout: CACHE/base (debootstrap minbase bookworm), CACHE/callers (base + the
 # other MTA, php-cli, bsd-mailx, cron, rpm), both reused; each run copies
@@ -29,6 +34,11 @@
 # Exit status: 0 when every check passed; 1 otherwise (the failed checks are
 # listed at the end); 2 for a setup problem.
 set -uo pipefail
+# With pipefail, never `producer | grep -q`: grep -q exits at its first
+# match, and a producer that still writes (bash's echo writes one line per
+# write(2)) dies of SIGPIPE (status 141), which fails the pipeline although
+# grep matched. Give grep the text as a here-string (`grep -q RE <<<"$x"`)
+# or the file itself.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${POSTERN_INSTALL_CACHE:-/var/tmp/postern-install-test}
@@ -388,7 +398,7 @@ one_block_with() {   # KEY = VALUE lines that must be in the one managed block
     n=$(grep -c '^# BEGIN postern debconf relay' "$CONF_CH")
     [ "$n" = 1 ] || { echo "$n managed blocks"; return 1; }
     for l in "$@"; do
-        sed -n '/^# BEGIN postern debconf relay/,/^# END postern debconf relay/p' "$CONF_CH" | grep -qxF -- "$l" \
+        grep -qxF -- "$l" <<<"$(sed -n '/^# BEGIN postern debconf relay/,/^# END postern debconf relay/p' "$CONF_CH")" \
             || { echo "no '$l' in the block:"; cat "$CONF_CH" | tail -n 12; return 1; }
     done
 }
@@ -452,7 +462,7 @@ warns_invalid() {
     local out
     out=$(reconf 'postern postern/relay_tls select none' 2>&1) || { echo "$out"; return 1; }
     echo "$out"
-    echo "$out" | grep -q 'invalid configuration'
+    grep -q 'invalid configuration' <<<"$out"
 }
 check "reconfigure to tls none for a remote relay warns (and succeeds)" warns_invalid
 reconf 'postern postern/relay_tls select starttls' >>"$RUN/checks.log" 2>&1
@@ -489,6 +499,7 @@ local_recipient = "%u@example.net"
 [queue]
 retry_min = "2s"
 retry_max = "10s"
+${POSTERN_INSTALL_PARALLEL:+parallel = $POSTERN_INSTALL_PARALLEL}
 EOF
 in_ch sh -c 'umask 077; printf "secret123\n" > /etc/postern/relay.secret; chown root:postern /etc/postern/relay.secret; chmod 0640 /etc/postern/relay.secret'
 printf 'root: admin@example.net\npostmaster: root\n' > "$CH/etc/aliases"
@@ -534,25 +545,41 @@ wait_msg() {
     done
     return 1
 }
+# keep_evidence WHY [STEM]: with POSTERN_INSTALL_EVIDENCE, what a failed
+# delivery check looked at (the sink's files and output, the daemon log,
+# the spool), with the flagged message's header as bytes (cat -A).
+keep_evidence() {
+    [ -n "${POSTERN_INSTALL_EVIDENCE:-}" ] || return 0
+    local d=$POSTERN_INSTALL_EVIDENCE/$(date +%H%M%S).$$
+    mkdir -p "$d" || return 0
+    { echo "failed: $1"; echo "token: $TOKEN"
+      if [ -n "${2:-}" ]; then echo "--- header of $2.eml (cat -A):"; sed '/^\r\?$/q' "$2.eml" | cat -A; echo "--- $2.env:"; cat "$2.env"; fi
+      echo "--- files with the token:"; grep -l -- "$TOKEN" "$SINK_DIR"/mail/*.eml
+      echo "--- ls -l --full-time:"; ls -l --full-time "$SINK_DIR"/mail/; } > "$d/summary.txt" 2>&1
+    cp -a "$SINK_DIR/mail" "$SINK_DIR/sink.out" "$SINK_DIR/sink.err" "$RUN/daemon.log" "$RUN/checks.log" "$d/" 2>/dev/null
+    cp -a "$CH/var/spool/postern" "$d/spool" 2>/dev/null
+    cp -a "$CH/etc/postern/postern.toml" "$d/" 2>/dev/null
+    log "evidence kept in $d"
+}
 maildrop_count() { find "$CH/var/spool/postern/maildrop" "$CH/var/spool/postern/queue" -type f 2>/dev/null | wc -l; }
 # expect NAME TOKEN 'MAIL FROM:<x>' 'rcpt1 rcpt2' [header-regex ...] [!header-regex ...]
 expect() {
     local name=$1 tok=$2 from=$3 rcpts=$4 stem want got h; shift 4
     if ! stem=$(wait_msg "$tok"); then
         fail "$name: delivered" "nothing at the sink after ${WAIT}s; $(maildrop_count) file(s) in maildrop/queue; daemon log: $(tail -n 2 "$RUN/daemon.log" | tr '\n' ' ')"
-        return 1
+        keep_evidence "$name: delivered"; return 1
     fi
     got=$(head -n 1 "$stem.env" | sed 's/>.*/>/')
-    [ "$got" = "MAIL FROM:<$from>" ] || { fail "$name: envelope sender" "want MAIL FROM:<$from>, got $got"; return 1; }
+    [ "$got" = "MAIL FROM:<$from>" ] || { fail "$name: envelope sender" "want MAIL FROM:<$from>, got $got"; keep_evidence "$name: envelope sender" "$stem"; return 1; }
     want=$(for r in $rcpts; do echo "RCPT TO:<$r>"; done | sort)
     got=$(grep '^RCPT TO:' "$stem.env" | sed 's/>.*/>/' | sort)
-    [ "$want" = "$got" ] || { fail "$name: envelope recipients" "want $(echo $want), got $(echo $got)"; return 1; }
+    [ "$want" = "$got" ] || { fail "$name: envelope recipients" "want $(echo $want), got $(echo $got)"; keep_evidence "$name: envelope recipients" "$stem"; return 1; }
     local hdr; hdr=$(sed '/^\r\?$/q' "$stem.eml")
     for h in "$@"; do
         if [ "${h#!}" != "$h" ]; then
-            echo "$hdr" | grep -qiE -- "${h#!}" && { fail "$name: header" "unexpected /${h#!}/ in $stem.eml"; return 1; }
+            grep -qiE -- "${h#!}" <<<"$hdr" && { fail "$name: header" "unexpected /${h#!}/ in $stem.eml"; keep_evidence "$name: unexpected /${h#!}/" "$stem"; return 1; }
         else
-            echo "$hdr" | grep -qiE -- "$h" || { fail "$name: header" "no /$h/ in $stem.eml"; return 1; }
+            grep -qiE -- "$h" <<<"$hdr" || { fail "$name: header" "no /$h/ in $stem.eml"; keep_evidence "$name: no /$h/" "$stem"; return 1; }
         fi
     done
     pass "$name: delivered with the right envelope and headers"
