@@ -810,7 +810,7 @@ impl Config {
             .map_err(|(k, w)| bad(&k, w))?;
 
         let addresses = validate::addresses(raw.addresses).map_err(|(k, w)| bad(&k, w))?;
-        let queue = validate::queue(raw.queue).map_err(|(k, w)| bad(&k, w))?;
+        let queue = validate::queue(raw.queue, &relays).map_err(|(k, w)| bad(&k, w))?;
         let smtp = validate::smtp(raw.smtp).map_err(|(k, w)| bad(&k, w))?;
         let stats = validate::stats(raw.stats);
         let limits = limits_from(raw.limits).map_err(|(k, w)| bad(&k, w))?;
@@ -952,6 +952,23 @@ fn canonical_name(hosts: &str, host: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_defaults_to_4_and_to_3_for_microsoft_365() {
+        let p = |t: &str| {
+            Config::parse(t, Path::new("/nonexistent/postern.toml"))
+                .unwrap()
+                .queue
+                .parallel
+        };
+        assert_eq!(p(""), 4);
+        assert_eq!(p("[[relay]]\nhost = \"smtp.sendgrid.net\"\n"), 4);
+        assert_eq!(p("[[relay]]\nhost = \"SMTP.Office365.com\"\n"), 3);
+        assert_eq!(
+            p("[queue]\nparallel = 8\n[[relay]]\nhost = \"smtp.office365.com\"\n"),
+            8
+        );
+    }
 
     #[test]
     fn durations() {
