@@ -3,7 +3,8 @@
 //!
 //! The syslog writer speaks RFC 3164 over the `/dev/log` datagram socket,
 //! reconnects once when syslogd was restarted, and falls back to stderr when
-//! there is no socket (containers). It never falls back to the network. Each
+//! there is no socket (containers; it tries again at most once a second,
+//! not for every line). It never falls back to the network. Each
 //! record is one line: every control character (C0 but TAB, DEL, C1 — line
 //! feeds too) becomes a visible escape (`\x1b`, `\u{9b}`; `crate::escape`),
 //! so no line written from outside text can drive a terminal or forge a
@@ -23,6 +24,7 @@ use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 const MAX_LINE: usize = 2048;
 const LOG_MAIL: u8 = 2 << 3;
@@ -63,11 +65,22 @@ pub fn keep_file_open() {
     }
 }
 
+/// How long after a failed connection to `/dev/log` lines go straight to
+/// the fallback (three system calls per line saved where there is none).
+const SYSLOG_RETRY: Duration = Duration::from_secs(1);
+
+/// The connection to syslogd, and when to try again after it failed.
+#[derive(Default)]
+struct Syslog {
+    sock: Option<UnixDatagram>,
+    retry_at: Option<Instant>,
+}
+
 struct Logger {
     target: Target,
     /// The log file, held open between lines once [`keep_file_open`] ran.
     file: Mutex<Option<crate::appender::Appender>>,
-    socket: Mutex<Option<UnixDatagram>>,
+    socket: Mutex<Syslog>,
     /// Level at or above which lines go to stderr when that is the sink.
     stderr_level: Level,
     /// `-v`: also echo every line to stderr.
@@ -83,7 +96,7 @@ pub fn init(target: Target, quiet_stderr: bool, verbose: bool) {
     let logger = Logger {
         target,
         file: Mutex::new(None),
-        socket: Mutex::new(None),
+        socket: Mutex::new(Syslog::default()),
         stderr_level: if quiet_stderr {
             Level::Warn
         } else {
@@ -134,24 +147,30 @@ impl Logger {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        if guard.sock.is_none() && guard.retry_at.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
         for _attempt in 0..2 {
-            if guard.is_none() {
-                let s = match UnixDatagram::unbound() {
-                    Ok(s) => s,
-                    Err(_) => return false,
-                };
-                if s.connect("/dev/log").is_err() {
+            if guard.sock.is_none() {
+                let connected = UnixDatagram::unbound()
+                    .and_then(|s| s.connect("/dev/log").map(|()| s))
+                    .ok();
+                let Some(s) = connected else {
+                    // No syslogd (a container): try again in a while, not
+                    // for every line.
+                    guard.retry_at = Some(Instant::now() + SYSLOG_RETRY);
                     return false;
-                }
-                *guard = Some(s);
+                };
+                guard.sock = Some(s);
+                guard.retry_at = None;
             }
-            if let Some(s) = guard.as_ref()
+            if let Some(s) = guard.sock.as_ref()
                 && s.send(line).is_ok()
             {
                 return true;
             }
             // syslogd restarted (ECONNREFUSED) or the socket vanished: reconnect once.
-            *guard = None;
+            guard.sock = None;
         }
         false
     }
