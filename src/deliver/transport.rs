@@ -92,6 +92,10 @@ pub struct TxResult {
     pub retry_after: Option<std::time::Duration>,
 }
 
+/// The stage of a transaction whose first command found its reused session
+/// closed by the relay (see [`TxResult::stale_session`]).
+pub const STALE_SESSION: &str = "MAIL FROM on a reused session";
+
 impl TxResult {
     /// Every recipient gets the same outcome.
     pub fn all(n: usize, v: Verdict, r: Reply, stage: &'static str, reusable: bool) -> TxResult {
@@ -103,9 +107,14 @@ impl TxResult {
     }
 
     /// The reused session turned out dead before the transaction began
-    /// (RSET failed): nothing was sent, so a fresh session may try again.
+    /// (its RSET, or its first MAIL, found the connection closed): nothing
+    /// was accepted, so a fresh session may try again.
     pub fn stale_session(&self) -> bool {
-        !self.reusable && self.verdicts.iter().all(|v| v.2 == "RSET")
+        !self.reusable
+            && self
+                .verdicts
+                .iter()
+                .all(|v| v.2 == "RSET" || v.2 == STALE_SESSION)
     }
 }
 

@@ -548,9 +548,15 @@ fn one_session_is_reused_with_rset_and_sessions_run_in_parallel() {
         "one session for five messages"
     );
     let cmds = &server.sessions()[0].commands;
+    // Each message's final reply ends its transaction: no RSET between.
     assert_eq!(
         cmds.iter().filter(|c| c.as_str() == "RSET").count(),
-        4,
+        0,
+        "{cmds:?}"
+    );
+    assert_eq!(
+        cmds.iter().filter(|c| c.starts_with("MAIL FROM:")).count(),
+        5,
         "{cmds:?}"
     );
     assert!(server.sessions()[0].quit, "the session ends with QUIT");
@@ -1173,30 +1179,39 @@ fn files_keep_their_modes_under_a_strict_umask() {
 
 #[test]
 fn a_session_closed_by_the_relay_is_reopened_not_deferred() {
-    let first = SmtpServer::start(ServerConfig::default());
-    let port = first.port();
-    let env = TestEnv::new();
-    env.write_config(
-        &env.relay_config(port, "")
-            .replace("[queue]\n", "[queue]\nparallel = 1\n"),
-    );
-    let _d = start_daemon(&env);
-    assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
-    assert_eq!(first.wait_for(1, Duration::from_secs(10)).len(), 1);
-    assert!(
-        env.wait_log(10, |l| l.contains(": removed")),
-        "{}",
-        env.log()
-    );
-    // The relay goes away and comes back while the worker keeps its session.
-    first.stop();
-    let second = support::start_on_port(ServerConfig::default(), port);
-    assert_eq!(env.sendmail(&["two@x.test"], b"Subject: 2\n\n2\n").code, 0);
-    assert_eq!(
-        second.wait_for(1, Duration::from_secs(10)).len(),
-        1,
-        "{}",
-        env.log()
-    );
-    assert!(!env.log().contains("status=deferred"), "{}", env.log());
+    // With and without PIPELINING: no RSET probes a reused session any
+    // more, so its first MAIL finds it closed.
+    for pipelining in [true, false] {
+        let cfg = || ServerConfig {
+            pipelining,
+            ..Default::default()
+        };
+        let first = SmtpServer::start(cfg());
+        let port = first.port();
+        let env = TestEnv::new();
+        env.write_config(
+            &env.relay_config(port, "")
+                .replace("[queue]\n", "[queue]\nparallel = 1\n"),
+        );
+        let _d = start_daemon(&env);
+        assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
+        assert_eq!(first.wait_for(1, Duration::from_secs(10)).len(), 1);
+        assert!(
+            env.wait_log(10, |l| l.contains(": removed")),
+            "{}",
+            env.log()
+        );
+        // The relay goes away and comes back while the worker keeps its session.
+        first.stop();
+        let second = support::start_on_port(cfg(), port);
+        assert_eq!(env.sendmail(&["two@x.test"], b"Subject: 2\n\n2\n").code, 0);
+        let got = second.wait_for(1, Duration::from_secs(10));
+        assert_eq!(got.len(), 1, "pipelining={pipelining}: {}", env.log());
+        assert_eq!(got[0].rcpts, ["two@x.test"]);
+        assert!(
+            !env.log().contains("status=deferred"),
+            "pipelining={pipelining}: {}",
+            env.log()
+        );
+    }
 }

@@ -133,6 +133,14 @@ fn refusals_mean_the_same_pipelined_or_in_lock_step() {
             pipelining,
             "{cmds:?}"
         );
+        // RSET only after the two transactions that never reached a final
+        // reply (MAIL refused; no recipient accepted); none after the
+        // delivered message, before the two DSNs that follow it.
+        assert_eq!(
+            cmds.iter().filter(|c| c.as_str() == "RSET").count(),
+            2,
+            "pipelining={pipelining}: {cmds:?}"
+        );
         let statuses = |v: &[(String, String, String)]| -> Vec<(String, String)> {
             v.iter().map(|(a, s, _)| (a.clone(), s.clone())).collect()
         };

@@ -10,7 +10,8 @@
 //! sent as our own lines. The DATA body is streamed from the spool through
 //! `wire` in bounded chunks; should reading the spool fail midway, the
 //! connection is dropped without the final dot so the server discards the
-//! partial message. Reused for several messages with RSET in between.
+//! partial message. Reused for several messages; RSET only after a
+//! transaction that did not reach its final reply.
 
 use super::conn::{self, Conn, TlsParameters};
 use super::reply::Features;
@@ -111,6 +112,10 @@ pub struct SmtpSession {
     /// TLS in use.
     pub encrypted: bool,
     dirty: bool,
+    /// This transaction opens on a session that already delivered and
+    /// sent no RSET first: its first command is the probe that finds a
+    /// session the relay closed meanwhile.
+    reused: bool,
     command_timeout: Duration,
     data_timeout: Duration,
 }
@@ -198,6 +203,7 @@ impl SmtpSession {
             messages: 0,
             encrypted,
             dirty: false,
+            reused: false,
             command_timeout: cfg.smtp.command_timeout,
             data_timeout: cfg.smtp.data_timeout,
         })
@@ -238,6 +244,7 @@ impl SmtpSession {
     /// Run one transaction. Never fails as a whole: every recipient gets a
     /// verdict.
     pub fn send(&mut self, tx: &Transaction<'_>) -> TxResult {
+        self.reused = !self.dirty && self.messages > 0;
         let needs_utf8 = !tx.sender.is_ascii() || tx.rcpts.iter().any(|r| !r.address.is_ascii());
         if self.features.pipelining
             && tx.rcpts.len() <= PIPELINE_MAX_RCPTS
@@ -257,7 +264,8 @@ impl SmtpSession {
         }
     }
 
-    /// RSET before a transaction on a used session.
+    /// RSET before a transaction on a session whose last transaction did
+    /// not end with the final reply to its message.
     fn reset(&mut self, n: usize) -> Result<(), TxResult> {
         if self.dirty
             && let Err((_, e)) = self.cmd("RSET".into()).map(|_| ())
@@ -538,13 +546,14 @@ impl SmtpSession {
                     "lost connection with {} at MAIL FROM: {e}",
                     self.label
                 ));
-                Err(TxResult::all(
-                    n,
-                    Verdict::Deferred,
-                    reply,
-                    "MAIL FROM",
-                    false,
-                ))
+                // Nothing was accepted: on a reused session that means the
+                // relay closed it while idle, and a fresh one may try again.
+                let stage = if self.reused {
+                    crate::deliver::transport::STALE_SESSION
+                } else {
+                    "MAIL FROM"
+                };
+                Err(TxResult::all(n, Verdict::Deferred, reply, stage, false))
             }
         }
     }
@@ -664,6 +673,12 @@ impl SmtpSession {
         }
         log::debug!("S: 354");
         let (verdict, reply, reusable) = self.transfer(tx, plan);
+        if reusable {
+            // The final reply ends the transaction, accepted or not (RFC
+            // 5321 4.1.1.4): the next one needs no RSET, which saves a
+            // command and its reply per message (a round trip in lock step).
+            self.dirty = false;
+        }
         for x in verdicts.iter_mut().filter(|x| x.0 == Verdict::Sent) {
             *x = (verdict, reply.clone(), "end of DATA");
         }
