@@ -1178,6 +1178,49 @@ fn files_keep_their_modes_under_a_strict_umask() {
 }
 
 #[test]
+fn a_reused_session_timed_out_with_421_is_reopened_not_deferred() {
+    // The relay answers the second MAIL of a session with 421 (its idle
+    // timeout): the message goes out on a fresh session at once.
+    for pipelining in [true, false] {
+        let mails = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let m = mails.clone();
+        let server = SmtpServer::start(ServerConfig {
+            pipelining,
+            script: Arc::new(move |e| match e {
+                Event::Mail { .. } if m.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 => {
+                    Action::Reply(421, "4.4.2 idle for too long, closing".into())
+                }
+                _ => Action::Default,
+            }),
+            ..Default::default()
+        });
+        let env = TestEnv::new();
+        env.write_config(
+            &env.relay_config(server.port(), "")
+                .replace("[queue]\n", "[queue]\nparallel = 1\n"),
+        );
+        let _d = start_daemon(&env);
+        assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
+        assert_eq!(server.wait_for(1, Duration::from_secs(10)).len(), 1);
+        assert!(
+            env.wait_log(10, |l| l.contains(": removed")),
+            "{}",
+            env.log()
+        );
+        assert_eq!(env.sendmail(&["two@x.test"], b"Subject: 2\n\n2\n").code, 0);
+        let got = server.wait_for(2, Duration::from_secs(10));
+        assert_eq!(got.len(), 2, "pipelining={pipelining}: {}", env.log());
+        assert_eq!(got[1].rcpts, ["two@x.test"]);
+        assert_eq!(server.connection_count(), 2, "pipelining={pipelining}");
+        assert!(
+            !env.log().contains("status=deferred"),
+            "pipelining={pipelining}: {}",
+            env.log()
+        );
+    }
+}
+
+#[test]
 fn a_session_closed_by_the_relay_is_reopened_not_deferred() {
     // With and without PIPELINING: no RSET probes a reused session any
     // more, so its first MAIL finds it closed.

@@ -537,6 +537,15 @@ impl SmtpSession {
     ) -> Result<(), TxResult> {
         match r {
             Ok(_) => Ok(()),
+            // A relay that timed the idle session out says so with 421
+            // (closing) to the next command: a fresh session may try again.
+            Err((Some(r), _)) if r.code == 421 && self.reused => Err(TxResult::all(
+                n,
+                Verdict::Deferred,
+                r,
+                crate::deliver::transport::STALE_SESSION,
+                false,
+            )),
             Err((Some(r), _)) => {
                 let v = Verdict::from_code(r.code);
                 Err(TxResult::all(n, v, r, "MAIL FROM", true))
