@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One append-only file, opened on first use and reopened when its path
 /// names another file.
@@ -34,16 +34,6 @@ impl Appender {
             mode,
             open: None,
         }
-    }
-
-    /// The path written to.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The current size of the file at the path (0 when there is none).
-    pub fn size(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// Append `line` (one `write`). Before it, the path is checked: a
@@ -82,11 +72,6 @@ impl Appender {
             Some((f, _, _)) => f.write_all(line),
             None => Ok(()),
         }
-    }
-
-    /// Close the file (the next write opens the path again).
-    pub fn close(&mut self) {
-        self.open = None;
     }
 
     fn open_file(&self) -> std::io::Result<File> {
@@ -136,7 +121,7 @@ mod tests {
         std::fs::remove_file(&p).expect("rm");
         a.write(b"five\n").expect("write");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "five\n");
-        assert_eq!(a.size(), 5);
+        assert_eq!(std::fs::metadata(&p).expect("stat").len(), 5);
         // Past the limit, the file moves to .1 before the line.
         a.write_rotating(b"six\n", Some(5)).expect("write");
         a.write_rotating(b"seven\n", Some(5)).expect("write");

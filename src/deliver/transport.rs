@@ -92,9 +92,11 @@ pub struct TxResult {
     pub retry_after: Option<std::time::Duration>,
 }
 
-/// The stage of a transaction whose first command found its reused session
-/// closed by the relay (see [`TxResult::stale_session`]).
-pub const STALE_SESSION: &str = "MAIL FROM on a reused session";
+/// The stage of a transaction whose first command (RSET, or MAIL when no
+/// RSET was due) found its reused session closed by the relay: nothing was
+/// accepted (see [`TxResult::stale_session`]). Never logged: the
+/// transaction is tried again on a fresh session, whose outcome is.
+pub const STALE_SESSION: &str = "first command on a reused session";
 
 impl TxResult {
     /// Every recipient gets the same outcome.
@@ -110,11 +112,7 @@ impl TxResult {
     /// (its RSET, or its first MAIL, found the connection closed): nothing
     /// was accepted, so a fresh session may try again.
     pub fn stale_session(&self) -> bool {
-        !self.reusable
-            && self
-                .verdicts
-                .iter()
-                .all(|v| v.2 == "RSET" || v.2 == STALE_SESSION)
+        !self.reusable && self.verdicts.iter().all(|v| v.2 == STALE_SESSION)
     }
 }
 

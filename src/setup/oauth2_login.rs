@@ -323,6 +323,16 @@ struct Query {
     error: Option<String>,
 }
 
+impl Query {
+    /// The code, or the named `error`.
+    fn outcome(self) -> std::result::Result<Option<String>, String> {
+        match self.error {
+            Some(e) => Err(format!("the sign-in failed: {}", crate::escape::field(&e))),
+            None => Ok(self.code),
+        }
+    }
+}
+
 fn query(q: &str) -> Query {
     let q = q.split(['#', ' ']).next().unwrap_or("");
     let mut out = Query::default();
@@ -358,10 +368,7 @@ pub fn code_of(text: &str, state: &str) -> std::result::Result<Option<String>, S
     if q.state.as_ref().is_some_and(|s| s != state) {
         return Err("the answer is for another sign-in (state does not match)".into());
     }
-    if let Some(e) = q.error {
-        return Err(format!("the sign-in failed: {}", crate::escape::field(&e)));
-    }
-    Ok(q.code)
+    q.outcome()
 }
 
 /// The code of a loopback redirect's request head (`GET /?code=…&state=…`).
@@ -384,10 +391,7 @@ pub fn redirect_answer(head: &[u8], state: &str) -> std::result::Result<Option<S
     if q.state.as_deref() != Some(state) {
         return Ok(None);
     }
-    if let Some(e) = q.error {
-        return Err(format!("the sign-in failed: {}", crate::escape::field(&e)));
-    }
-    Ok(q.code)
+    q.outcome()
 }
 
 /// The code from the loopback redirect or a pasted line, whichever comes

@@ -1177,6 +1177,25 @@ fn files_keep_their_modes_under_a_strict_umask() {
     assert_eq!(mode(&env.spool.join("events.log")), 0o640);
 }
 
+/// A daemon with one session to `server` that has delivered one message
+/// (and removed it), so the next message reuses that session.
+fn one_message_on_one_session(server: &SmtpServer) -> (TestEnv, Daemon) {
+    let env = TestEnv::new();
+    env.write_config(
+        &env.relay_config(server.port(), "")
+            .replace("[queue]\n", "[queue]\nparallel = 1\n"),
+    );
+    let d = start_daemon(&env);
+    assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
+    assert_eq!(server.wait_for(1, Duration::from_secs(10)).len(), 1);
+    assert!(
+        env.wait_log(10, |l| l.contains(": removed")),
+        "{}",
+        env.log()
+    );
+    (env, d)
+}
+
 #[test]
 fn a_reused_session_timed_out_with_421_is_reopened_not_deferred() {
     // The relay answers the second MAIL of a session with 421 (its idle
@@ -1194,19 +1213,7 @@ fn a_reused_session_timed_out_with_421_is_reopened_not_deferred() {
             }),
             ..Default::default()
         });
-        let env = TestEnv::new();
-        env.write_config(
-            &env.relay_config(server.port(), "")
-                .replace("[queue]\n", "[queue]\nparallel = 1\n"),
-        );
-        let _d = start_daemon(&env);
-        assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
-        assert_eq!(server.wait_for(1, Duration::from_secs(10)).len(), 1);
-        assert!(
-            env.wait_log(10, |l| l.contains(": removed")),
-            "{}",
-            env.log()
-        );
+        let (env, _d) = one_message_on_one_session(&server);
         assert_eq!(env.sendmail(&["two@x.test"], b"Subject: 2\n\n2\n").code, 0);
         let got = server.wait_for(2, Duration::from_secs(10));
         assert_eq!(got.len(), 2, "pipelining={pipelining}: {}", env.log());
@@ -1231,19 +1238,7 @@ fn a_session_closed_by_the_relay_is_reopened_not_deferred() {
         };
         let first = SmtpServer::start(cfg());
         let port = first.port();
-        let env = TestEnv::new();
-        env.write_config(
-            &env.relay_config(port, "")
-                .replace("[queue]\n", "[queue]\nparallel = 1\n"),
-        );
-        let _d = start_daemon(&env);
-        assert_eq!(env.sendmail(&["one@x.test"], b"Subject: 1\n\n1\n").code, 0);
-        assert_eq!(first.wait_for(1, Duration::from_secs(10)).len(), 1);
-        assert!(
-            env.wait_log(10, |l| l.contains(": removed")),
-            "{}",
-            env.log()
-        );
+        let (env, _d) = one_message_on_one_session(&first);
         // The relay goes away and comes back while the worker keeps its session.
         first.stop();
         let second = support::start_on_port(cfg(), port);

@@ -483,9 +483,6 @@ impl Stream {
 pub struct Conn {
     io: BufReader<Stream>,
     broken: bool,
-    /// The timeout last set on the socket: setting the same one again
-    /// (twice per message in a long session) is skipped.
-    timeout: std::cell::Cell<Option<Duration>>,
 }
 
 impl Conn {
@@ -502,15 +499,11 @@ impl Conn {
         Conn {
             io: BufReader::new(Stream::Plain(tcp)),
             broken: false,
-            timeout: std::cell::Cell::new(None),
         }
     }
 
     /// Read and write timeout for what follows.
     pub fn set_timeout(&self, t: Duration) {
-        if self.timeout.replace(Some(t)) == Some(t) {
-            return;
-        }
         if let Some(tcp) = self.io.get_ref().tcp() {
             let _ = tcp.set_read_timeout(Some(t));
             let _ = tcp.set_write_timeout(Some(t));

@@ -17,6 +17,7 @@ use super::conn::{self, Conn, TlsParameters};
 use super::reply::Features;
 use super::wire;
 use crate::config::{Config, Relay, TlsMode};
+use crate::deliver::transport::STALE_SESSION;
 use crate::deliver::transport::{self, ConnectError, RcptVerdict, Transaction, TxRcpt, TxResult};
 use crate::deliver::{Reply, Verdict};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -40,7 +41,7 @@ fn positive(r: &super::reply::RawReply) -> Reply {
 }
 
 /// A transaction with at most this many recipients is pipelined (RFC 2920)
-/// when the server offers PIPELINING: RSET, MAIL, every RCPT and DATA in
+/// when the server offers PIPELINING: RSET (when due), MAIL, every RCPT and DATA in
 /// one write, then their replies read in order. More recipients go in lock
 /// step, so the replies we have not read yet always fit in the socket
 /// buffers while we write.
@@ -271,13 +272,19 @@ impl SmtpSession {
             && let Err((_, e)) = self.cmd("RSET".into()).map(|_| ())
         {
             let reply = Reply::local(format!("lost connection with {} at RSET: {e}", self.label));
-            return Err(TxResult::all(n, Verdict::Deferred, reply, "RSET", false));
+            return Err(TxResult::all(
+                n,
+                Verdict::Deferred,
+                reply,
+                STALE_SESSION,
+                false,
+            ));
         }
         self.dirty = true;
         Ok(())
     }
 
-    /// One transaction pipelined (RFC 2920): RSET (on a used session), MAIL,
+    /// One transaction pipelined (RFC 2920): RSET (when due), MAIL,
     /// every RCPT and DATA in one write, then their replies in order. Each
     /// reply means what it means in lock step (`reset`, `mail_from`,
     /// `rcpt_to`, `data`): the same verdict per recipient. What differs is
@@ -316,7 +323,7 @@ impl SmtpSession {
             if let Err((_, e)) = self.answer(r) {
                 let reply =
                     Reply::local(format!("lost connection with {} at RSET: {e}", self.label));
-                return TxResult::all(n, Verdict::Deferred, reply, "RSET", false);
+                return TxResult::all(n, Verdict::Deferred, reply, STALE_SESSION, false);
             }
         }
         let r = self.conn.response();
@@ -539,13 +546,9 @@ impl SmtpSession {
             Ok(_) => Ok(()),
             // A relay that timed the idle session out says so with 421
             // (closing) to the next command: a fresh session may try again.
-            Err((Some(r), _)) if r.code == 421 && self.reused => Err(TxResult::all(
-                n,
-                Verdict::Deferred,
-                r,
-                crate::deliver::transport::STALE_SESSION,
-                false,
-            )),
+            Err((Some(r), _)) if r.code == 421 && self.reused => {
+                Err(TxResult::all(n, Verdict::Deferred, r, STALE_SESSION, false))
+            }
             Err((Some(r), _)) => {
                 let v = Verdict::from_code(r.code);
                 Err(TxResult::all(n, v, r, "MAIL FROM", true))
@@ -558,7 +561,7 @@ impl SmtpSession {
                 // Nothing was accepted: on a reused session that means the
                 // relay closed it while idle, and a fresh one may try again.
                 let stage = if self.reused {
-                    crate::deliver::transport::STALE_SESSION
+                    STALE_SESSION
                 } else {
                     "MAIL FROM"
                 };
