@@ -6,7 +6,7 @@
 //! services  daemon, admin, mailq, status, stats, check, setup, guard, listen, verify
 //! mail      submit, address, deliver, bounce
 //! spool     spool
-//! base      config, clock, error, logging, escape, appender
+//! base      config, clock, error, logging, escape, appender, stdout
 //! ```
 //! The test reads the source text (comments and string literals removed) and
 //! finds every path that starts at the crate root — `crate::X`,
@@ -29,6 +29,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("logging", 0),
     ("escape", 0),
     ("appender", 0),
+    ("stdout", 0),
     ("spool", 1),
     ("submit", 2),
     ("address", 2),

@@ -51,5 +51,6 @@ pub mod setup;
 pub mod spool;
 pub mod stats;
 pub mod status;
+pub mod stdout;
 pub mod submit;
 pub mod verify;

@@ -5,7 +5,8 @@
 //! one thing: create entries in `maildrop/` and poke the daemon's FIFO.
 //! [`enter`] runs first in `main`, before the config, the environment or
 //! stdin is looked at, and:
-//! 1. makes sure fds 0-2 are open (so no spool file can become "stdout"),
+//! 1. makes sure fds 0-2 are open (so no spool file can become "stdout")
+//!    and SIGPIPE is ignored (std's start-up, which `main` skips, did that),
 //! 2. when privileged: umask 077, no core dumps, not dumpable, an empty
 //!    environment (PATH reset),
 //! 3. reads argv and hands it to the caller's pure parser (`main` passes
@@ -135,6 +136,16 @@ pub struct Prepared {
     /// a queue listing (privileged ListQueue): after the drop the caller
     /// can no longer search maildrop, yet may see their own mail waiting.
     pub own_waiting: Vec<(String, File)>,
+}
+
+/// A peer that closes a pipe or socket must be an EPIPE error that the code
+/// handles, not a silent death. std's start-up used to do this; `main`
+/// skips that start-up (see main.rs). Children get SIG_DFL back from
+/// `std::process::Command`, as before.
+fn ignore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no handler code, and no thread exists yet.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigIgn) };
 }
 
 fn ensure_std_fds() {
@@ -391,6 +402,7 @@ fn drop_privilege(ruid: Uid, rgid: Gid) -> Result<(), String> {
 /// with EX_OSERR (71) if the privilege cannot be dropped.
 pub fn enter<T>(learn: impl FnOnce(&[String], bool) -> (T, Intent)) -> (Prepared, T) {
     ensure_std_fds();
+    ignore_sigpipe();
     let (uids, gids) = match (nix::unistd::getresuid(), nix::unistd::getresgid()) {
         (Ok(u), Ok(g)) => (u, g),
         _ => {

@@ -67,9 +67,9 @@ pub fn run(mut p: Prepared, inv: Result<Invocation>) -> Result<u8> {
     match inv {
         Invocation::Sendmail(a) => sendmail(p, a),
         Invocation::Mailq { help: true, .. } => {
-            println!(
+            postern::stdout::line(format_args!(
                 "usage: mailq [--json] [-v]\n\nList the mail queue (Postfix style); --json prints one JSON object per message."
-            );
+            ));
             Ok(0)
         }
         Invocation::Mailq {
@@ -125,7 +125,7 @@ fn list_queue(
         if json {
             return Ok(0);
         }
-        println!("Mail queue is empty");
+        postern::stdout::line(format_args!("Mail queue is empty"));
         return Ok(0);
     }
     let mut items = postern::mailq::collect(&spool, incoming);
@@ -143,10 +143,10 @@ fn list_queue(
         postern::mailq::Waiting::read(&spool, &items, p.uid, std::mem::take(&mut p.own_waiting));
     if json {
         for it in &items {
-            println!("{}", postern::mailq::json(it, &waiting));
+            postern::stdout::line(format_args!("{}", postern::mailq::json(it, &waiting)));
         }
     } else {
-        print!("{}", postern::mailq::text(&items, &waiting));
+        postern::stdout::text(format_args!("{}", postern::mailq::text(&items, &waiting)));
     }
     Ok(0)
 }
@@ -183,7 +183,7 @@ fn flush(p: &mut Prepared, cfg: &Config) -> Result<u8> {
 
 fn sendmail(mut p: Prepared, a: SendmailArgs) -> Result<u8> {
     if a.help {
-        print!("{}", cli::SENDMAIL_USAGE);
+        postern::stdout::text(format_args!("{}", cli::SENDMAIL_USAGE));
         return Ok(0);
     }
     let quiet = matches!(a.mode, Mode::Deliver | Mode::Smtp);
@@ -338,11 +338,11 @@ fn submit_stdin(sub: &mut Submitter<'_>, a: &SendmailArgs) -> Result<postern::su
 fn admin(mut p: Prepared, a: PosternArgs) -> Result<u8> {
     match &a.command {
         Command::Help => {
-            print!("{}", cli::postern::USAGE);
+            postern::stdout::text(format_args!("{}", cli::postern::USAGE));
             return Ok(0);
         }
         Command::Version => {
-            println!("postern {}", env!("CARGO_PKG_VERSION"));
+            postern::stdout::line(format_args!("postern {}", env!("CARGO_PKG_VERSION")));
             return Ok(0);
         }
         Command::Setup(s) => return setup(&p, a.config.clone(), a.verbose, s),
@@ -416,7 +416,7 @@ fn setup(
     s: &postern::setup::SetupArgs,
 ) -> Result<u8> {
     if s.help {
-        print!("{}", cli::postern::SETUP_USAGE);
+        postern::stdout::text(format_args!("{}", cli::postern::SETUP_USAGE));
         return Ok(0);
     }
     logging::init(logging::Target::Stderr, false, verbose);

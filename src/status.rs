@@ -570,9 +570,9 @@ pub fn command(cfg: &Config, spool: &Spool, incoming: Vec<String>, json_out: boo
     let mut s = assess(cfg, &items, events.as_ref(), spool.daemon_running(), now);
     add_guard(&mut s, cfg, &items, &crate::spool::guard::load(spool));
     if json_out {
-        println!("{}", json(&s));
+        crate::stdout::line(format_args!("{}", json(&s)));
     } else {
-        print!("{}", text(&s));
+        crate::stdout::text(format_args!("{}", text(&s)));
     }
     Ok(if s.problems.is_empty() { 0 } else { 1 })
 }

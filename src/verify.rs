@@ -59,7 +59,7 @@ pub fn verify(cfg: &Config, addrs: &[String], sender: &str) -> Result<u8> {
         let addr = match parse_single_address(raw) {
             Ok(a) => a,
             Err(e) => {
-                println!("{raw}... undeliverable: bad address: {e}");
+                crate::stdout::line(format_args!("{raw}... undeliverable: bad address: {e}"));
                 all_ok = false;
                 continue;
             }
@@ -67,25 +67,25 @@ pub fn verify(cfg: &Config, addrs: &[String], sender: &str) -> Result<u8> {
         let (ok, failed) = route::resolve(cfg, &addr);
         for a in &ok {
             match relay_text(cfg, sender, a) {
-                Ok(host) => println!(
+                Ok(host) => crate::stdout::line(format_args!(
                     "{raw}... deliverable: mailer esmtp, {}, user {a}",
                     crate::escape::field(&host)
-                ),
+                )),
                 Err(why) => {
                     all_ok = false;
-                    println!(
+                    crate::stdout::line(format_args!(
                         "{raw}... undeliverable: user {a}: {}",
                         crate::escape::field(&why)
-                    );
+                    ));
                 }
             }
         }
         for (t, why) in &failed {
             all_ok = false;
             if t == &addr || route::split(&addr).0 == t {
-                println!("{raw}... undeliverable: {}", why.0);
+                crate::stdout::line(format_args!("{raw}... undeliverable: {}", why.0));
             } else {
-                println!("{raw}... undeliverable: {t}: {}", why.0);
+                crate::stdout::line(format_args!("{raw}... undeliverable: {t}: {}", why.0));
             }
         }
     }

@@ -410,11 +410,11 @@ pub fn newaliases(cfg: &Config) -> Result<u8> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!(
+            crate::stdout::line(format_args!(
                 "postern: {} does not exist; root, postmaster and MAILER-DAEMON go to {}",
                 path.display(),
                 super::local::local_target(cfg, "root")
-            );
+            ));
             return Ok(0);
         }
         Err(e) => {
@@ -435,7 +435,7 @@ pub fn newaliases(cfg: &Config) -> Result<u8> {
         .flatten()
         .filter(|t| matches!(t, Target::Pipe(_) | Target::File(_)))
         .count();
-    println!(
+    crate::stdout::line(format_args!(
         "postern: {}: {} aliases, {} errors{} (read directly; no database needed)",
         path.display(),
         a.len(),
@@ -445,7 +445,7 @@ pub fn newaliases(cfg: &Config) -> Result<u8> {
         } else {
             String::new()
         }
-    );
+    ));
     if a.errors.is_empty() {
         Ok(0)
     } else {

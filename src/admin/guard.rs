@@ -32,11 +32,11 @@ pub fn list_suppressed(cfg: &Config, json: bool) -> Result<u8> {
                 }))
             );
         }
-        print!("{o}");
+        crate::stdout::text(format_args!("{o}"));
         return Ok(0);
     }
     if live.is_empty() {
-        println!("no suppressed recipients");
+        crate::stdout::line(format_args!("no suppressed recipients"));
         return Ok(0);
     }
     for s in &live {
@@ -49,7 +49,7 @@ pub fn list_suppressed(cfg: &Config, json: bool) -> Result<u8> {
         );
     }
     let _ = writeln!(o, "-- {} suppressed recipient(s)", live.len());
-    print!("{}", crate::escape::text(&o));
+    crate::stdout::text(format_args!("{}", crate::escape::text(&o)));
     Ok(0)
 }
 
@@ -83,6 +83,8 @@ pub fn unsuppress(cfg: &Config, p: &mut Caller, what: &str) -> Result<u8> {
         p.uid,
         crate::escape::field(what)
     );
-    println!("{removed} recipient(s) taken off the suppression list");
+    crate::stdout::line(format_args!(
+        "{removed} recipient(s) taken off the suppression list"
+    ));
     Ok(0)
 }

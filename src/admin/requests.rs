@@ -152,7 +152,9 @@ pub(crate) fn request(p: &mut Caller, spool: &Spool, op: Op, t: Target) -> Resul
     );
     let poked = p.take_trigger(spool).is_some_and(|f| spool::poke(&f, b'W'));
     if !poked || !spool.daemon_running() {
-        println!("request queued; the daemon will apply it when it runs");
+        crate::stdout::line(format_args!(
+            "request queued; the daemon will apply it when it runs"
+        ));
         return Ok(0);
     }
     let start = Instant::now();
@@ -162,13 +164,17 @@ pub(crate) fn request(p: &mut Caller, spool: &Spool, op: Op, t: Target) -> Resul
             break;
         }
         if start.elapsed() >= REQUEST_WAIT {
-            println!("request queued; the daemon has not applied it yet (see the mail log)");
+            crate::stdout::line(format_args!(
+                "request queued; the daemon has not applied it yet (see the mail log)"
+            ));
             return Ok(0);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let Target::Id(id) = &t else {
-        println!("request applied by the daemon (see the mail log for each message)");
+        crate::stdout::line(format_args!(
+            "request applied by the daemon (see the mail log for each message)"
+        ));
         return Ok(0);
     };
     let st = queue::load_state(spool, id);
@@ -182,7 +188,7 @@ pub(crate) fn request(p: &mut Caller, spool: &Spool, op: Op, t: Target) -> Resul
         Op::Bounce => st.is_none(),
     };
     if applied {
-        println!(
+        crate::stdout::line(format_args!(
             "{id}: {}",
             match op {
                 Op::Delete => "deleted",
@@ -190,7 +196,7 @@ pub(crate) fn request(p: &mut Caller, spool: &Spool, op: Op, t: Target) -> Resul
                 Op::Release => "released",
                 _ => "due now",
             }
-        );
+        ));
         Ok(0)
     } else {
         Err(Error::new(

@@ -166,7 +166,7 @@ pub fn show(
             body_text.as_deref(),
             relays,
         );
-        println!("{detail}");
+        crate::stdout::line(format_args!("{detail}"));
     } else {
         let mut text = show_text(&st, q.as_ref(), headers.as_deref(), body_text.as_deref());
         if let Some(r) = relays {
@@ -179,7 +179,7 @@ pub fn show(
             let at = text.find("Recipients:").unwrap_or(text.len());
             text.insert_str(at, &escape::text(&line));
         }
-        print!("{text}");
+        crate::stdout::text(format_args!("{text}"));
     }
     Ok(0)
 }
@@ -187,9 +187,14 @@ pub fn show(
 fn show_incoming(id: &str, json: bool) -> Result<u8> {
     if json {
         let head = mailq::QueueHead::incoming(id);
-        println!("{}", mailq::to_json(&mailq::QueueDetail::empty(head)));
+        crate::stdout::line(format_args!(
+            "{}",
+            mailq::to_json(&mailq::QueueDetail::empty(head))
+        ));
     } else {
-        println!("{id}: waiting for pickup (not yet in the queue)");
+        crate::stdout::line(format_args!(
+            "{id}: waiting for pickup (not yet in the queue)"
+        ));
     }
     Ok(0)
 }

@@ -68,7 +68,7 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
         return match t {
             Target::Id(id) => Err(no_such(&id)),
             _ => {
-                println!("the queue is empty");
+                crate::stdout::line(format_args!("the queue is empty"));
                 Ok(0)
             }
         };
@@ -99,7 +99,7 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
                         format!("{id}: being delivered right now; try again in a moment"),
                     ));
                 }
-                println!("{id}: skipped: being delivered right now");
+                crate::stdout::line(format_args!("{id}: skipped: being delivered right now"));
                 busy += 1;
                 continue;
             }
@@ -114,29 +114,30 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
                 if single {
                     return Err(err);
                 }
-                println!("{err}");
+                crate::stdout::line(format_args!("{err}"));
                 continue;
             }
         };
         match apply(spool, ctx.as_ref(), op, &q, p.uid, &how) {
             Ok(Outcome::Done(what)) => {
-                println!("{id}: {what}");
+                crate::stdout::line(format_args!("{id}: {what}"));
                 changed.push(id.clone());
             }
-            Ok(Outcome::Unchanged(why)) => {
-                println!("{id}: unchanged: {}", crate::escape::field(&why))
-            }
+            Ok(Outcome::Unchanged(why)) => crate::stdout::line(format_args!(
+                "{id}: unchanged: {}",
+                crate::escape::field(&why)
+            )),
             Err(e) => {
                 let err = Error::io(io_kind(&e), format!("{id}: cannot {}", op.verb()), &e);
                 if single {
                     return Err(err);
                 }
-                println!("{err}");
+                crate::stdout::line(format_args!("{err}"));
             }
         }
     }
     if !single {
-        println!(
+        crate::stdout::line(format_args!(
             "{} message(s) {}{}",
             changed.len(),
             match op {
@@ -149,7 +150,7 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
             } else {
                 String::new()
             }
-        );
+        ));
     }
     // Let a running daemon see the change; deliver now where that is ours to do.
     let mut deliver: Vec<String> = Vec::new();
@@ -173,10 +174,10 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
             .is_some_and(|f| daemon::poke(&f, byte));
     if poked {
         if !deliver.is_empty() {
-            println!(
+            crate::stdout::line(format_args!(
                 "asked the daemon to deliver {} message(s) now",
                 deliver.len()
-            );
+            ));
         }
     } else if !deliver.is_empty() {
         if may_deliver(p) {
@@ -186,10 +187,14 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
                 super::requests::handle,
             )?);
         } else {
-            println!("no postern daemon is running: the mail leaves when it starts");
+            crate::stdout::line(format_args!(
+                "no postern daemon is running: the mail leaves when it starts"
+            ));
         }
     } else if op == Op::Release && !changed.is_empty() && !spool.daemon_running() {
-        println!("no postern daemon is running: postern queue run delivers it now");
+        crate::stdout::line(format_args!(
+            "no postern daemon is running: postern queue run delivers it now"
+        ));
     }
     Ok(0)
 }
@@ -197,14 +202,17 @@ fn change_direct(cfg: &Config, p: &mut Caller, spool: &Spool, op: Op, t: Target)
 fn report_run(results: Vec<(String, runner::Done)>) {
     for (id, d) in results {
         match d {
-            runner::Done::Finished { sent, bounced, .. } => {
-                println!("{id}: delivery finished: {sent} sent, {bounced} bounced")
+            runner::Done::Finished { sent, bounced, .. } => crate::stdout::line(format_args!(
+                "{id}: delivery finished: {sent} sent, {bounced} bounced"
+            )),
+            runner::Done::Deferred(why) => crate::stdout::line(format_args!(
+                "{id}: deferred: {}",
+                crate::escape::field(&why)
+            )),
+            runner::Done::Busy => {
+                crate::stdout::line(format_args!("{id}: being delivered by another runner"))
             }
-            runner::Done::Deferred(why) => {
-                println!("{id}: deferred: {}", crate::escape::field(&why))
-            }
-            runner::Done::Busy => println!("{id}: being delivered by another runner"),
-            runner::Done::Skipped => println!("{id}: skipped"),
+            runner::Done::Skipped => crate::stdout::line(format_args!("{id}: skipped")),
         }
     }
 }

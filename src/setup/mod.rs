@@ -187,7 +187,7 @@ pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
     let run = Run::start(args, ctx)?;
     let provider = run.provider()?;
     for n in provider.notes() {
-        println!("Note: {n}");
+        crate::stdout::line(format_args!("Note: {n}"));
     }
     let cur_relay = run.current.as_ref().and_then(|c| c.relays.first().cloned());
     let same_provider = current_provider(&run.text) == Some(provider);
@@ -229,15 +229,15 @@ pub fn command(args: &SetupArgs, ctx: &Context) -> Result<u8> {
     // What is written must load.
     Config::parse(&edited.text, run.path())?;
     if !run.confirm(&spec, new_secret.as_ref())? {
-        println!("Nothing changed.");
+        crate::stdout::line(format_args!("Nothing changed."));
         return Ok(0);
     }
     run.write(&edited, password_file.as_deref(), new_secret.as_deref())?;
     let (cfg, code) = run.reload_and_probe(provider, user.as_deref())?;
     if code != 0 {
-        println!(
+        crate::stdout::line(format_args!(
             "\nThe relay is not usable yet (see above). Fix it and run `postern setup` again (or `postern check`)."
-        );
+        ));
         return Ok(1);
     }
     run.test_message(&cfg, from, &host, port)
@@ -284,11 +284,13 @@ impl<'a> Run<'a> {
         };
         let current = Config::parse(&text, path).ok();
         if interactive {
-            println!("Postern setup: the smart host mail from this machine goes through.");
-            println!(
+            crate::stdout::line(format_args!(
+                "Postern setup: the smart host mail from this machine goes through."
+            ));
+            crate::stdout::line(format_args!(
                 "Configuration: {} (the rest of the file is kept). Press Enter to take the [default].\n",
                 path.display()
-            );
+            ));
         }
         Ok(Run {
             args,
@@ -315,7 +317,12 @@ impl<'a> Run<'a> {
             }),
             None if self.interactive => {
                 for (i, p) in presets::ALL.iter().enumerate() {
-                    println!("  {}) {:<13} {}", i + 1, p.name(), p.label());
+                    crate::stdout::line(format_args!(
+                        "  {}) {:<13} {}",
+                        i + 1,
+                        p.name(),
+                        p.label()
+                    ));
                 }
                 let def = current_provider(&self.text).unwrap_or(Provider::SendGrid);
                 loop {
@@ -327,7 +334,9 @@ impl<'a> Run<'a> {
                         .or_else(|| Provider::from_name(&a));
                     match pick {
                         Some(p) => return Ok(p),
-                        None => println!("Please give a number from 1 to 7 or a name."),
+                        None => crate::stdout::line(format_args!(
+                            "Please give a number from 1 to 7 or a name."
+                        )),
                     }
                 }
             }
@@ -499,7 +508,7 @@ impl<'a> Run<'a> {
                     }
                     match secret::check(&s) {
                         Ok(()) => break Some(s),
-                        Err(why) => println!("{why}; again."),
+                        Err(why) => crate::stdout::line(format_args!("{why}; again.")),
                     }
                 }
             }
@@ -550,12 +559,12 @@ impl<'a> Run<'a> {
                 }
             })
             .unwrap_or_else(|| "no AUTH".into());
-        println!(
+        crate::stdout::line(format_args!(
             "\nRelay: {} port {}, {}, {user_txt}",
             spec.host,
             spec.port,
             presets::tls_name(spec.tls)
-        );
+        ));
         if self.interactive {
             return prompt::yes_no("Write this configuration?", true)
                 .map_err(|e| io_err("setup", &e));
@@ -580,25 +589,25 @@ impl<'a> Run<'a> {
                 )
             })?;
             match access {
-                secret::Access::RootPostern => println!(
+                secret::Access::RootPostern => crate::stdout::line(format_args!(
                     "Secret written to {} (root:{} mode 0640).",
                     pf.display(),
                     secret::GROUP
-                ),
+                )),
                 secret::Access::CallerOnly => {
                     let why = if nix::unistd::geteuid().is_root() {
                         format!("there is no group {}", secret::GROUP)
                     } else {
                         "not run as root".to_string()
                     };
-                    println!(
+                    crate::stdout::line(format_args!(
                         "Secret written to {} (mode 0600, owned by you: {why}). The daemon (user postern) reads it only as root:postern 0640: chown root:postern {0} && chmod 640 {0}",
                         pf.display()
-                    );
+                    ));
                 }
             }
         } else if let Some(pf) = pf {
-            println!("Secret kept in {}.", pf.display());
+            crate::stdout::line(format_args!("Secret kept in {}.", pf.display()));
         }
         let path = self.path();
         write_config(path, &edited.text).map_err(|e| {
@@ -608,16 +617,16 @@ impl<'a> Run<'a> {
                 &e,
             )
         })?;
-        println!(
+        crate::stdout::line(format_args!(
             "{} the relay in {}.",
             if edited.replaced { "Replaced" } else { "Wrote" },
             path.display()
-        );
+        ));
         if edited.disabled > 0 {
-            println!(
+            crate::stdout::line(format_args!(
                 "{} relay(s) written by hand are now comments in that file.",
                 edited.disabled
-            );
+            ));
         }
         Ok(())
     }
@@ -632,8 +641,10 @@ impl<'a> Run<'a> {
         };
         let cfg = Config::load(&source)?;
         let spool = crate::spool::Spool::new(&cfg.spool_dir);
-        println!("{}", reload::reload(self.ctx.system, &spool));
-        println!("\nChecking the relay (as `postern check` does):");
+        crate::stdout::line(format_args!("{}", reload::reload(self.ctx.system, &spool)));
+        crate::stdout::line(format_args!(
+            "\nChecking the relay (as `postern check` does):"
+        ));
         // Postmark's server token as the user name: the report names the
         // user, so it runs in a child whose output is shown with the token
         // hidden.
@@ -666,7 +677,9 @@ impl<'a> Run<'a> {
             None => None,
         };
         let Some(to) = to else {
-            println!("\nDone. Mail from this machine now goes through {host}.");
+            crate::stdout::line(format_args!(
+                "\nDone. Mail from this machine now goes through {host}."
+            ));
             return Ok(0);
         };
         if !plausible_address(&to) {
@@ -674,7 +687,7 @@ impl<'a> Run<'a> {
         }
         let sender = from.or_else(|| cfg.addresses.sender.clone());
         let id = testmsg::send(cfg, self.ctx, sender.as_deref(), &to, host, port)?;
-        println!("Test message to {to} queued as {id}.");
+        crate::stdout::line(format_args!("Test message to {to} queued as {id}."));
         let spool = crate::spool::Spool::new(&cfg.spool_dir);
         testmsg::follow(cfg, &spool, &id);
         Ok(0)
@@ -696,7 +709,7 @@ fn probe_hiding(ctx: &Context, token: &str) -> Result<u8> {
         .output()
         .map_err(|e| Error::io(Kind::OsErr, "cannot run postern check", &e))?;
     let hide = |b: &[u8]| String::from_utf8_lossy(b).replace(token, "<server token>");
-    print!("{}", hide(&o.stdout));
+    crate::stdout::text(format_args!("{}", hide(&o.stdout)));
     eprint!("{}", hide(&o.stderr));
     Ok(match o.status.code() {
         Some(0) => 0,

@@ -44,7 +44,7 @@ pub fn yes_no(question: &str, default: bool) -> io::Result<bool> {
             "" => return Ok(default),
             "y" | "yes" => return Ok(true),
             "n" | "no" => return Ok(false),
-            _ => println!("Please answer y or n."),
+            _ => crate::stdout::line(format_args!("Please answer y or n.")),
         }
     }
 }
@@ -94,7 +94,7 @@ pub fn ask_secret(question: &str) -> io::Result<String> {
         if stdin.read(&mut b)? == 0 {
             if secret.is_empty() {
                 drop(guard);
-                println!();
+                crate::stdout::line(format_args!(""));
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "no answer (end of input)",
@@ -106,12 +106,12 @@ pub fn ask_secret(question: &str) -> io::Result<String> {
             b'\r' | b'\n' => break,
             0x03 => {
                 drop(guard);
-                println!();
+                crate::stdout::line(format_args!(""));
                 return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
             }
             0x04 if secret.is_empty() => {
                 drop(guard);
-                println!();
+                crate::stdout::line(format_args!(""));
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "no answer (end of input)",
@@ -128,7 +128,7 @@ pub fn ask_secret(question: &str) -> io::Result<String> {
         }
     }
     drop(guard);
-    println!();
+    crate::stdout::line(format_args!(""));
     String::from_utf8(secret)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the secret is not UTF-8"))
 }

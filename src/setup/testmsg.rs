@@ -117,28 +117,30 @@ pub fn follow(cfg: &Config, spool: &Spool, id: &str) {
     {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(id)).collect();
         if !lines.is_empty() {
-            println!("The log ({}) says:", cfg.log);
+            crate::stdout::line(format_args!("The log ({}) says:", cfg.log));
             for l in lines.iter().rev().take(5).rev() {
-                println!(
+                crate::stdout::line(format_args!(
                     "  {}",
                     l.chars().filter(|c| !c.is_control()).collect::<String>()
-                );
+                ));
             }
         }
     }
     if queued() {
-        println!(
+        crate::stdout::line(format_args!(
             "It is in the queue: `postern queue show {id}` shows its state, `mailq` the whole queue."
-        );
+        ));
     } else {
-        println!(
+        crate::stdout::line(format_args!(
             "It has left the queue: delivered to the relay (or returned to the sender; the log says which)."
-        );
+        ));
     }
     let log = match cfg.log.as_str() {
         "syslog" => "the mail log (journalctl -t postern, or /var/log/mail.log)".to_string(),
         "stderr" => "the daemon's standard error (journalctl -u postern)".to_string(),
         p => p.to_string(),
     };
-    println!("Each delivery attempt is logged with the id {id} in {log}.");
+    crate::stdout::line(format_args!(
+        "Each delivery attempt is logged with the id {id} in {log}."
+    ));
 }

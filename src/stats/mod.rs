@@ -121,7 +121,7 @@ pub fn command(
     } else {
         text(&s)
     };
-    print!("{out}");
+    crate::stdout::text(format_args!("{out}"));
     Ok(0)
 }
 

@@ -63,6 +63,64 @@ fn mailq_lists_and_newaliases_checks() {
     assert_eq!(env.entries().len(), 1);
 }
 
+/// `mailq | head -1`: the reader goes away while the listing is written.
+/// The command ends quietly with its own exit code: not killed by SIGPIPE,
+/// no panic about a failed print. Output lost to another error (`mailq >
+/// /dev/full`) is said on stderr and is not a success (74, EX_IOERR).
+#[test]
+fn a_listing_whose_reader_went_away_ends_quietly() {
+    use std::process::Stdio;
+    let env = TestEnv::new();
+    for i in 0..60 {
+        ok(&env.sendmail(&["-odq", &format!("user{i}@x.example")], MSG));
+    }
+    for (argv0, args) in [
+        ("mailq", &[][..]),
+        ("mailq", &["--json"][..]),
+        ("sendmail", &["-bp"][..]),
+        ("postern", &["queue", "list"][..]),
+        ("postern", &["status"][..]),
+        ("postern", &["--help"][..]),
+    ] {
+        let mut c = env.cmd(argv0);
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn");
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let o = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{argv0} {args:?}: {:?} {stderr}",
+            o.status
+        );
+        assert!(!stderr.contains("panicked"), "{argv0} {args:?}: {stderr}");
+    }
+    if std::path::Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let o = env
+            .cmd("mailq")
+            .stdin(Stdio::null())
+            .stdout(full)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("mailq > /dev/full");
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(74), "{:?} {stderr}", o.status);
+        assert!(
+            stderr.starts_with("postern: cannot write to standard output: "),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
 #[test]
 fn postern_admin_and_its_sendmail_subcommand() {
     let env = TestEnv::new();
