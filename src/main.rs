@@ -11,6 +11,8 @@
 //! does itself: fds 0-2 open, SIGPIPE ignored. A stack overflow in the main
 //! thread is then a plain SIGSEGV instead of a message.
 #![cfg_attr(not(test), no_main)]
+// The one `unsafe` outside `privilege.rs` is the entry point's `no_mangle`.
+#![deny(unsafe_code)]
 
 use postern::cli::{self, Invocation};
 use postern::error::{Error, Kind};
@@ -23,6 +25,7 @@ mod run;
 /// buffered stdout is flushed before returning, and output lost to a write
 /// error turns success into 74 (EX_IOERR; see `stdout`).
 #[cfg(not(test))]
+#[allow(unsafe_code)]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,

@@ -1,5 +1,5 @@
 //! The only set-gid-aware code in Postern, and the only module allowed
-//! `unsafe`.
+//! `unsafe` (besides the `no_mangle` that makes `main` the C entry point).
 //!
 //! The installed binary is `root:postern-drop` mode 2755. The group can do
 //! one thing: create entries in `maildrop/` and poke the daemon's FIFO.
