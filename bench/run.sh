@@ -384,7 +384,7 @@ if has big; then
             d="$DIR/big"; rm -rf "$d"; port=$(free_port); config "$d" "$port"; label_toml "$l" "$d"; set_poll 1
             sink_up "$sink" "$port" "$d/sink"
             daemon_up "$l" "$d"
-            wait_for "daemon up" grep -q "daemon started" "$d/postern.log" || true
+            wait_for "daemon up" grep -qs "daemon started" "$d/postern.log" || true
             t0=$(now)
             POSTERN_CONFIG="$d/postern.toml" "$DIR/bin-$l/sendmail" -t < "$DIR/big.eml" >> "$d/submit.out" 2>&1 || say "big submission failed"
             t1=$(now)

@@ -15,22 +15,22 @@ impl Wrap {
         Wrap { col: 0, width }
     }
 
-    pub(super) fn data(&mut self, mut d: &[u8], s: &mut Sink, ch: Chan) {
+    pub(super) fn data(&mut self, mut d: &[u8], o: &mut impl Out) {
         while !d.is_empty() {
             if self.col >= self.width {
-                s.newline(ch);
+                o.newline();
                 self.col = 0;
             }
             let n = (self.width - self.col).min(d.len());
             let (a, rest) = d.split_at(n);
-            s.data(ch, a);
+            o.data(a);
             self.col += n;
             d = rest;
         }
     }
 
-    pub(super) fn eol(&mut self, s: &mut Sink, ch: Chan) {
-        s.newline(ch);
+    pub(super) fn eol(&mut self, o: &mut impl Out) {
+        o.newline();
         self.col = 0;
     }
 
@@ -61,20 +61,20 @@ pub(super) struct QpEnc {
 }
 
 impl QpEnc {
-    pub(super) fn put(&mut self, tok: &[u8], s: &mut Sink, ch: Chan) {
+    pub(super) fn put(&mut self, tok: &[u8], o: &mut impl Out) {
         if self.col + tok.len() > QP_LINE - 1 {
-            s.data(ch, b"=");
-            s.newline(ch);
+            o.data(b"=");
+            o.newline();
             self.col = 0;
         }
-        s.data(ch, tok);
+        o.data(tok);
         self.col += tok.len();
     }
 
-    pub(super) fn data(&mut self, mut d: &[u8], s: &mut Sink, ch: Chan) {
+    pub(super) fn data(&mut self, mut d: &[u8], o: &mut impl Out) {
         while let Some((&b, rest)) = d.split_first() {
             if let Some(w) = self.ws.take() {
-                self.put(&[w], s, ch);
+                self.put(&[w], o);
             }
             if is_ws(b) {
                 self.ws = Some(b);
@@ -82,7 +82,7 @@ impl QpEnc {
                 continue;
             }
             if !qp_literal(b) {
-                self.put(&hex_escape(b), s, ch);
+                self.put(&hex_escape(b), o);
                 d = rest;
                 continue;
             }
@@ -90,18 +90,18 @@ impl QpEnc {
             let (mut lit, after) = d.split_at(run);
             while let Some((&first, lit_rest)) = lit.split_first() {
                 if self.col >= QP_LINE - 1 {
-                    s.data(ch, b"=");
-                    s.newline(ch);
+                    o.data(b"=");
+                    o.newline();
                     self.col = 0;
                 }
                 if self.col == 0 && first == b'-' {
-                    self.put(&hex_escape(first), s, ch);
+                    self.put(&hex_escape(first), o);
                     lit = lit_rest;
                     continue;
                 }
                 let n = (QP_LINE - 1 - self.col).min(lit.len());
                 let (a, r) = lit.split_at(n);
-                s.data(ch, a);
+                o.data(a);
                 self.col += n;
                 lit = r;
             }
@@ -109,20 +109,42 @@ impl QpEnc {
         }
     }
 
-    pub(super) fn flush_ws(&mut self, s: &mut Sink, ch: Chan) {
+    /// Output length of one whole line (with its line break) encoded from
+    /// a line start, computed instead of encoded when the line is plain: only
+    /// bytes written as themselves (printable ASCII but `=`, space, tab),
+    /// no whitespace at its end, and no `-` where an output line would
+    /// start. Such a line is cut into 75-character pieces joined by soft
+    /// breaks, exactly as `data` + `eol` would write it. `None` otherwise.
+    pub(super) fn plain_line_len(line: &[u8]) -> Option<u64> {
+        const PIECE: usize = QP_LINE - 1;
+        let plain = line.iter().fold(true, |ok, &b| {
+            ok & (((32..127).contains(&b) && b != b'=') | (b == b'\t'))
+        });
+        if !plain
+            || line.last().is_some_and(|&b| is_ws(b))
+            || line.iter().step_by(PIECE).any(|&b| b == b'-')
+        {
+            return None;
+        }
+        let n = line.len();
+        let breaks = n.saturating_sub(1) / PIECE;
+        Some((n + 3 * breaks + 2) as u64)
+    }
+
+    pub(super) fn flush_ws(&mut self, o: &mut impl Out) {
         if let Some(w) = self.ws.take() {
-            self.put(&hex_escape(w), s, ch);
+            self.put(&hex_escape(w), o);
         }
     }
 
-    pub(super) fn eol(&mut self, s: &mut Sink, ch: Chan) {
-        self.flush_ws(s, ch);
-        s.newline(ch);
+    pub(super) fn eol(&mut self, o: &mut impl Out) {
+        self.flush_ws(o);
+        o.newline();
         self.col = 0;
     }
 
-    pub(super) fn eof(&mut self, s: &mut Sink, ch: Chan) {
-        self.flush_ws(s, ch);
+    pub(super) fn eof(&mut self, o: &mut impl Out) {
+        self.flush_ws(o);
         self.col = 0;
     }
 }
@@ -340,27 +362,39 @@ impl Probe {
         if self.cur_line > MAX_LINE as u64 {
             self.long = true;
         }
-        if !self.nul && d.contains(&0) {
+        self.scan(d);
+        if let Sink::Plan(t) = s {
+            self.keep.data(d, &mut t.keep);
+            self.qp.data(d, &mut t.qp);
+        }
+    }
+
+    /// The checks that decide re-encoding, over content or whole lines
+    /// (line breaks are ASCII, so a run of lines may be scanned at once).
+    pub(super) fn scan(&mut self, d: &[u8]) {
+        if !self.nul && memchr::memchr(0, d).is_some() {
             self.nul = true;
         }
         if !self.eight && super::sink::has_eight_bit(d) {
             self.eight = true;
         }
         self.utf8.feed(d);
-        self.keep.data(d, s, Chan::Keep);
-        self.qp.data(d, s, Chan::Qp);
     }
 
     pub(super) fn eol(&mut self, s: &mut Sink) {
         self.cur_line = 0;
         self.utf8.feed(b"\n");
-        self.keep.eol(s, Chan::Keep);
-        self.qp.eol(s, Chan::Qp);
+        if let Sink::Plan(t) = s {
+            self.keep.eol(&mut t.keep);
+            self.qp.eol(&mut t.qp);
+        }
     }
 
     pub(super) fn eof(&mut self, s: &mut Sink) {
         self.keep.eof();
-        self.qp.eof(s, Chan::Qp);
+        if let Sink::Plan(t) = s {
+            self.qp.eof(&mut t.qp);
+        }
     }
 }
 
@@ -379,8 +413,8 @@ impl Body {
 
     pub(super) fn data(&mut self, d: &[u8], s: &mut Sink) {
         match self {
-            Body::Pass(w) => w.data(d, s, Chan::Main),
-            Body::Qp(q) => q.data(d, s, Chan::Main),
+            Body::Pass(w) => w.data(d, &mut To(s, Chan::Main)),
+            Body::Qp(q) => q.data(d, &mut To(s, Chan::Main)),
             Body::Gate(g) => g.data(d, s),
             Body::Probe(p) => p.data(d, s),
         }
@@ -388,8 +422,8 @@ impl Body {
 
     pub(super) fn eol(&mut self, s: &mut Sink) {
         match self {
-            Body::Pass(w) => w.eol(s, Chan::Main),
-            Body::Qp(q) => q.eol(s, Chan::Main),
+            Body::Pass(w) => w.eol(&mut To(s, Chan::Main)),
+            Body::Qp(q) => q.eol(&mut To(s, Chan::Main)),
             Body::Gate(g) => g.eol(s),
             Body::Probe(p) => p.eol(s),
         }
@@ -398,7 +432,7 @@ impl Body {
     pub(super) fn eof(&mut self, s: &mut Sink) {
         match self {
             Body::Pass(w) => w.eof(),
-            Body::Qp(q) => q.eof(s, Chan::Main),
+            Body::Qp(q) => q.eof(&mut To(s, Chan::Main)),
             Body::Gate(g) => g.eof(s),
             Body::Probe(p) => p.eof(s),
         }

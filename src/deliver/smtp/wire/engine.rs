@@ -52,6 +52,8 @@ pub(super) struct Engine<'p> {
     pub(super) filter: Filter,
     pub(super) entities: u32,
     pub(super) folded: usize,
+    /// Whole lines may take [`Engine::bulk`] (off only in tests).
+    pub(super) bulk_ok: bool,
 }
 
 pub(super) fn could_be_delimiter(line: &[u8], bounds: &[Bound]) -> bool {
@@ -100,6 +102,7 @@ impl<'p> Engine<'p> {
             filter: Filter::LineStart,
             entities: 0,
             folded: 0,
+            bulk_ok: true,
         };
         e.state = e.new_entity(0, true, false);
         e
@@ -164,6 +167,102 @@ impl<'p> Engine<'p> {
             self.reuse_head(head);
             self.data(rest);
         }
+    }
+
+    /// The bulk path: whole lines at a line start, in a body whose lines of
+    /// at most 998 octets go through as they are (base64, quoted-printable,
+    /// pass-through) or are only measured (the plan's probe of an
+    /// identity-encoded leaf). Takes every complete line from the start of
+    /// `input` until one needs the general walk (over 998 octets, a `-`
+    /// that may start a boundary delimiter, a CR that may pair with the next
+    /// read's LF) and returns the number of bytes taken. Its effect is
+    /// exactly that of `data` + `eol` per line; the tests check both against
+    /// each other on random messages read in pieces too small for it.
+    pub(super) fn bulk(&mut self, input: &[u8]) -> usize {
+        if !self.bulk_ok || self.filter != Filter::LineStart {
+            return 0;
+        }
+        let State::Body(body) = &mut self.state else {
+            return 0;
+        };
+        let ready = match body {
+            Body::Gate(g) => g.head.is_empty() && !g.long,
+            Body::Pass(w) => w.col == 0 && w.width == MAX_LINE,
+            Body::Probe(p) => p.cur_line == 0 && matches!(self.sink, Sink::Plan(_)),
+            Body::Qp(_) => false,
+        };
+        if !ready {
+            return 0;
+        }
+        let guard = !self.bounds.is_empty();
+        let mut pos = 0;
+        let mut lines = 0u64;
+        let mut content = 0u64;
+        let mut qp_plain = 0u64;
+        while let Some(rest) = input.get(pos..) {
+            let Some(i) = memchr::memchr2(b'\r', b'\n', rest) else {
+                break;
+            };
+            if i > MAX_LINE || (guard && rest.first() == Some(&b'-')) {
+                break;
+            }
+            let term = match (rest.get(i), rest.get(i + 1)) {
+                (Some(b'\n'), _) => 1,
+                (_, None) => break,
+                (_, Some(b'\n')) => 2,
+                _ => 1,
+            };
+            let line = rest.get(..i).unwrap_or_default();
+            match (&mut *body, &mut self.sink) {
+                (Body::Probe(p), Sink::Plan(t)) => match QpEnc::plain_line_len(line) {
+                    Some(n) => qp_plain += n,
+                    None => {
+                        p.qp.data(line, &mut t.qp);
+                        p.qp.eol(&mut t.qp);
+                    }
+                },
+                (_, Sink::Stream(w)) => {
+                    if w.pending_nl {
+                        w.buf.extend_from_slice(b"\r\n");
+                    }
+                    w.buf.extend_from_slice(line);
+                    w.pending_nl = true;
+                }
+                _ => {}
+            }
+            lines += 1;
+            content += i as u64;
+            pos += i + term;
+        }
+        if lines == 0 {
+            return 0;
+        }
+        let taken = input.get(..pos).unwrap_or_default();
+        let counted = Counter {
+            bytes: content + 2 * lines,
+            eight: super::sink::has_eight_bit(taken),
+            touched: true,
+            last_nl: true,
+        };
+        match (body, &mut self.sink) {
+            (Body::Probe(p), Sink::Plan(t)) => {
+                p.scan(taken);
+                t.keep.merge(&counted);
+                // Every line ended at a line break: counted in either order,
+                // the tally ends the same.
+                if qp_plain > 0 {
+                    t.qp.merge(&Counter {
+                        bytes: qp_plain,
+                        eight: false,
+                        touched: true,
+                        last_nl: true,
+                    });
+                }
+            }
+            (_, Sink::Plan(t)) => t.main.merge(&counted),
+            _ => {}
+        }
+        pos
     }
 
     /// Give the head buffer's allocation back unless a nested call is

@@ -1,7 +1,9 @@
 //! Bytes to line content fragments and line ends: the lexer both passes
 //! feed, with the single-byte lookahead that tells CRLF from a lone CR.
 //! Line ends are found with `memchr2` (SIMD): this scan runs over every
-//! byte of every message, twice (plan and stream).
+//! byte of every message, twice (plan and stream). At each line start the
+//! engine is first offered the rest of the piece ([`Engine::bulk`]), which
+//! takes the run of ordinary body lines without a call per line.
 
 use super::*;
 
@@ -21,6 +23,7 @@ impl Lexer {
             }
         }
         while !rest.is_empty() {
+            rest = rest.get(e.bulk(rest)..).unwrap_or_default();
             match memchr::memchr2(b'\r', b'\n', rest) {
                 None => {
                     e.data(rest);

@@ -2,6 +2,7 @@
 //! checked against independent decoders and random messages.
 
 use super::*;
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 
 // --- harness -------------------------------------------------------------
@@ -36,7 +37,92 @@ fn run(msg: &[u8], eight_bit_ok: bool) -> (WirePlan, Vec<u8>) {
     );
     assert_eq!(plan.reencoded_parts, plan.edits.len());
     check_wire(&out);
+    for pace in [
+        Pace {
+            read: None,
+            bulk: false,
+        },
+        Pace {
+            read: Some(1),
+            bulk: true,
+        },
+        Pace {
+            read: Some(7),
+            bulk: true,
+        },
+        Pace {
+            read: Some(100),
+            bulk: true,
+        },
+    ] {
+        let (p, o) = walk_with(&f, start, len, eight_bit_ok, pace);
+        assert_eq!(
+            (p.size, p.eight_bit, &p.edits, p.folded_header_lines),
+            (
+                plan.size,
+                plan.eight_bit,
+                &plan.edits,
+                plan.folded_header_lines
+            ),
+            "plan with {pace:?}"
+        );
+        assert!(o == out, "stream with {pace:?} differs");
+    }
     (plan, out)
+}
+
+/// Plan and stream with another pace (read size, bulk path on or off).
+fn walk_with(f: &File, start: u64, len: u64, ok: bool, pace: Pace) -> (WirePlan, Vec<u8>) {
+    let p = plan_in(f, start, len, opts(ok), pace).expect("plan");
+    let mut out = Vec::new();
+    for chunk in stream_in(f, start, len, &p, pace) {
+        out.extend_from_slice(&chunk.expect("stream"));
+    }
+    (p, out)
+}
+
+/// The computed length of a plain quoted-printable line is what the encoder
+/// writes, and every line it declines is one the formula would get wrong
+/// or that holds a byte outside its domain.
+#[test]
+fn plain_qp_line_length_matches_the_encoder() {
+    let mut r = Rng(0x51_7CC1_B727_220A);
+    let alphabet: &[u8] = b"ab-- \t=.~\x01\xc3";
+    let mut computed = 0;
+    for case in 0..20_000 {
+        let len = match r.below(4) {
+            0 => r.below(8),
+            1 => 70 + r.below(12),
+            2 => 145 + r.below(12),
+            _ => r.below(998),
+        } as usize;
+        let plain_only = r.chance(70);
+        let line: Vec<u8> = (0..len)
+            .map(|_| {
+                if plain_only {
+                    *b"abz- \t.~".get(r.below(9) as usize).unwrap_or(&b'a')
+                } else {
+                    *alphabet
+                        .get(r.below(alphabet.len() as u64) as usize)
+                        .unwrap_or(&b'a')
+                }
+            })
+            .collect();
+        let mut enc = QpEnc::default();
+        let mut c = Counter::default();
+        enc.data(&line, &mut c);
+        enc.eol(&mut c);
+        if let Some(n) = QpEnc::plain_line_len(&line) {
+            computed += 1;
+            assert_eq!(
+                n,
+                c.bytes,
+                "case {case}: {:?}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+    assert!(computed > 5_000, "too few plain lines: {computed}");
 }
 
 /// Copy of lettre 0.11's `ClientCodec::encode` (transparency).
