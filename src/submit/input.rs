@@ -61,6 +61,9 @@ pub struct LineReader<R: BufRead> {
     pub consumed: u64,
     /// For SmtpData: the input ended before the terminating dot.
     pub truncated: bool,
+    /// The run `peek_run` returned last: its length and whether its last
+    /// line ended with CRLF.
+    run: (usize, bool),
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -75,6 +78,7 @@ impl<R: BufRead> LineReader<R> {
             done: false,
             consumed: 0,
             truncated: false,
+            run: (0, false),
         }
     }
 
@@ -84,19 +88,24 @@ impl<R: BufRead> LineReader<R> {
     }
 
     /// At a line start: the longest run of whole lines at the head of the
-    /// buffered input that reads the same as the lines `next_piece` would
-    /// return, each followed by `\n` (no CR anywhere, so no CRLF to drop;
-    /// no line starting with `.`, so no terminator and no dot to remove).
-    /// Empty when there is none; `consume_run` then takes the bytes. This
-    /// lets a body go to the spool in whole buffers instead of line by line.
-    pub fn peek_run(&mut self) -> io::Result<&[u8]> {
+    /// buffered input that `next_piece` would return unchanged but for
+    /// their line breaks: every CR is that of a CRLF (a lone CR is data and
+    /// takes the general path), and no line starts with `.` when a dot
+    /// line ends the message or a leading dot is removed. The run is
+    /// returned as it is in the input; written with each CRLF as LF
+    /// (`without_cr`), it is exactly those lines, each followed by `\n`.
+    /// The flag says whether it holds a CR at all. Empty when there is
+    /// none; `consume_run` then takes it. This lets a body go to the spool
+    /// in whole buffers instead of line by line.
+    pub fn peek_run(&mut self) -> io::Result<(&[u8], bool)> {
+        self.run = (0, false);
         if self.done || !self.at_line_start {
-            return Ok(&[]);
+            return Ok((&[], false));
         }
         let dots = self.term != Terminator::Eof;
         loop {
             match self.inner.fill_buf() {
-                Ok([]) => return Ok(&[]),
+                Ok([]) => return Ok((&[], false)),
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -106,13 +115,11 @@ impl<R: BufRead> LineReader<R> {
         let avail = self.inner.fill_buf()?;
         let mut end = avail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let whole = avail.get(..end).unwrap_or_default();
-        // `contains` is std's memchr; a CR is rare, so finding it bytewise
-        // after that costs nothing in the common case. (The memchr crate
-        // would be faster still, but its code is large for the setgid path,
-        // where every 64 KB of code touched is a page fault.)
-        if whole.contains(&b'\r') {
-            let cr = whole.iter().position(|&b| b == b'\r').unwrap_or(0);
-            let before = whole.get(..cr).unwrap_or_default();
+        // std's memchr: most input has no CR at all. (The run may lose its
+        // CRs when cut below; the flag then only costs a copy.)
+        let has_cr = whole.contains(&b'\r');
+        if has_cr && let Some(cr) = lone_cr(whole) {
+            let before = avail.get(..cr).unwrap_or_default();
             end = before
                 .iter()
                 .rposition(|&b| b == b'\n')
@@ -121,18 +128,20 @@ impl<R: BufRead> LineReader<R> {
         if dots && let Some(i) = line_start_dot(avail.get(..end).unwrap_or_default()) {
             end = i;
         }
-        Ok(avail.get(..end).unwrap_or_default())
+        let run = avail.get(..end).unwrap_or_default();
+        self.run = (end, run.ends_with(b"\r\n"));
+        Ok((run, has_cr))
     }
 
-    /// Take the first `n` bytes of what `peek_run` returned.
-    pub fn consume_run(&mut self, n: usize) {
+    /// Take the run `peek_run` returned.
+    pub fn consume_run(&mut self) {
+        let (n, crlf) = std::mem::take(&mut self.run);
         if n == 0 {
             return;
         }
         self.inner.consume(n);
         self.consumed += n as u64;
-        // The run's last line ended with a bare LF.
-        self.prev_crlf = false;
+        self.prev_crlf = crlf;
     }
 
     /// Read the next piece into `self.buf`.
@@ -225,6 +234,36 @@ impl<R: BufRead> LineReader<R> {
             start,
         })
     }
+}
+
+/// A run from `peek_run` as the lines it holds: each CRLF written as LF.
+/// (Every CR of a run is followed by its LF.)
+pub fn without_cr(run: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(run.iter().copied().filter(|&b| b != b'\r'));
+}
+
+/// The first CR of `whole` (which ends with LF) that is not followed by
+/// LF. Blocks of 64 bytes are tested without an early exit (vectorised).
+fn lone_cr(whole: &[u8]) -> Option<usize> {
+    let pairs = whole.len().saturating_sub(1);
+    let (first, rest) = (whole.get(..pairs)?, whole.get(1..)?);
+    let mut at = 0;
+    for (a, b) in first.chunks(64).zip(rest.chunks(64)) {
+        let hit = a
+            .iter()
+            .zip(b)
+            .fold(false, |h, (&x, &y)| h | ((x == b'\r') & (y != b'\n')));
+        if hit {
+            let k = a
+                .iter()
+                .zip(b)
+                .position(|(&x, &y)| x == b'\r' && y != b'\n')?;
+            return Some(at + k);
+        }
+        at += a.len();
+    }
+    None
 }
 
 /// The first `.` that starts a line of `whole` (which starts at a line
@@ -399,12 +438,13 @@ mod tests {
         let mut taken = 0;
         loop {
             if runs.is_some() {
-                let run = r.peek_run().unwrap();
+                let (run, _) = r.peek_run().unwrap();
                 if !run.is_empty() {
                     taken += 1;
-                    let n = run.len();
-                    out.extend_from_slice(run);
-                    r.consume_run(n);
+                    let mut plain = Vec::new();
+                    without_cr(run, &mut plain);
+                    out.extend_from_slice(&plain);
+                    r.consume_run();
                     continue;
                 }
             }
@@ -441,9 +481,22 @@ mod tests {
         let mut with_runs = 0;
         for case in 0..3000 {
             let len = next(300) as usize;
-            let input: Vec<u8> = (0..len)
-                .map(|_| alphabet[next(alphabet.len() as u64) as usize])
-                .collect();
+            let input: Vec<u8> = if case % 2 == 0 {
+                (0..len)
+                    .map(|_| alphabet[next(alphabet.len() as u64) as usize])
+                    .collect()
+            } else {
+                // Mostly CRLF lines (SMTP, Windows), some bare LF, lone CR
+                // and dot lines, a last line maybe unterminated.
+                let mut v = Vec::new();
+                for _ in 0..next(40) {
+                    let line = [&b""[..], b".", b"..x", b"abc", b"a\rb", b"hello world"];
+                    v.extend_from_slice(line[next(line.len() as u64) as usize]);
+                    let ends = [&b"\r\n"[..], b"\r\n", b"\r\n", b"\r\n", b"\n", b"\r", b""];
+                    v.extend_from_slice(ends[next(ends.len() as u64) as usize]);
+                }
+                v
+            };
             for term in [Terminator::Eof, Terminator::DotOrEof, Terminator::SmtpData] {
                 for step in [1, 3, 64, 1 << 20] {
                     let lines = copied(

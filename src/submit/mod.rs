@@ -763,12 +763,17 @@ fn copy_body<R: BufRead>(
         }
     }
     if !matches!(after, After::End) {
+        let mut plain = Vec::new();
         loop {
-            let run = reader.peek_run().map_err(read_err)?;
+            let (run, has_cr) = reader.peek_run().map_err(read_err)?;
             if !run.is_empty() {
-                let n = run.len();
-                out.write(run)?;
-                reader.consume_run(n);
+                if has_cr {
+                    input::without_cr(run, &mut plain);
+                    out.write(&plain)?;
+                } else {
+                    out.write(run)?;
+                }
+                reader.consume_run();
                 continue;
             }
             match reader.next_piece().map_err(read_err)? {
