@@ -244,49 +244,32 @@ pub fn without_cr(run: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The first CR of `whole` (which ends with LF) that is not followed by
-/// LF. Blocks of 64 bytes are tested without an early exit (vectorised).
+/// LF.
 fn lone_cr(whole: &[u8]) -> Option<usize> {
-    let pairs = whole.len().saturating_sub(1);
-    let (first, rest) = (whole.get(..pairs)?, whole.get(1..)?);
-    let mut at = 0;
-    for (a, b) in first.chunks(64).zip(rest.chunks(64)) {
-        let hit = a
-            .iter()
-            .zip(b)
-            .fold(false, |h, (&x, &y)| h | ((x == b'\r') & (y != b'\n')));
-        if hit {
-            let k = a
-                .iter()
-                .zip(b)
-                .position(|(&x, &y)| x == b'\r' && y != b'\n')?;
-            return Some(at + k);
-        }
-        at += a.len();
-    }
-    None
+    first_pair(whole, |x, y| (x == b'\r') & (y != b'\n'))
 }
 
 /// The first `.` that starts a line of `whole` (which starts at a line
-/// start). Blocks of 64 bytes are tested without an early exit, which the
-/// compiler vectorises, and only a block with a hit is searched.
+/// start).
 fn line_start_dot(whole: &[u8]) -> Option<usize> {
     if whole.first() == Some(&b'.') {
         return Some(0);
     }
+    first_pair(whole, |x, y| (x == b'\n') & (y == b'.')).map(|i| i + 1)
+}
+
+/// The first index `i` where `hit(whole[i], whole[i + 1])`. Blocks of 64
+/// pairs are tested without an early exit, which the compiler vectorises,
+/// and only a block with a hit is searched.
+#[inline(always)]
+fn first_pair(whole: &[u8], hit: impl Fn(u8, u8) -> bool) -> Option<usize> {
     let pairs = whole.len().saturating_sub(1);
     let (first, rest) = (whole.get(..pairs)?, whole.get(1..)?);
     let mut at = 0;
     for (a, b) in first.chunks(64).zip(rest.chunks(64)) {
-        let hit = a
-            .iter()
-            .zip(b)
-            .fold(false, |h, (&x, &y)| h | ((x == b'\n') & (y == b'.')));
-        if hit {
-            let k = a
-                .iter()
-                .zip(b)
-                .position(|(&x, &y)| x == b'\n' && y == b'.')?;
-            return Some(at + k + 1);
+        if a.iter().zip(b).fold(false, |h, (&x, &y)| h | hit(x, y)) {
+            let k = a.iter().zip(b).position(|(&x, &y)| hit(x, y))?;
+            return Some(at + k);
         }
         at += a.len();
     }
