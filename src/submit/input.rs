@@ -495,6 +495,55 @@ mod tests {
         assert!(with_runs > 10_000, "runs taken: {with_runs}");
     }
 
+    /// Hands out `data` in one piece after one EINTR, then fails.
+    struct Failing<'a> {
+        data: &'a [u8],
+        interrupted: bool,
+    }
+
+    impl io::Read for Failing<'_> {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            unreachable!("read through BufRead")
+        }
+    }
+
+    impl BufRead for Failing<'_> {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            if self.data.is_empty() {
+                return Err(io::Error::other("disk on fire"));
+            }
+            Ok(self.data)
+        }
+        fn consume(&mut self, n: usize) {
+            self.data = &self.data[n..];
+        }
+    }
+
+    /// An interrupted read is retried; a read error after a run reaches the
+    /// caller (never an early, silent end of the message), and the run
+    /// already taken is counted.
+    #[test]
+    fn runs_retry_eintr_and_pass_read_errors_on() {
+        let mut r = LineReader::new(
+            Failing {
+                data: b"a\r\nb\n",
+                interrupted: false,
+            },
+            Terminator::SmtpData,
+        );
+        let (run, has_cr) = r.peek_run().expect("EINTR is retried");
+        assert_eq!((run, has_cr), (&b"a\r\nb\n"[..], true));
+        r.consume_run();
+        assert_eq!(r.consumed, 5);
+        let e = r.peek_run().expect_err("the read error");
+        assert_eq!(e.to_string(), "disk on fire");
+        assert!(r.next_piece().is_err());
+    }
+
     #[test]
     fn smtp_truncation_is_noticed() {
         let mut r = LineReader::new(&b"abc\r\n"[..], Terminator::SmtpData);

@@ -591,7 +591,7 @@ struct Output {
 
 impl Output {
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        if !self.eight_bit && has_eight_bit(bytes) {
+        if !self.eight_bit && !bytes.is_ascii() {
             self.eight_bit = true;
         }
         self.w
@@ -617,12 +617,6 @@ impl Output {
             .map_err(|e| spool_error("cannot commit the queue file", &e))?;
         Ok(size)
     }
-}
-
-/// Whether `d` holds a byte `>= 0x80`: an OR over the whole slice (no early
-/// exit), which the compiler vectorises.
-fn has_eight_bit(d: &[u8]) -> bool {
-    d.iter().fold(0u8, |acc, &b| acc | b) >= 0x80
 }
 
 /// The number of `\n` in `d`, counted in blocks of 255 with a byte-wide

@@ -375,7 +375,7 @@ impl Probe {
         if !self.nul && memchr::memchr(0, d).is_some() {
             self.nul = true;
         }
-        if !self.eight && super::sink::has_eight_bit(d) {
+        if !self.eight && !d.is_ascii() {
             self.eight = true;
         }
         self.utf8.feed(d);

@@ -198,7 +198,6 @@ impl<'p> Engine<'p> {
         let mut pos = 0;
         let mut lines = 0u64;
         let mut content = 0u64;
-        let mut qp_plain = 0u64;
         while let Some(rest) = input.get(pos..) {
             let Some(i) = memchr::memchr2(b'\r', b'\n', rest) else {
                 break;
@@ -215,7 +214,7 @@ impl<'p> Engine<'p> {
             let line = rest.get(..i).unwrap_or_default();
             match (&mut *body, &mut self.sink) {
                 (Body::Probe(p), Sink::Plan(t)) => match QpEnc::plain_line_len(line) {
-                    Some(n) => qp_plain += n,
+                    Some(n) => t.qp.merge(&Counter::lines(n, false)),
                     None => {
                         p.qp.data(line, &mut t.qp);
                         p.qp.eol(&mut t.qp);
@@ -238,26 +237,11 @@ impl<'p> Engine<'p> {
             return 0;
         }
         let taken = input.get(..pos).unwrap_or_default();
-        let counted = Counter {
-            bytes: content + 2 * lines,
-            eight: super::sink::has_eight_bit(taken),
-            touched: true,
-            last_nl: true,
-        };
+        let counted = Counter::lines(content + 2 * lines, !taken.is_ascii());
         match (body, &mut self.sink) {
             (Body::Probe(p), Sink::Plan(t)) => {
                 p.scan(taken);
                 t.keep.merge(&counted);
-                // Every line ended at a line break: counted in either order,
-                // the tally ends the same.
-                if qp_plain > 0 {
-                    t.qp.merge(&Counter {
-                        bytes: qp_plain,
-                        eight: false,
-                        touched: true,
-                        last_nl: true,
-                    });
-                }
             }
             (_, Sink::Plan(t)) => t.main.merge(&counted),
             _ => {}

@@ -22,7 +22,7 @@ impl Counter {
             return;
         }
         self.bytes += d.len() as u64;
-        if !self.eight && has_eight_bit(d) {
+        if !self.eight && !d.is_ascii() {
             self.eight = true;
         }
         self.touched = true;
@@ -35,6 +35,16 @@ impl Counter {
         self.last_nl = true;
     }
 
+    /// A tally of whole lines, each ended by its line break.
+    pub(super) fn lines(bytes: u64, eight: bool) -> Counter {
+        Counter {
+            bytes,
+            eight,
+            touched: true,
+            last_nl: true,
+        }
+    }
+
     pub(super) fn merge(&mut self, o: &Counter) {
         self.bytes += o.bytes;
         self.eight |= o.eight;
@@ -43,13 +53,6 @@ impl Counter {
             self.last_nl = o.last_nl;
         }
     }
-}
-
-/// Whether `d` holds a byte `>= 0x80`. An OR over the whole slice, without
-/// the early exit of `any`, so that the compiler vectorises it: this runs
-/// on every piece of every message.
-pub(super) fn has_eight_bit(d: &[u8]) -> bool {
-    d.iter().fold(0u8, |acc, &b| acc | b) >= 0x80
 }
 
 /// Where an encoder writes: a plain counter (the plan pass's per-part
